@@ -1,0 +1,56 @@
+"""The `cem` command: one verb per pipeline step, each a thin shell over the library.
+
+Every verb lives in the module that does the work, which exposes `configure_parser(parser)` and
+`run_cli(args) -> int`; only the chosen verb's module is imported, so `cem synth` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: verb -> (module, one-line help), in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("cemlib.synthetic", "write a synthetic CEM cohort (GE DICOM layout or an external replica)"),
+    "manifest": ("cemlib.manifest", "scan a dataset folder into the images/breasts/exclusions tables"),
+    "preprocess": ("cemlib.cache", "fill the preprocessed tensor cache for a manifest"),
+    "train": ("cemlib.training", "train stage 1 (CNN) and stage 2 (fusion) for one model"),
+    "predict": ("cemlib.evaluation", "score breasts from a checkpoint (a manifest or one exam folder)"),
+    "tables": ("cemlib.tables", "regenerate the paper's tables and figures from predictions"),
+    "reproduce": ("cemlib.pipeline", "run the study notebooks end to end with papermill"),
+    "bench": ("cemlib.bench", "measure speed: preprocess, train, stats"),
+}
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; the sub-parser of `verb` (if given) is fully configured."""
+    parser = argparse.ArgumentParser(prog="cem", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            module = importlib.import_module(module_name)
+            module.configure_parser(child)
+            child.set_defaults(_run=module.run_cli)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cem` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        return int(args._run(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"cem {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
