@@ -8,12 +8,13 @@ PROFILE ?= smoke
 .PHONY: reproduce test test-all lint lab report bench clean-venv
 
 $(STAMP): pyproject.toml
+	@# The PDF report renders with WeasyPrint, which needs Pango from the system.
+	@ldconfig -p | grep -q libpangoft2-1.0 || (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0) \
+		|| echo "warning: install Pango (libpango-1.0-0 libpangoft2-1.0-0) for the PDF report"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	# torch/torchvision pinned to the builds this machine serves from local disk (no multi-GB download).
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name cemlib --display-name "cemlib (Python 3.11)" >/dev/null
 	touch $(STAMP)
 
 reproduce: $(STAMP)

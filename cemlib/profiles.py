@@ -48,7 +48,7 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         set_dotted(profile, dotted, value)
     root = project_root(path.parent)
     _resolve_paths(profile, root)
-    for section, sub in (profile.get("external") or {}).items():
+    for sub in (profile.get("external") or {}).values():
         if isinstance(sub, dict) and sub.get("root"):
             sub["root"] = str((root / sub["root"]).resolve())
     profile["_source"] = str(path)

@@ -1,0 +1,236 @@
+"""Run the study notebooks end to end with papermill, resume after a failure, and export the report.
+
+`cem reproduce --profile smoke` executes notebooks/00_cohort ... 05_cams in order into the profile's
+reports folder. Each finished step records a fingerprint of its inputs (the notebook, the profile, the
+cemlib sources and the previous step's fingerprint); a rerun skips steps whose fingerprint did not
+change and resumes from the first one that failed or changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cemlib.fileio import atomic_write_text
+from cemlib.profiles import load_profile, profile_path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+STEPS = (
+    "00_cohort",
+    "01_preprocessing",
+    "02_training",
+    "03_ablations",
+    "04_external_validation",
+    "05_cams",
+)
+STATE_FILE = "pipeline_state.json"
+#: The venv's own interpreter (ipykernel's native kernel), so papermill needs no kernelspec install.
+KERNEL_NAME = "python3"
+
+
+class StepFailed(RuntimeError):
+    """A notebook failed; the message names the executed notebook to open."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What happened to one notebook in a pipeline run."""
+
+    name: str
+    status: str  # "ran" | "skipped"
+    seconds: float
+    output: Path
+
+
+def source_digest() -> str:
+    """Hash of every cemlib source file, so a code change invalidates finished steps."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def step_fingerprint(notebook: Path, parameters: dict[str, Any], previous: str, code: str) -> str:
+    """Fingerprint of a step's inputs: notebook bytes, parameters, the previous step and the code."""
+    digest = hashlib.sha256()
+    digest.update(notebook.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(previous.encode())
+    digest.update(code.encode())
+    return digest.hexdigest()
+
+
+def executed_dir(profile: dict[str, Any]) -> Path:
+    """Folder holding the executed notebooks of a profile's run."""
+    return Path(profile["reports"]) / "executed"
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return {}
+    return {}
+
+
+def run_pipeline(
+    profile_name: str | Path = "smoke",
+    steps: tuple[str, ...] = STEPS,
+    force: bool = False,
+    kernel_name: str | None = KERNEL_NAME,
+    report: bool = True,
+    overrides: dict[str, Any] | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> list[StepResult]:
+    """Execute the notebooks in order; skip unchanged finished steps; stop at the first failure."""
+    import papermill
+
+    profile = load_profile(profile_name, overrides)
+    out_dir = executed_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = Path(profile["runs"]) / STATE_FILE
+    state = {} if force else _load_state(state_path)
+    parameters = {"profile": str(profile_path(profile_name)), "overrides": overrides or {}}
+    code = source_digest()
+    previous = ""
+    results: list[StepResult] = []
+    for index, name in enumerate(steps, start=1):
+        notebook = Path(notebook_dir) / f"{name}.ipynb"
+        if not notebook.exists():
+            raise FileNotFoundError(f"notebook not found: {notebook}")
+        output = out_dir / f"{name}.ipynb"
+        fingerprint = step_fingerprint(notebook, parameters, previous, code)
+        previous = fingerprint
+        if state.get(name) == fingerprint and output.exists():
+            print(f"[{index}/{len(steps)}] {name}: unchanged, skipped", flush=True)
+            results.append(StepResult(name, "skipped", 0.0, output))
+            continue
+        print(f"[{index}/{len(steps)}] {name}: running", flush=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel_name,
+                cwd=str(notebook_dir),
+                progress_bar=sys.stderr.isatty(),
+            )
+        except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
+            state.pop(name, None)
+            atomic_write_text(state_path, json.dumps(state, indent=2))
+            raise StepFailed(
+                f"step {name} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1]}\n"
+                f"open the executed notebook to see where: {output}"
+            ) from exc
+        seconds = time.perf_counter() - started
+        state[name] = fingerprint
+        atomic_write_text(state_path, json.dumps(state, indent=2))
+        print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
+        results.append(StepResult(name, "ran", seconds, output))
+    if report and tuple(steps) == STEPS:
+        paths = export_report(profile)
+        for path in paths.values():
+            print(f"report: {path}", flush=True)
+    return results
+
+
+def merged_notebook(paths: list[Path]):
+    """One notebook holding the cells of several executed notebooks, in order."""
+    import nbformat
+
+    merged = None
+    for path in paths:
+        notebook = nbformat.read(str(path), as_version=4)
+        if merged is None:
+            merged = notebook
+        else:
+            merged.cells.extend(notebook.cells)
+    if merged is None:
+        raise FileNotFoundError("no executed notebooks to merge into a report")
+    return merged
+
+
+def export_report(profile: dict[str, Any]) -> dict[str, Path]:
+    """Write the study report as HTML (nbconvert, code hidden) and PDF (WeasyPrint) into reports/."""
+    from nbconvert import HTMLExporter
+
+    executed = [executed_dir(profile) / f"{name}.ipynb" for name in STEPS]
+    executed = [path for path in executed if path.exists()]
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(merged_notebook(executed))
+    reports = Path(profile["reports"])
+    html_path = reports / "report.html"
+    atomic_write_text(html_path, body)
+    pdf_path = reports / "report.pdf"
+    html_to_pdf(html_path, pdf_path)
+    return {"html": html_path, "pdf": pdf_path}
+
+
+PRINT_CSS = """
+@page { size: A4; margin: 14mm; }
+body { font-family: sans-serif; font-size: 9pt; }
+img { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 8pt; }
+td, th { border: 1px solid #bbb; padding: 2px 4px; }
+"""
+
+
+def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
+    """Render an HTML file to PDF with WeasyPrint (needs no browser and no LaTeX)."""
+    import weasyprint
+
+    document = weasyprint.HTML(filename=str(html_path))
+    pdf_bytes = document.write_pdf(stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
+    from cemlib.fileio import atomic_write_bytes
+
+    atomic_write_bytes(pdf_path, pdf_bytes)
+    return pdf_path
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem reproduce`."""
+    parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper) or YAML path")
+    parser.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, help="run only these notebooks")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile setting, e.g. --set train.stage2_epochs=2")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `cem reproduce`."""
+    steps = tuple(args.steps) if args.steps else STEPS
+    started = time.perf_counter()
+    try:
+        run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
+                     overrides=_parse_overrides(args.overrides))
+    except StepFailed as exc:
+        print(f"cem reproduce: {exc}", file=sys.stderr)
+        return 1
+    print(f"cem reproduce: finished in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0

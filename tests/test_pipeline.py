@@ -1,0 +1,94 @@
+"""The papermill pipeline: runs notebooks in order, skips unchanged steps, resumes after a failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cemlib import pipeline
+
+
+def write_notebook(path: Path, body: str) -> None:
+    """A notebook with a `parameters` cell (profile, overrides) and one body cell."""
+    params = nbformat.v4.new_code_cell('profile = "smoke"\noverrides = {}')
+    params.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, str(path))
+
+
+@pytest.fixture
+def tiny_study(tmp_path, monkeypatch):
+    """Two notebooks and a profile whose reports/runs live in tmp_path."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    log = tmp_path / "log.txt"
+    write_notebook(notebooks / "a.ipynb", f"open({str(log)!r}, 'a').write('a')")
+    write_notebook(notebooks / "b.ipynb", f"open({str(log)!r}, 'a').write('b')")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(f"name: tiny\nreports: {tmp_path / 'reports'}\nruns: {tmp_path / 'runs'}\n")
+    return notebooks, profile, log
+
+
+def run(notebooks: Path, profile: Path, **kwargs):
+    return pipeline.run_pipeline(profile, steps=("a", "b"), report=False, notebook_dir=notebooks, **kwargs)
+
+
+def test_runs_in_order_then_skips_unchanged_steps(tiny_study):
+    notebooks, profile, log = tiny_study
+    first = run(notebooks, profile)
+    assert [r.status for r in first] == ["ran", "ran"]
+    assert log.read_text() == "ab"
+    second = run(notebooks, profile)
+    assert [r.status for r in second] == ["skipped", "skipped"]
+    assert log.read_text() == "ab"
+    assert all(r.output.exists() for r in second)
+
+
+def test_a_changed_step_reruns_with_everything_after_it(tiny_study):
+    notebooks, profile, log = tiny_study
+    run(notebooks, profile)
+    write_notebook(notebooks / "a.ipynb", f"open({str(log)!r}, 'a').write('A')")
+    results = run(notebooks, profile)
+    assert [r.status for r in results] == ["ran", "ran"]
+    assert log.read_text() == "abAb"
+
+
+def test_failure_names_the_executed_notebook_and_rerun_resumes(tiny_study):
+    notebooks, profile, log = tiny_study
+    write_notebook(notebooks / "b.ipynb", "raise ValueError('broken step')")
+    with pytest.raises(pipeline.StepFailed) as excinfo:
+        run(notebooks, profile)
+    message = str(excinfo.value)
+    assert "step b failed" in message and "broken step" in message
+    assert str(Path(profile).parent / "reports" / "executed" / "b.ipynb") in message
+    write_notebook(notebooks / "b.ipynb", f"open({str(log)!r}, 'a').write('b')")
+    results = run(notebooks, profile)
+    assert [r.status for r in results] == ["skipped", "ran"]
+    assert log.read_text() == "ab"
+
+
+def test_parameters_reach_the_notebook(tiny_study, tmp_path):
+    notebooks, profile, _ = tiny_study
+    out = tmp_path / "seen.txt"
+    write_notebook(notebooks / "a.ipynb", f"open({str(out)!r}, 'w').write(repr(overrides))")
+    run(notebooks, profile, overrides={"train.stage2_epochs": 1})
+    assert out.read_text() == "{'train.stage2_epochs': 1}"
+
+
+def test_report_exports_html_and_pdf_with_code_hidden(tmp_path):
+    executed = tmp_path / "reports" / "executed"
+    executed.mkdir(parents=True)
+    for name in pipeline.STEPS[:2]:
+        cell = nbformat.v4.new_code_cell("secret_code_line = 1")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"table from {name}\n")]
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}"), cell])
+        nbformat.write(notebook, str(executed / f"{name}.ipynb"))
+    paths = pipeline.export_report({"reports": str(tmp_path / "reports")})
+    html = paths["html"].read_text()
+    assert "table from 00_cohort" in html and "table from 01_preprocessing" in html
+    assert "secret_code_line" not in html
+    pdf = paths["pdf"].read_bytes()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 1000
