@@ -1,0 +1,97 @@
+"""Figures of the paper: Fig. 4, ROC curves of the LE models (a) and the CEM models (b)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from cemlib import stats
+from cemlib.fileio import atomic_write_bytes
+
+FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
+FUSION_LABELS = {
+    "none": "No fusion",
+    "left_right": "Left-right fusion",
+    "mf_average": "MF fusion (average)",
+    "mf_concat": "MF fusion (concatenation)",
+}
+FUSION_STYLES = {
+    "none": ("tab:gray", ":"),
+    "left_right": ("tab:blue", "-."),
+    "mf_average": ("tab:orange", "--"),
+    "mf_concat": ("tab:red", "-"),
+}
+
+
+def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", title: str = "") -> list[str]:
+    """Draw the ROC curves of one input type's models on ax; returns the models drawn (AUC in the legend)."""
+    part = predictions[predictions["split"] == split]
+    drawn, missing = [], []
+    for fusion in FUSIONS:
+        model = f"{inputs} {fusion}"
+        rows = part[part["model"] == model]
+        y = rows["label"].to_numpy()
+        if rows.empty or y.min() == y.max():
+            missing.append(FUSION_LABELS[fusion])
+            continue
+        fpr, tpr, _ = roc_curve(y, rows["score"].to_numpy())
+        auc = stats.roc_auc(y, rows["score"].to_numpy())
+        colour, style = FUSION_STYLES[fusion]
+        ax.plot(
+            fpr,
+            tpr,
+            color=colour,
+            linestyle=style,
+            linewidth=1.6,
+            label=f"{FUSION_LABELS[fusion]} (AUC = {auc:.2f})",
+        )
+        drawn.append(model)
+    ax.plot([0, 1], [0, 1], color="lightgray", linewidth=0.8, zorder=0)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.005)
+    ax.set_aspect("equal")
+    ax.set_xlabel("1 - Specificity")
+    ax.set_ylabel("Sensitivity")
+    ax.set_title(title)
+    if drawn:
+        ax.legend(loc="lower right", fontsize=7, frameon=False)
+    if missing:
+        ax.text(
+            0.98,
+            0.45 if drawn else 0.5,
+            "missing: " + ", ".join(missing),
+            ha="right",
+            va="center",
+            fontsize=6,
+            color="dimgray",
+            transform=ax.transAxes,
+            wrap=True,
+        )
+    return drawn
+
+
+def roc_figure(predictions: pd.DataFrame, split: str = "test") -> Figure:
+    """Fig. 4: panel a, LE models; panel b, CEM models (per-breast ROC curves on one split)."""
+    fig = Figure(figsize=(9.0, 4.4), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    roc_panel(axes[0], predictions, "LE", split, "(a) LE models")
+    roc_panel(axes[1], predictions, "CEM", split, "(b) CEM models")
+    return fig
+
+
+def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 300) -> dict[str, Path]:
+    """Write name.png and name.pdf atomically; returns {file name: path}."""
+    written = {}
+    for fmt in ("png", "pdf"):
+        buffer = io.BytesIO()
+        # A fixed creation date keeps the PDF bytes reproducible.
+        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+        path = Path(out_dir) / f"{name}.{fmt}"
+        atomic_write_bytes(path, buffer.getvalue())
+        written[path.name] = path
+    return written
