@@ -1,0 +1,214 @@
+"""Tests of Grad-CAM++ (against the grad-cam package), per-view fusion maps, the pointing game and figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pytorch_grad_cam import GradCAMPlusPlus
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from cemlib.cams import (
+    cam_for_exam,
+    default_target_layer,
+    explain_exam,
+    fusion_cams,
+    gradcam_plusplus_raw,
+    image_cams,
+    own_breast_maps,
+    plot_exam_cams,
+    pointing_game,
+    pointing_hits,
+    save_figure,
+)
+from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignancy_scores
+from cemlib.views import SIDES, VIEW_ORDER
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and does not fight other processes for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = {"width": 0.0625, "head": (32, 16), "input_size": (128, 64)}
+
+
+def _calibrated(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """BN running statistics from one batch (as after training), then eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for bn in bns:
+        bn.momentum = 0.1
+    return model.eval()
+
+
+def _images(*shape: int, seed: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def image_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return _calibrated(build_image_classifier(2, **SMALL), _images(8, 2, 128, 64, seed=seed + 50))
+
+
+def fusion_model(fusion: str, seed: int = 0) -> FusionNet:
+    torch.manual_seed(seed)
+    return _calibrated(build_model(fusion, 2, **SMALL), _images(4, 4, 2, 128, 64, seed=seed + 50))
+
+
+def _layers(encoder):
+    """The default layer, the trunk's last pooling and a mid-trunk ReLU."""
+    return [default_target_layer(encoder), encoder.features[-1], encoder.features[22]]
+
+
+@pytest.mark.parametrize(("layer_index", "target_class"), [(0, 1), (1, 0), (2, 1)])
+def test_single_view_maps_equal_the_grad_cam_package(layer_index, target_class):
+    model = image_model()
+    layer = _layers(model.encoder)[layer_index]
+    x = _images(3, 2, 128, 64, seed=7)
+    ours = image_cams(model, x, target_class, layer)
+    with GradCAMPlusPlus(model=model, target_layers=[layer]) as reference:
+        expected = reference(input_tensor=x, targets=[ClassifierOutputTarget(target_class)] * 3)
+    assert ours.shape == expected.shape == (3, 128, 64)
+    np.testing.assert_allclose(ours, expected, atol=1e-5, rtol=0)
+    assert ours.max() > 0.99 and ours.min() >= 0
+
+
+def test_raw_low_resolution_map_equals_the_packages_before_resizing():
+    model = image_model(seed=1)
+    layer = default_target_layer(model.encoder)
+    x = _images(2, 2, 128, 64, seed=8)
+    with GradCAMPlusPlus(model=model, target_layers=[layer]) as reference:
+        reference(input_tensor=x, targets=[ClassifierOutputTarget(1)] * 2)
+        acts = reference.activations_and_grads.activations[0].numpy()
+        grads = reference.activations_and_grads.gradients[0].numpy()
+        expected = np.maximum(reference.get_cam_image(x, layer, None, acts, grads), 0)
+    ours = gradcam_plusplus_raw(torch.from_numpy(acts), torch.from_numpy(grads)).numpy()
+    assert ours.shape == (2, 8, 4)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
+
+
+class OneViewScore(nn.Module):
+    """Reference: breast score as a function of ONE view's image, the encoder run on that view alone.
+
+    The other three views' features are fixed constants, so a hook sees exactly one encoder call for
+    one image: the setting in which the grad-cam package is known to be right.
+    """
+
+    def __init__(self, model: FusionNet, exam: torch.Tensor, view: int, side: str) -> None:
+        super().__init__()
+        self.model, self.view, self.side = model, view, SIDES.index(side)
+        with torch.no_grad():
+            self.fixed = model.view_features(exam[None])
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        own = self.model.encoder(image)
+        slots = [own if i == self.view else self.fixed[:, i] for i in range(len(VIEW_ORDER))]
+        lp = self.model.fuse(torch.stack(slots, dim=1))["breast_logprob"]
+        return (lp[:, self.side, 1] - lp[:, self.side, 0])[:, None]
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_fusion_maps_equal_the_package_on_each_view_alone(fusion):
+    model = fusion_model(fusion)
+    exam = _images(4, 2, 128, 64, seed=11)
+    layer = default_target_layer(model.encoder)
+    maps = fusion_cams(model, exam[None], sides=SIDES)
+    for side in SIDES:
+        assert maps[side].shape == (1, 4, 128, 64)
+        for view, key in enumerate(VIEW_ORDER):
+            wrapper = OneViewScore(model, exam, view, side)
+            with GradCAMPlusPlus(model=wrapper, target_layers=[layer]) as reference:
+                expected = reference(input_tensor=exam[view][None], targets=[ClassifierOutputTarget(0)])[0]
+            np.testing.assert_allclose(maps[side][0, view], expected, atol=1e-5, err_msg=f"{side} {key}")
+    if fusion == "none":  # the other breast's views do not enter a breast's score
+        assert not maps["L"][0, 2:].any() and not maps["R"][0, :2].any()
+        assert maps["L"][0, :2].max() > 0.99 and maps["R"][0, 2:].max() > 0.99
+
+
+def test_cam_for_exam_batches_and_the_single_exam_agree_and_leave_the_model_untouched():
+    model = fusion_model("mf_concat", seed=2)
+    model.train()
+    exams = _images(2, 4, 2, 128, 64, seed=12)
+    batched = fusion_cams(model, exams, sides=("R",))["R"]
+    single = cam_for_exam(model, exams[1], "R")
+    assert single.shape == (4, 128, 64) and single.min() >= 0 and single.max() <= 1
+    np.testing.assert_allclose(batched[1], single, atol=1e-5)
+    assert model.training, "the model's mode is restored"
+    assert all(p.grad is None for p in model.parameters()), "no gradient is left in the parameters"
+    benign = cam_for_exam(model, exams[1], "R", target="benign")
+    assert not np.allclose(benign, single)
+    with pytest.raises(ValueError, match="unknown side"):
+        cam_for_exam(model, exams[1], "X")
+    with pytest.raises(ValueError, match="one exam"):
+        cam_for_exam(model, exams, "L")
+    with pytest.raises(ValueError, match="input channel"):
+        cam_for_exam(model, exams[1][:, :1], "L")
+
+
+def test_own_breast_maps_pick_each_views_breast():
+    left = np.zeros((4, 2, 2))
+    right = np.ones((4, 2, 2))
+    picked = own_breast_maps({"L": left, "R": right})
+    assert picked[:2].sum() == 0 and (picked[2:] == 1).all()
+
+
+def test_pointing_game_on_hand_made_maps():
+    cams = np.zeros((3, 6, 5))
+    masks = np.zeros((3, 6, 5), dtype=bool)
+    masks[:, 1:3, 1:3] = True
+    cams[0, 2, 2] = 1.0  # peak inside the lesion
+    cams[1, 5, 4] = 1.0  # peak far away
+    cams[2, 3, 3] = 1.0  # peak one pixel diagonally off the lesion corner (2, 2)
+    assert pointing_hits(cams, masks).tolist() == [True, False, False]
+    assert pointing_game(cams, masks) == pytest.approx(1 / 3)
+    assert pointing_hits(cams, masks, tolerance=2).tolist() == [True, False, True]
+    flat = np.zeros((1, 6, 5))  # an all-zero map points nowhere
+    assert not pointing_hits(flat, masks[:1])[0]
+    with pytest.raises(ValueError, match="empty"):
+        pointing_game(cams, np.zeros_like(masks))
+    with pytest.raises(ValueError, match="same shape"):
+        pointing_game(cams, masks[:2])
+
+
+def test_exam_figure_has_le_des_and_overlay_for_both_breasts(tmp_path):
+    exam = _images(4, 2, 128, 64, seed=13)
+    per_side = {side: _images(4, 128, 64, seed=i).numpy() for i, side in enumerate(SIDES)}
+    cams = own_breast_maps(per_side)
+    fig = plot_exam_cams(exam, cams, scores={"L": 0.12, "R": 0.87})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 12
+    for key in VIEW_ORDER:
+        for column in ("LE", "DES", "Grad-CAM++"):
+            assert any(t.endswith(f"{key} {column}") for t in titles), (key, column)
+    assert sum("p(malignant) R = 0.87" in t for t in titles) == 1
+    path = save_figure(fig, tmp_path / "exam.png")
+    with Image.open(path) as image:
+        assert image.size[0] > image.size[1] > 100
+    le_only = plot_exam_cams(exam[:, :1], cams)
+    assert len(le_only.axes) == 8
+    with pytest.raises(ValueError, match="cams must be"):
+        plot_exam_cams(exam, cams[:, :64])
+
+
+def test_explain_exam_gives_probabilities_maps_and_a_figure(tmp_path):
+    model = fusion_model("mf_average", seed=3)
+    exam = _images(4, 2, 128, 64, seed=14)
+    result = explain_exam(model, exam)
+    with torch.no_grad():
+        expected = malignancy_scores(model(exam[None]))[0]
+    assert result["scores"] == pytest.approx(dict(zip(SIDES, expected.tolist(), strict=True)), abs=1e-6)
+    np.testing.assert_allclose(result["cams"]["L"], cam_for_exam(model, exam, "L"), atol=1e-5)
+    np.testing.assert_allclose(result["own"][2:], result["cams"]["R"][2:])
+    fig = plot_exam_cams(exam, result["own"], scores=result["scores"])
+    assert save_figure(fig, tmp_path / "exam.pdf").stat().st_size > 1000
