@@ -1,0 +1,435 @@
+"""Synthetic CEM cohort: patient specifications with the paper's statistics, written in the GE DICOM layout.
+
+This is the project's embedded default dataset (`cem synth`). `sample_cohort` draws patients whose class
+shares (Table 2), ages, BI-RADS and pathologies (Table 1) follow the paper, conditional on the label;
+`cemlib.phantom` renders them (physics explained there: outline, power-law texture, ACR density, lesions,
+iodine enhancement); `write_cohort` writes the DICOM files, labels, lesion ground truth and masks.
+
+The cohort is built to be learnable but not trivial, for the paper's physical reasons:
+- CEM beats LE alone: lesion LE contrast is modest and masked by dense tissue; in DES cancers enhance
+  strongly while most benign lesions do not (with ~10% non-enhancing cancers, ~15% enhancing benign).
+- Fusion beats single images: BPE varies strongly between patients, enhancing foci appear in one view
+  only (a second view dismisses them) or mirrored in both breasts (the other breast dismisses them).
+
+Same seed, same bytes: every random draw comes from a per-patient `numpy.random.SeedSequence` stream, UIDs
+come from the seed, dates are fixed, so serial and parallel runs write identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from tqdm import tqdm
+
+from cemlib import __version__
+from cemlib.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.phantom import (
+    BreastSpec,
+    Exam,
+    FocusSpec,
+    LesionSpec,
+    PatientSpec,
+    ShapeSpec,
+    grid_shape,
+    pixel_spacing,
+    render_exam,
+)
+from cemlib.views import ENERGIES, SIDES, VIEWS
+
+__all__ = ["Exam", "PatientSpec", "configure_parser", "render_exam", "run_cli", "sample_cohort",
+           "write_cohort"]
+
+GENERATOR_VERSION = "1"
+DIGITAL_MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+
+# ---------------------------------------------------------------------------- cohort statistics (paper)
+#: Table 2: bilateral benign / unilateral malignant / bilateral malignant.
+CLASS_SHARES = {"bilateral_benign": 765 / 2496, "unilateral_malignant": 1692 / 2496,
+                "bilateral_malignant": 39 / 2496}
+#: Table 1 BI-RADS per breast split by label so that the mixture matches the paper (malignant 35.5%).
+BIRADS_MALIGNANT = {"4A": 2.5, "4B": 5.5, "4C": 10.0, "5": 11.8, "6": 5.6}
+BIRADS_BENIGN = {"0": 0.8, "1": 14.2, "2": 3.0, "3": 30.5, "3-4A": 2.3, "4A": 8.9, "4B": 2.9, "4C": 1.8,
+                 "5": 0.2}
+#: Table 1 malignant pathologies (% of breasts).
+MALIGNANT_PATHOLOGY = {"IDC": 18.5, "DCIS+IDC": 10.5, "DCIS": 1.9, "papillary carcinoma": 1.9,
+                       "mucinous carcinoma": 1.1, "ILC": 0.8, "LCIS+ILC": 0.2,
+                       "malignant phyllodes tumour": 0.2, "Paget disease": 0.2, "LCIS": 0.1,
+                       "squamous cell carcinoma": 0.1}
+BENIGN_PATHOLOGY = {"fibroadenoma": 35, "fibrocystic change": 20, "adenosis": 18, "cyst": 10,
+                    "intraductal papilloma": 8, "benign phyllodes tumour": 3, "mastitis": 3,
+                    "fat necrosis": 3}
+AGE_MEAN = {"benign": 47.3, "malignant": 55.5}  # mixture mean 53 with 69% malignant patients
+AGE_SD, AGE_RANGE = 11.4, (17, 85)
+DENSITY_FRACTION = {"a": (0.08, 0.03), "b": (0.22, 0.05), "c": (0.42, 0.06), "d": (0.62, 0.06)}
+BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
+BPE_AMPLITUDE = {"minimal": (5, 25), "mild": (40, 85), "moderate": (95, 165), "marked": (175, 280)}
+#: Enhancing foci without a mass per patient, by BPE level: single-view (Poisson mean), mirrored pairs (p).
+FOCI_SINGLE = {"minimal": 0.4, "mild": 0.8, "moderate": 1.3, "marked": 1.8}
+FOCI_MIRRORED = {"minimal": 0.2, "mild": 0.35, "moderate": 0.5, "marked": 0.6}
+
+GIVEN_NAMES = ("JANE", "MARY", "ANNA", "LINDA", "SUSAN", "KAREN", "LISA", "NANCY", "HELEN", "SANDRA",
+               "DONNA", "CAROL", "RUTH", "SHARON", "LAURA", "SARAH", "EMMA", "GRACE", "ALICE", "JULIA",
+               "MEI", "LING", "YAN", "HUA", "FANG", "XIU", "JING", "LI", "NA", "MIN")
+FAMILY_NAMES = ("DOE", "ROE", "SMITH", "JONES", "BROWN", "TAYLOR", "MILLER", "DAVIS", "WILSON", "MOORE",
+                "CLARK", "LEWIS", "WALKER", "HALL", "YOUNG", "KING", "WRIGHT", "GREEN", "BAKER", "ADAMS",
+                "WANG", "ZHANG", "LIU", "CHEN", "YANG", "ZHAO", "HUANG", "ZHOU", "WU", "XU")
+
+
+def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    p = np.array([weights[k] for k in keys], float)
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
+def _class_quota(n: int) -> list[str]:
+    """Largest-remainder allocation of the paper's class shares to n patients."""
+    raw = {k: v * n for k, v in CLASS_SHARES.items()}
+    counts = {k: math.floor(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    return [k for k, c in counts.items() for _ in range(c)]
+
+
+def _shape(rng: np.random.Generator, base: dict[str, float]) -> ShapeSpec:
+    jitter = {k: v * rng.uniform(0.97, 1.03) for k, v in base.items()}
+    return ShapeSpec(**jitter)
+
+
+def _base_shape(rng: np.random.Generator, density: str) -> dict[str, float]:
+    size = rng.uniform(0.85, 1.1) * (1.05 if density in "ab" else 0.95)  # fatty breasts are larger
+    return {"cc_depth": 150 * size, "cc_half_height": 105 * size, "cc_center": rng.uniform(0.46, 0.54),
+            "mlo_depth": 165 * size, "mlo_half_height": 150 * size, "mlo_center": rng.uniform(0.30, 0.38),
+            "mlo_tilt_deg": rng.uniform(18, 30), "pect_width": rng.uniform(60, 100),
+            "pect_height": rng.uniform(130, 190)}
+
+
+def _lesion(rng: np.random.Generator, kind: str, pathology: str, birads: str) -> LesionSpec:
+    """Draw one lesion: morphology and enhancement depend on the kind, pathology and BI-RADS."""
+    suspicious = birads in ("4B", "4C", "5", "6")
+    if kind == "malignant":
+        size = float(np.clip(rng.lognormal(math.log(12 if birads == "4A" else 17), 0.35), 6, 30))
+        if pathology in ("mucinous carcinoma", "papillary carcinoma"):
+            margin, aspect = "circumscribed", rng.uniform(0.65, 0.95)
+        elif pathology == "DCIS":
+            margin, aspect = "irregular", rng.uniform(0.35, 0.6)
+        else:
+            margin, aspect = ("spiculated" if rng.random() < 0.55 else "irregular"), rng.uniform(0.6, 1.0)
+        p_silent = {"4A": 0.3, "4B": 0.15, "4C": 0.08}.get(birads, 0.05)
+        if rng.random() < p_silent:  # non-enhancing cancer
+            pattern, enhancement = "homogeneous", rng.uniform(0, 40)
+        else:
+            pattern = _choice(rng, {"homogeneous": 0.35, "heterogeneous": 0.35, "rim": 0.3})
+            enhancement = float(np.clip(rng.normal(380, 110), 180, 700))
+        le_density = rng.uniform(0.08, 0.22)
+    else:
+        size = float(np.clip(rng.lognormal(math.log(12), 0.4), 5, 28))
+        p_irregular = 0.4 if suspicious else 0.25 if birads in ("3-4A", "4A") else 0.05
+        margin = "irregular" if rng.random() < p_irregular else "circumscribed"
+        aspect = rng.uniform(0.55, 0.95)
+        p_enhancing = 0.45 if suspicious else 0.25 if birads in ("3-4A", "4A") else 0.08
+        if pathology == "cyst":
+            p_enhancing = 0.0
+        if rng.random() < p_enhancing:  # enhancing benign lesion (fibroadenoma, papilloma, ...)
+            pattern, enhancement = "homogeneous", float(rng.uniform(150, 400))
+        elif rng.random() < 0.5:
+            pattern, enhancement = "none", 0.0
+        else:
+            pattern, enhancement = "homogeneous", float(rng.uniform(20, 90))
+        le_density = rng.uniform(0.06, 0.2)
+    return LesionSpec(kind=kind, pathology=pathology, depth=float(rng.uniform(0.15, 0.8)),
+                      ml=float(rng.uniform(-0.9, 0.9)), si=float(rng.uniform(-0.9, 0.9)), size_mm=size,
+                      aspect=float(aspect), angle_deg=float(rng.uniform(0, 180)), margin=margin,
+                      pattern=pattern, enhancement=float(enhancement), le_density=float(le_density),
+                      shape_seed=int(rng.integers(2**31)))
+
+
+def _breast(rng: np.random.Generator, side: str, label: int, shape: ShapeSpec) -> BreastSpec:
+    """Draw BI-RADS, pathology and lesions of one breast given its label."""
+    if label:
+        birads = _choice(rng, BIRADS_MALIGNANT)
+        pathology = _choice(rng, MALIGNANT_PATHOLOGY)
+        lesions = [_lesion(rng, "malignant", pathology, birads)]
+        if rng.random() < 0.15:
+            lesions.append(_lesion(rng, "benign", _choice(rng, BENIGN_PATHOLOGY), "3"))
+        return BreastSpec(side, 1, birads, pathology, shape, tuple(lesions))
+    birads = _choice(rng, BIRADS_BENIGN)
+    p_lesion = {"1": 0.0, "0": 0.5, "2": 0.6, "3": 0.85}.get(birads, 1.0)
+    if rng.random() >= p_lesion:
+        return BreastSpec(side, 0, birads, "normal", shape, ())
+    pathology = _choice(rng, BENIGN_PATHOLOGY)
+    lesions = [_lesion(rng, "benign", pathology, birads)]
+    if rng.random() < 0.2:
+        lesions.append(_lesion(rng, "benign", _choice(rng, BENIGN_PATHOLOGY), "3"))
+    return BreastSpec(side, 0, birads, pathology, shape, tuple(lesions))
+
+
+def _foci(rng: np.random.Generator, bpe: str) -> tuple[FocusSpec, ...]:
+    """Enhancing foci without a mass: single-view ones and mirrored bilateral ones."""
+    foci = []
+    for _ in range(int(rng.poisson(FOCI_SINGLE[bpe]))):
+        foci.append(FocusSpec((str(rng.choice(SIDES)),), (str(rng.choice(VIEWS)),),
+                              float(rng.uniform(0.15, 0.8)), float(rng.uniform(-0.9, 0.9)),
+                              float(rng.uniform(-0.9, 0.9)), float(rng.uniform(5, 13)),
+                              float(rng.uniform(150, 450))))
+    if rng.random() < FOCI_MIRRORED[bpe]:
+        for _ in range(int(rng.integers(1, 3))):
+            foci.append(FocusSpec(SIDES, VIEWS, float(rng.uniform(0.15, 0.8)), float(rng.uniform(-0.9, 0.9)),
+                                  float(rng.uniform(-0.9, 0.9)), float(rng.uniform(5, 11)),
+                                  float(rng.uniform(120, 350))))
+    return tuple(foci)
+
+
+def sample_patient(index: int, patient_class: str, seed: int) -> PatientSpec:
+    """Draw one patient of a given class from its own random stream (independent of cohort size)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    malignant = patient_class != "bilateral_benign"
+    age_draw = float(np.clip(rng.normal(AGE_MEAN["malignant" if malignant else "benign"], AGE_SD),
+                             AGE_RANGE[0], AGE_RANGE[1]))
+    study = dt.date(2019, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3 * 365)))
+    age = int(np.clip(math.floor(age_draw), *AGE_RANGE))
+    # the last birthday falls within the year before the study date, so the header age is exact
+    day = min(study.day, 28) if study.month == 2 else study.day
+    last_birthday = study.replace(year=study.year - age, day=day)
+    birth = last_birthday - dt.timedelta(days=int(rng.integers(0, 360)))
+    if age < 45:
+        density = _choice(rng, {"a": 0.05, "b": 0.30, "c": 0.45, "d": 0.20})
+    elif age < 60:
+        density = _choice(rng, {"a": 0.10, "b": 0.38, "c": 0.40, "d": 0.12})
+    else:
+        density = _choice(rng, {"a": 0.18, "b": 0.45, "c": 0.30, "d": 0.07})
+    bpe_weights = (0.25, 0.35, 0.25, 0.15) if age < 50 else (0.45, 0.35, 0.15, 0.05)
+    bpe = _choice(rng, dict(zip(BPE_LEVELS, bpe_weights, strict=True)))
+    labels = {"bilateral_benign": (0, 0), "bilateral_malignant": (1, 1)}.get(patient_class)
+    if labels is None:
+        labels = (1, 0) if rng.random() < 0.5 else (0, 1)
+    base = _base_shape(rng, density)
+    breasts = {side: _breast(rng, side, label, _shape(rng, base))
+               for side, label in zip(SIDES, labels, strict=True)}
+    mean_fg, sd_fg = DENSITY_FRACTION[density]
+    return PatientSpec(
+        index=index, patient_id=f"SYN{index + 1:04d}",
+        mrn=f"{int(rng.integers(10**7, 10**8))}",
+        name=f"{rng.choice(FAMILY_NAMES)}^{rng.choice(GIVEN_NAMES)}",
+        birth_date=birth.strftime("%Y%m%d"), study_date=study.strftime("%Y%m%d"), age=age, density=density,
+        bpe=bpe, fg_fraction=float(np.clip(rng.normal(mean_fg, sd_fg), 0.03, 0.8)),
+        beta=float(rng.uniform(2.7, 3.3)), bpe_amplitude=float(rng.uniform(*BPE_AMPLITUDE[bpe])),
+        fat_level=float(rng.uniform(-40, 40)), fg_gain=float(rng.uniform(1000, 1150)),
+        le_noise=float(rng.uniform(10, 16)), des_noise=float(rng.uniform(28, 40)),
+        n_vessels=int(rng.integers(2, 6)), breasts=breasts, foci=_foci(rng, bpe),
+        render_seed=int(rng.integers(2**62)))
+
+
+def sample_cohort(n_patients: int, seed: int) -> list[PatientSpec]:
+    """Draw n patients: exact Table 2 class quotas in seeded random order, then one stream per patient."""
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+    classes = _class_quota(n_patients)
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0xC0407])).permutation(n_patients)
+    return [sample_patient(i, classes[int(order[i])], seed) for i in range(n_patients)]
+
+
+# ------------------------------------------------------------------------------------------- writing
+def _uid(seed: int, scale: float, *parts: str) -> str:
+    sources = ["cemlib-synthetic", GENERATOR_VERSION, str(seed), f"{scale:.6g}", *parts]
+    return generate_uid(entropy_srcs=sources)
+
+
+def dicom_bytes(spec: PatientSpec, side: str, view: str, energy: str, pixels: np.ndarray, seed: int,
+                scale: float) -> bytes:
+    """Encode one image as a GE-style CEM mammography DICOM (fake PHI in the patient module)."""
+    sop_uid = _uid(seed, scale, spec.patient_id, "image", side, view, energy)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DIGITAL_MG_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    low = energy == "LE"
+    kind = "LOW_ENERGY" if low else "RECOMBINED"
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL" if low else "DERIVED", "PRIMARY", "", kind]
+    ds.SOPClassUID, ds.SOPInstanceUID = DIGITAL_MG_FOR_PRESENTATION, sop_uid
+    for tag in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        setattr(ds, tag, spec.study_date)
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "093000"
+    ds.AccessionNumber = f"A{int(spec.mrn) % 999983:06d}"
+    ds.Modality = "MG"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    ds.ManufacturerModelName = "Senographe Essential"
+    ds.InstitutionName = "SYNTHETIC PHANTOM"
+    ds.StudyDescription = "CESM"
+    ds.SeriesDescription = f"{kind} {side} {view}"
+    ds.PatientName = spec.name
+    ds.PatientID = spec.mrn
+    ds.PatientBirthDate = spec.birth_date
+    ds.PatientSex = "F"
+    ds.PatientAge = f"{spec.age:03d}Y"
+    ds.BodyPartExamined = "BREAST"
+    ds.ViewPosition = view
+    ds.ImageLaterality = side
+    ds.BurnedInAnnotation = "NO"
+    ds.StudyInstanceUID = _uid(seed, scale, spec.patient_id, "study")
+    ds.SeriesInstanceUID = _uid(seed, scale, spec.patient_id, "series", side, view, energy)
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1 + SIDES.index(side) * 4 + VIEWS.index(view) * 2 + ENERGIES.index(energy)
+    ds.InstanceNumber = 1
+    # chest wall on the left for left breasts (columns run anterior), on the right for right breasts
+    column_dir = "A" if side == "L" else "P"
+    row_dir = ("R" if side == "L" else "L") if view == "CC" else ("FR" if side == "L" else "FL")
+    ds.PatientOrientation = [column_dir, row_dir]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    spacing = f"{pixel_spacing(scale):.6g}"
+    ds.PixelSpacing = [spacing, spacing]
+    ds.ImagerPixelSpacing = [spacing, spacing]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 14, 13, 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
+    ds.WindowCenter, ds.WindowWidth = "2400", "1800"
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def png_bytes(mask: np.ndarray) -> bytes:
+    """Encode a boolean mask as an 8-bit PNG (255 inside)."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_patient(spec: PatientSpec, out: Path, scale: float, seed: int) -> list[dict]:
+    """Render one patient and write its 8 DICOMs and lesion masks; return its lesion rows."""
+    exam = render_exam(spec, scale)
+    folder = out / spec.patient_id
+    for (side, view, energy), pixels in exam.images.items():
+        atomic_write_bytes(folder / f"{side}_{view}_{energy}.dcm",
+                           dicom_bytes(spec, side, view, energy, pixels, seed, scale))
+    for (side, view), mask in exam.masks.items():
+        if mask.any():
+            atomic_write_bytes(out / "masks" / spec.patient_id / f"{side}_{view}.png", png_bytes(mask))
+    rows = []
+    for lesion in exam.lesions:
+        rows.append({"patient_id": spec.patient_id, **lesion})
+    return rows
+
+
+def _write_patient_task(args: tuple[PatientSpec, Path, float, int]) -> list[dict]:
+    return write_patient(*args)
+
+
+def _prepare_output(out: Path, keep: set[str]) -> None:
+    """Refuse foreign folders; in an earlier synthetic cohort, remove patients the new one lacks."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "cohort.json").is_file():
+            raise ValueError(f"{out} is not empty and holds no synthetic cohort (no cohort.json); "
+                             "choose an empty or new folder")
+        for stale in [*out.glob("SYN*"), *(out / "masks").glob("SYN*")]:
+            if stale.is_dir() and stale.name not in keep:
+                shutil.rmtree(stale)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_cohort(out: str | os.PathLike, patients: int = 300, seed: int = 0, scale: float = 0.08,
+                 workers: int | None = None) -> Path:
+    """Write a synthetic CEM cohort in the GE layout (DICOMs, labels.csv, lesions.csv, masks, cohort.json)."""
+    out = Path(out).resolve()
+    rows, cols = grid_shape(scale)
+    specs = sample_cohort(patients, seed)
+    _prepare_output(out, {s.patient_id for s in specs})
+    workers = min(os.cpu_count() or 1, 8) if workers is None else max(0, int(workers))
+    tasks = [(spec, out, scale, seed) for spec in specs]
+    progress = dict(total=len(tasks), desc="synth", unit="patient")
+    if workers <= 1 or len(tasks) == 1:
+        lesion_rows = [_write_patient_task(t) for t in tqdm(tasks, **progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            chunk = max(1, len(tasks) // (workers * 8))
+            lesion_rows = list(tqdm(pool.map(_write_patient_task, tasks, chunksize=chunk), **progress))
+    labels = pd.DataFrame([
+        {"patient_id": s.patient_id, "side": side, "label": b.label, "birads": b.birads,
+         "pathology": b.pathology, "age": s.age, "density": s.density}
+        for s in specs for side, b in s.breasts.items()])
+    lesions = pd.DataFrame([r for group in lesion_rows for r in group],
+                           columns=["patient_id", "side", "view", "kind", "cx", "cy", "rx", "ry", "angle",
+                                    "enhancement"])
+    atomic_write_text(out / "labels.csv", labels.to_csv(index=False))
+    atomic_write_text(out / "lesions.csv", lesions.to_csv(index=False, float_format="%.2f"))
+    settings = {"generator": "cemlib.synthetic", "version": GENERATOR_VERSION, "cemlib_version": __version__,
+                "format": "ge", "seed": seed, "scale": scale, "patients": patients,
+                "rows": rows, "cols": cols,
+                "pixel_spacing_mm": round(pixel_spacing(scale), 6), "pydicom_version": pydicom.__version__}
+    atomic_write_text(out / "cohort.json", json.dumps(settings, indent=2) + "\n")
+    return out
+
+
+def benchmark_synth(out: str | os.PathLike, patients: int = 300, scale: float = 0.08,
+                    workers: int | None = 2, seed: int = 0) -> dict:
+    """Time the generation of a cohort and measure its size on disk."""
+    import time
+
+    start = time.perf_counter()
+    root = write_cohort(out, patients=patients, seed=seed, scale=scale, workers=workers)
+    seconds = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return {"patients": patients, "scale": scale, "workers": workers, "seconds": round(seconds, 2),
+            "seconds_per_patient": round(seconds / patients, 4), "megabytes": round(size / 1e6, 1)}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem synth`."""
+    parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
+    parser.add_argument("--patients", type=int, default=300, help="number of patients (default: 300)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--scale", type=float, default=0.08,
+                        help="resolution relative to 3062 x 2394 at 0.1 mm (default: 0.08)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (default: CPU count up to 8; 0 = serial)")
+    parser.add_argument("--format", choices=("ge", "cddcesm", "inbreast"), default="ge",
+                        help="ge: GE DICOM layout; cddcesm / inbreast: replicas of the public datasets")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `cem synth`."""
+    if args.patients < 1:
+        raise ValueError(f"--patients must be at least 1, got {args.patients}")
+    if args.format == "ge":
+        root = write_cohort(args.out, args.patients, args.seed, args.scale, args.workers)
+    else:
+        import importlib
+
+        try:
+            module = importlib.import_module(f"cemlib.sources.{args.format}")
+        except ImportError as exc:
+            raise RuntimeError(f"the {args.format} replica writer is not available: {exc}") from exc
+        root = module.write_replica(args.out, args.patients, args.seed, args.scale, args.workers)
+    print(f"wrote {args.patients} synthetic patients ({args.format}) to {root}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m cemlib.synthetic`)."""
+    parser = argparse.ArgumentParser(prog="cem synth")
+    configure_parser(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
