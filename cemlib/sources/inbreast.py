@@ -1,0 +1,704 @@
+"""INbreast (Moreira et al., Acad Radiol 2012): the release's folders as a manifest, and a replica writer.
+
+Release layout (ROOT is the folder that holds AllDICOMs/, e.g. `INbreast Release 1.0/`):
+
+    ROOT/AllDICOMs/<FileName>_<16-hex patient hash>_MG_<L|R>_<CC|ML>_ANON.dcm   14-bit FFDM, no patient tags
+    ROOT/AllXML/<FileName>.xml        OsiriX ROIs (Apple plist), only for images with findings
+    ROOT/INbreast.csv                 `;`-delimited: Patient ID;Patient age;Laterality;View;
+                                      Acquisition date;File Name;ACR;Bi-Rads
+    ROOT/INbreast.xls                 the same table plus findings (17 columns), two total rows at the end
+    ROOT/AllROI/, ROOT/MedicalReports/  not used
+
+The patient is the hash in the file name (the DICOM headers carry no patient id, date, laterality or
+view: side and view come from the file name only; ML in names is the MLO view). Images join the table
+on the first name token = `File Name`. Either table is enough; with both, every image present in both
+must agree on laterality, view, ACR and Bi-Rads, or it is excluded with the disagreement as its reason.
+Bi-Rads is read as text (1, 2, 3, 4a, 4b, 4c, 5, 6). Labels follow the paper: BI-RADS 1-3 benign, 4-6
+malignant, and a breast takes the highest category of its CC and MLO images. The FB view is excluded with
+its reason, and a patient without both breasts in both views is excluded by the manifest's shared
+validation. INbreast is FFDM: every image counts as low energy (energies = ("LE",)).
+
+Lesion masks are rasterised from the plist ROIs (`Point_px` "(x, y)" strings; a polygon is filled, a
+single-point ROI such as a calcification becomes a small disc) and written as PNGs beside the release,
+never into it (`default_mask_dir`). ROIs named as pectoral muscle annotations are not lesions and are
+skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cemlib.manifest import Manifest, assemble
+from cemlib.sources import Candidate, check_candidates, rel
+from cemlib.sources.masks import points_mask, write_mask_png
+
+DATASET = "inbreast"
+DICOM_DIR = "AllDICOMs"
+XML_DIR = "AllXML"
+CSV_NAME = "INbreast.csv"
+XLS_NAME = "INbreast.xls"
+CSV_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date", "File Name", "ACR",
+               "Bi-Rads")
+XLS_COLUMNS = (*CSV_COLUMNS, "Mass", "Micros", "Distortion", "Asymmetry", "Findings Notes (in Portuguese)",
+               "Other Notes", "Lesion Annotation Status", "Pectoral Muscle Annotation", "Other Annotations")
+NAME_PATTERN = re.compile(r"^(\d+)_([0-9a-f]+)_MG_([A-Z]+)_([A-Z]+)_ANON\.dcm$", re.IGNORECASE)
+#: View in file names and tables -> manifest view (None: not a standard view, excluded).
+VIEW_OF_CODE = {"CC": "CC", "ML": "MLO", "MLO": "MLO"}
+BIRADS_VALUES = ("1", "2", "3", "4a", "4b", "4c", "5", "6")
+DENSITY_OF_ACR = {"1": "a", "2": "b", "3": "c", "4": "d"}
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class DicomName:
+    """The parts of an AllDICOMs file name."""
+
+    file_name: str
+    patient_id: str
+    side: str
+    view_code: str
+
+    @property
+    def view(self) -> str | None:
+        """CC or MLO, None for another view (FB)."""
+        return VIEW_OF_CODE.get(self.view_code)
+
+
+def parse_dicom_name(name: str) -> DicomName | None:
+    """Parse '<FileName>_<hash>_MG_<L|R>_<view>_ANON.dcm'; None when the name has another form."""
+    match = NAME_PATTERN.match(name.strip())
+    if not match or match.group(3).upper() not in ("L", "R"):
+        return None
+    file_name, patient, side, view = match.groups()
+    return DicomName(file_name, patient.lower(), side.upper(), view.upper())
+
+
+def normalise_birads(value: Any) -> str:
+    """Bi-Rads cell as the release's text ('4a', '5'); '' when not one of its categories."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip().lower()
+    return text if text in BIRADS_VALUES else ""
+
+
+def birads_label(birads: str) -> int | None:
+    """The paper's rule: BI-RADS 1-3 benign (0), 4-6 malignant (1); None when unknown."""
+    if not birads:
+        return None
+    return 1 if birads[0] in "456" else 0
+
+
+def birads_rank(birads: str) -> int:
+    """Order of the release's categories (1 < ... < 4a < 4b < 4c < 5 < 6)."""
+    return BIRADS_VALUES.index(birads)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+# -------------------------------------------------------------------------------------------- tables
+
+def _normalise_table(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Table rows keyed by File Name with Laterality, View, ACR, Bi-Rads as normalised text."""
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; found {list(frame.columns)}")
+    out = pd.DataFrame({
+        "file_name": frame["File Name"].map(_text),
+        "laterality": frame["Laterality"].map(_text).str.upper(),
+        "view": frame["View"].map(_text).str.upper(),
+        "acr": frame["ACR"].map(_text),
+        "birads_raw": frame["Bi-Rads"].map(_text),
+        "birads": frame["Bi-Rads"].map(normalise_birads),
+        "date": frame["Acquisition date"].map(_text),
+    })
+    for index, row in out.iterrows():
+        if not row["file_name"].isdigit():
+            raise ValueError(f"{path} row {index + 2}: File Name {row['file_name']!r} is not a number")
+    duplicated = out["file_name"][out["file_name"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"{path}: File Name {duplicated[0]} appears more than once")
+    return out.set_index("file_name", drop=False)
+
+
+def read_csv_table(path: str | Path) -> pd.DataFrame:
+    """INbreast.csv (`;`-delimited, every cell text) normalised; ValueError naming the file if malformed."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, encoding="latin-1")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: not a readable ;-delimited table ({exc})") from exc
+    return _normalise_table(frame, path)
+
+
+def read_xls_table(path: str | Path) -> pd.DataFrame:
+    """INbreast.xls normalised, its trailing total rows dropped; ValueError naming the file if malformed."""
+    path = Path(path)
+    frame = _read_first_sheet(path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if "Laterality" not in frame.columns:
+        raise ValueError(f"{path}: no Laterality column; found {list(frame.columns)}")
+    return _normalise_table(drop_footer(frame), path)
+
+
+def _read_first_sheet(path: Path) -> pd.DataFrame:
+    """First sheet of a legacy .xls (header row first) read with xlrd; numbers stay floats."""
+    import xlrd
+
+    try:
+        sheet = xlrd.open_workbook(path, on_demand=True).sheet_by_index(0)
+    except Exception as exc:  # xlrd raises its own error types for damaged files
+        raise ValueError(f"{path}: not a readable .xls workbook ({type(exc).__name__}: {exc})") from exc
+    if sheet.nrows == 0:
+        raise ValueError(f"{path}: the first sheet is empty")
+    header = [str(v).strip() for v in sheet.row_values(0)]
+    rows = [sheet.row_values(r) for r in range(1, sheet.nrows)]
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def drop_footer(frame: pd.DataFrame) -> pd.DataFrame:
+    """The sheet without its trailing total rows: rows at the end whose Laterality is not L or R."""
+    is_image = frame["Laterality"].map(_text).str.upper().isin(["L", "R"]).to_numpy()
+    last = int(np.nonzero(is_image)[0].max()) + 1 if is_image.any() else 0
+    return frame.iloc[:last]
+
+
+def combine_tables(csv_table: pd.DataFrame | None, xls_table: pd.DataFrame | None
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One table from the CSV and/or the xls, and {File Name: reason} where the two disagree."""
+    tables = [t for t in (csv_table, xls_table) if t is not None]
+    if not tables:
+        raise ValueError("neither INbreast.csv nor INbreast.xls was given")
+    if len(tables) == 1:
+        return tables[0], {}
+    conflicts = {}
+    for file_name in csv_table.index.intersection(xls_table.index):
+        a, b = csv_table.loc[file_name], xls_table.loc[file_name]
+        differ = [f"{field} {a[field]!r} vs {b[field]!r}" for field in ("laterality", "view", "acr", "birads")
+                  if a[field] != b[field]]
+        if differ:
+            conflicts[file_name] = f"{CSV_NAME} and {XLS_NAME} disagree on File Name {file_name}: " + \
+                                   ", ".join(differ)
+    extra = xls_table.loc[xls_table.index.difference(csv_table.index)]
+    return pd.concat([csv_table, extra]), conflicts
+
+
+# ---------------------------------------------------------------------------------------------- ROIs
+
+def _point(text: str) -> tuple[float, float]:
+    """'(x, y)' -> (x, y)."""
+    values = NUMBER.findall(str(text))
+    if len(values) < 2:
+        raise ValueError(f"point {text!r} is not '(x, y)'")
+    return float(values[0]), float(values[1])
+
+
+def read_rois(path: str | Path) -> list[dict]:
+    """Lesion ROIs of one AllXML plist: [{'name', 'points': [(x, y), ...]}]; ValueError naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            plist = plistlib.load(handle)
+    except Exception as exc:  # plistlib raises ExpatError, ValueError, ... on damaged files
+        raise ValueError(f"{path}: not a readable plist ({type(exc).__name__}: {exc})") from exc
+    rois = []
+    try:
+        for image in plist["Images"]:
+            for roi in image.get("ROIs", []):
+                name = str(roi.get("Name", "")).strip()
+                if "pectoral" in name.lower():
+                    continue
+                points = [_point(p) for p in roi.get("Point_px", [])]
+                if points:
+                    rois.append({"name": name, "points": points})
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{path}: unexpected ROI structure ({exc})") from exc
+    return rois
+
+
+def roi_mask(shape: tuple[int, int], rois: Sequence[dict]) -> np.ndarray:
+    """Union of the ROIs' masks on an image of `shape`."""
+    mask = np.zeros(shape, dtype=bool)
+    for roi in rois:
+        mask |= points_mask(shape, roi["points"])
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ scan
+
+def detect(root: str | Path) -> bool:
+    """True when ROOT holds AllDICOMs/ and INbreast.csv or INbreast.xls."""
+    root = Path(root)
+    return (root / DICOM_DIR).is_dir() and ((root / CSV_NAME).is_file() or (root / XLS_NAME).is_file())
+
+
+def default_mask_dir(root: str | Path) -> Path:
+    """Where scan writes lesion masks by default: a folder beside the release, `<ROOT>_masks`."""
+    root = Path(root).resolve()
+    return root.parent / f"{root.name}_masks"
+
+
+def _excl(patient_id: str, side: str, path: str, kind: str, reason: str) -> dict[str, str]:
+    return {"patient_id": patient_id, "side": side, "path": path, "kind": kind, "reason": reason}
+
+
+def _candidates(root: Path, table: pd.DataFrame, conflicts: dict[str, str]
+                ) -> tuple[list[tuple[Candidate, DicomName]], list[dict]]:
+    """Usable DICOMs by name and table row, and exclusions for the rest (FB view, no row, conflicts)."""
+    folder = root / DICOM_DIR
+    found, excluded = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() != ".dcm":
+            continue
+        rel_path = rel(path, root)
+        name = parse_dicom_name(path.name)
+        if name is None:
+            excluded.append(_excl("", "", rel_path, "bad_filename",
+                                  f"file name {path.name!r} is not "
+                                  "<FileName>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm"))
+            continue
+        if name.view is None:
+            excluded.append(_excl(name.patient_id, name.side, rel_path, "other_view",
+                                  f"{path.name}: view {name.view_code} is not CC or MLO (ML)"))
+            continue
+        if name.file_name in conflicts:
+            excluded.append(_excl(name.patient_id, name.side, rel_path, "table_conflict",
+                                  conflicts[name.file_name]))
+            continue
+        if name.file_name not in table.index:
+            excluded.append(_excl(name.patient_id, name.side, rel_path, "not_annotated",
+                                  f"{path.name}: File Name {name.file_name} has no row in "
+                                  f"{CSV_NAME}/{XLS_NAME}"))
+            continue
+        row = table.loc[name.file_name]
+        table_view = VIEW_OF_CODE.get(row["view"])
+        if row["laterality"] != name.side or table_view != name.view:
+            excluded.append(_excl(name.patient_id, name.side, rel_path, "table_conflict",
+                                  f"{path.name}: the table says {row['laterality']} {row['view']} for "
+                                  f"File Name {name.file_name}, the file name says {name.side} "
+                                  f"{name.view_code}"))
+            continue
+        if not row["birads"]:
+            excluded.append(_excl(name.patient_id, name.side, rel_path, "bad_label",
+                                  f"{path.name}: Bi-Rads {row['birads_raw']!r} of File Name {name.file_name} "
+                                  f"is not one of {', '.join(BIRADS_VALUES)}"))
+            continue
+        found.append((Candidate(name.patient_id, name.side, name.view, "LE", rel_path), name))
+    return found, excluded
+
+
+def _breasts(images: Sequence[dict], table: pd.DataFrame) -> list[dict]:
+    """One breast row per (patient, side): highest Bi-Rads of its images and the paper's label rule."""
+    grouped: dict[tuple[str, str], list[pd.Series]] = defaultdict(list)
+    for image in images:
+        grouped[(image["patient_id"], image["side"])].append(table.loc[image["_file_name"]])
+    breasts = []
+    for (patient_id, side), rows in sorted(grouped.items()):
+        birads = max((r["birads"] for r in rows), key=birads_rank)
+        density = next((DENSITY_OF_ACR[r["acr"]] for r in rows if r["acr"] in DENSITY_OF_ACR), "")
+        breasts.append({"patient_id": patient_id, "side": side, "label": birads_label(birads),
+                        "birads": birads.upper(), "pathology": "", "age": float("nan"), "density": density})
+    return breasts
+
+
+def _write_masks(images: list[dict], root: Path, mask_dir: Path) -> None:
+    """Rasterise each image's AllXML ROIs into mask_dir and set its mask_path."""
+    xml_dir = root / XML_DIR
+    for image in images:
+        xml = xml_dir / f"{image['_file_name']}.xml"
+        if not xml.is_file():
+            continue
+        rois = read_rois(xml)
+        if not rois:
+            continue
+        mask = roi_mask((image["rows"], image["cols"]), rois)
+        target = mask_dir / f"{image['patient_id']}_{image['side']}_{image['view']}.png"
+        write_mask_png(target, mask)
+        image["mask_path"] = os.path.relpath(target, root)
+
+
+def _one_breast_exclusions(root: Path) -> list[dict]:
+    """Patient-level exclusions for patients whose CC/MLO files cover one breast only."""
+    sides: dict[str, set[str]] = defaultdict(set)
+    for path in (root / DICOM_DIR).iterdir():
+        name = parse_dicom_name(path.name)
+        if name is not None and name.view is not None and path.suffix.lower() == ".dcm":
+            sides[name.patient_id].add(name.side)
+    rows = []
+    for patient_id, present in sorted(sides.items()):
+        if len(present) == 1:
+            (side,) = present
+            other = "R" if side == "L" else "L"
+            rows.append(_excl(patient_id, other, "", "missing_view",
+                              f"exam incomplete: no CC or MLO image of breast {other} (only {side})"))
+    return rows
+
+
+def _warn_orphan_rois(root: Path) -> None:
+    """Warn about AllXML files whose File Name matches no file in AllDICOMs (a damaged download)."""
+    if not (root / XML_DIR).is_dir():
+        return
+    names = {parsed.file_name for p in (root / DICOM_DIR).iterdir() if (parsed := parse_dicom_name(p.name))}
+    orphans = sorted(p.stem for p in (root / XML_DIR).glob("*.xml") if p.stem not in names)
+    if orphans:
+        warnings.warn(f"{XML_DIR}: {len(orphans)} ROI files match no DICOM in {DICOM_DIR} "
+                      f"(e.g. {orphans[0]}.xml)", stacklevel=3)
+
+
+def scan(root: str | Path, workers: int | None = None, dataset: str | None = None,
+         mask_dir: str | Path | None = None, write_masks: bool = True) -> Manifest:
+    """Turn an INbreast release folder into a Manifest (energies ("LE",), split left to the caller).
+
+    Lesion masks go to `mask_dir` (default `default_mask_dir(root)`, beside the release); with
+    `write_masks=False` no file is written and mask_path stays empty.
+    """
+    root = Path(root)
+    if not (root / DICOM_DIR).is_dir():
+        raise FileNotFoundError(f"{root}: no {DICOM_DIR}/ folder (INbreast release)")
+    csv_path, xls_path = root / CSV_NAME, root / XLS_NAME
+    if not csv_path.is_file() and not xls_path.is_file():
+        raise FileNotFoundError(f"{root}: neither {CSV_NAME} nor {XLS_NAME} found (INbreast release)")
+    table, conflicts = combine_tables(read_csv_table(csv_path) if csv_path.is_file() else None,
+                                      read_xls_table(xls_path) if xls_path.is_file() else None)
+    found, exclusions = _candidates(root, table, conflicts)
+    checked, rejected = check_candidates(root, [c for c, _ in found], workers)
+    exclusions += rejected
+    file_names = {c.path: n.file_name for c, n in found}
+    images = [{**image, "_file_name": file_names[image["path"]]} for image in checked]
+    if write_masks and (root / XML_DIR).is_dir():
+        _write_masks(images, root, Path(mask_dir) if mask_dir is not None else default_mask_dir(root))
+    _warn_orphan_rois(root)
+    exclusions += _one_breast_exclusions(root)
+    breasts = _breasts(images, table)
+    for image in images:
+        image.pop("_file_name")
+    manifest = assemble(dataset or DATASET, root, images, breasts, exclusions, energies=("LE",),
+                        workers=workers)
+    tables = [p.name for p in (csv_path, xls_path) if p.is_file()]
+    manifest.extra.update({"layout": DATASET, "tables": tables})
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- replica
+#
+# `write_replica` renders the synthetic phantom (cemlib.synthetic) and writes it as the release is laid
+# out. Images: the phantom is rendered with the release's rows and resized to the release's detector
+# (4084 x 3328 at scale 1, a quarter of the patients on the smaller 3328 x 2560 one); only LE is used.
+# 14-bit encoding of LE: value = clip(2 * (raw - 1500) + 1200, 0, 16383), so the phantom's raw breast
+# range 1500..3300 becomes 1200..4800 (LE_WINDOW_RANGE) and the detector background 0, as in the release.
+# File names take their File Name tokens, in order, from the real INbreast.csv shipped in
+# cemlib/sources/data (tokens beyond its 410 continue the last number); the patient token is a
+# deterministic 16-hex hash. Tables: the CSV (same header, `removed` cells, CRLF, one blank ACR made of
+# spaces) and the .xls (17 columns, two total rows). Per breast the Bi-Rads is the phantom's category
+# where it agrees with the release's rule (1-3 benign, 4-6 malignant); a benign breast with a category of
+# 4 or more is written as 3 and a normal one as 1, so the rule gives back the phantom's label. About one
+# patient in five has one breast only (mastectomy), and the first patient has an extra FB view.
+
+DETECTORS = ((4084, 3328), (3328, 2560))
+FULL_PIXEL_SPACING_MM = 0.07
+LE_GAIN, LE_RAW_ORIGIN, LE_STORED_ORIGIN = 2.0, 1500.0, 1200.0
+#: Where the phantom's raw 1500..3300 window lands after the 14-bit re-encoding.
+LE_WINDOW_RANGE = (1200, 4800)
+REAL_CSV = Path(__file__).parent / "data" / "INbreast_real.csv"
+REPLICA_FILE = "replica.json"
+BLANK_ACR = " " * 193
+XLS_FOOTER_LABEL = "Total"
+POINT_AREA = 12
+CSV_TO_INBREAST_BIRADS = {"3-4A": "4a", "4A": "4a", "4B": "4b", "4C": "4c", "5": "5", "6": "6"}
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """One DICOM of the replica: its File Name token, side and view code."""
+
+    file_name: str
+    side: str
+    view_code: str
+
+
+@dataclass(frozen=True)
+class PatientPlan:
+    """The replica's images, detector, date and Bi-Rads of one phantom patient."""
+
+    patient_hash: str
+    images: tuple[ImagePlan, ...]
+    detector: tuple[int, int]
+    date: str
+    birads: dict[str, str]
+    blank_acr: str  # File Name whose ACR cell is blank ('' for none)
+
+
+def encode_le(raw: np.ndarray) -> np.ndarray:
+    """The phantom's raw LE re-encoded to the release's 14-bit range (see LE_WINDOW_RANGE)."""
+    values = LE_GAIN * (raw.astype(np.float64) - LE_RAW_ORIGIN) + LE_STORED_ORIGIN
+    return np.clip(np.rint(values), 0, (1 << 14) - 1).astype(np.uint16)
+
+
+def replica_birads(label: int, birads: str, has_lesion: bool) -> str:
+    """Bi-Rads written for a phantom breast, consistent with the release's label rule."""
+    if label == 1:
+        return CSV_TO_INBREAST_BIRADS.get(birads, "4c")
+    if not has_lesion:
+        return "1"
+    return birads if birads in ("1", "2", "3") else "3"
+
+
+def real_file_names(path: str | Path = REAL_CSV) -> list[str]:
+    """File Name tokens of the real INbreast.csv, in its order."""
+    return read_csv_table(path)["file_name"].tolist()
+
+
+def plan_replica(specs: Sequence[Any], seed: int, tokens: Sequence[str]) -> list[PatientPlan]:
+    """Deterministic images and quirks per patient; with two or more patients one has a single breast."""
+    import hashlib
+
+    tokens = list(tokens)
+    plans, used = [], 0
+    dates = ("200801", "200802", "200901", "200902", "201001")
+    for index, spec in enumerate(specs):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1B, index]))
+        single = rng.random() < 0.22 if index > 1 else index == 1
+        sides = [("L", "R")[int(rng.integers(2))]] if single else ["L", "R"]
+        codes = [(side, code) for side in sides for code in ("CC", "ML")]
+        if index == 0:
+            codes.append(("R" if "R" in sides else sides[0], "FB"))
+        images = []
+        for side, code in codes:
+            while used >= len(tokens):
+                tokens.append(str(int(tokens[-1]) + 27))
+            images.append(ImagePlan(tokens[used], side, code))
+            used += 1
+        digest = hashlib.sha256(f"cemlib-inbreast-{seed}-{index}".encode()).hexdigest()[:16]
+        birads = {side: replica_birads(b.label, b.birads, bool(b.lesions))
+                  for side, b in spec.breasts.items()}
+        plans.append(PatientPlan(digest, tuple(images), DETECTORS[int(rng.random() < 0.25)],
+                                 dates[int(rng.integers(len(dates)))], birads,
+                                 images[0].file_name if index == 0 else ""))
+    return plans
+
+
+def _resize(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Resize a 2-D array to (rows, cols): bilinear for pixels, nearest for masks."""
+    from PIL import Image
+
+    if image.shape == shape:
+        return image
+    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+    source = Image.fromarray(image.astype(np.float32), mode="F")
+    return np.asarray(source.resize((shape[1], shape[0]), mode))
+
+
+def render_views(spec: Any, plan: PatientPlan, scale: float) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """The replica's pixels of one patient: per (side, view) the 14-bit LE and the lesion mask."""
+    from cemlib.phantom import FULL_SHAPE, render_exam
+
+    shape = (max(16, round(plan.detector[0] * scale)), max(12, round(plan.detector[1] * scale)))
+    exam = render_exam(spec, min(1.0, max(0.005, shape[0] / FULL_SHAPE[0])))
+    views = {}
+    for (side, view), mask in exam.masks.items():
+        le = _resize(exam.images[(side, view, "LE")].astype(np.float32), shape)
+        views[(side, view)] = {"LE": encode_le(le),
+                               "mask": _resize(mask.astype(np.float32), shape, nearest=True) > 0.5}
+    return views
+
+
+def _uid(seed: int, scale: float, *parts: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["cemlib-inbreast-replica", str(seed), f"{scale:.6g}", *parts])
+
+
+def dicom_bytes(pixels: np.ndarray, plan: PatientPlan, image: ImagePlan, seed: int, scale: float) -> bytes:
+    """One replica DICOM: 14-bit MONOCHROME2 MG without patient, date, laterality or view tags."""
+    import io
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    meta.MediaStorageSOPInstanceUID = _uid(seed, scale, image.file_name)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = _uid(seed, scale, plan.patient_hash, "study")
+    ds.SeriesInstanceUID = _uid(seed, scale, plan.patient_hash, "series", image.side)
+    ds.Modality = "MG"
+    ds.Manufacturer = "SIEMENS"
+    ds.ManufacturerModelName = "Mammomat Novation DR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.BodyPartExamined = "BREAST"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 14, 13, 0
+    spacing = round(FULL_PIXEL_SPACING_MM * plan.detector[0] / pixels.shape[0], 6)
+    ds.PixelSpacing = [spacing, spacing]
+    ds.WindowCenter, ds.WindowWidth = 3000, 3600
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def roi_plist(outlines: Sequence[Any], spacing: float) -> bytes:
+    """AllXML plist bytes for a view's lesion outlines (small ones as single-point calcifications)."""
+    rois = []
+    for index, outline in enumerate(outlines):
+        point = outline.area < POINT_AREA
+        points = [(outline.cx, outline.cy)] if point else list(zip(outline.xs, outline.ys, strict=True))
+        rois.append({
+            "Area": float(outline.area) * spacing * spacing,
+            "Center": f"({outline.cx:.6f}, {outline.cy:.6f})",
+            "Dev": 0.0, "IndexInImage": index, "Max": 0.0, "Mean": 0.0, "Min": 0.0,
+            "Name": "Calcification" if point else "Mass", "NumberOfPoints": len(points),
+            "Point_mm": [f"({x * spacing:.6f}, {y * spacing:.6f}, 0.000000)" for x, y in points],
+            "Point_px": [f"({x:.6f}, {y:.6f})" for x, y in points],
+            "Total": 0.0, "Type": 19 if point else 15,
+        })
+    return plistlib.dumps({"Images": [{"ImageIndex": 0, "NumberOfROIs": len(rois), "ROIs": rois}]},
+                          fmt=plistlib.FMT_XML, sort_keys=True)
+
+
+def _patient_task(args: tuple[Any, PatientPlan, Path, float, int]) -> list[dict]:
+    """Render and write one patient's DICOMs and ROI plists; return its table rows."""
+    from cemlib.fileio import atomic_write_bytes
+    from cemlib.sources.masks import mask_outlines
+
+    spec, plan, out, scale, seed = args
+    views = render_views(spec, plan, scale)
+    rows = []
+    for image in plan.images:
+        view = VIEW_OF_CODE.get(image.view_code)
+        pixels = views[(image.side, view or "CC")]
+        name = f"{image.file_name}_{plan.patient_hash}_MG_{image.side}_{image.view_code}_ANON.dcm"
+        atomic_write_bytes(out / DICOM_DIR / name, dicom_bytes(pixels["LE"], plan, image, seed, scale))
+        outlines = mask_outlines(pixels["mask"]) if view else []
+        if outlines:
+            spacing = FULL_PIXEL_SPACING_MM * plan.detector[0] / pixels["LE"].shape[0]
+            atomic_write_bytes(out / XML_DIR / f"{image.file_name}.xml", roi_plist(outlines, spacing))
+        breast = spec.breasts[image.side]
+        rows.append({"Patient ID": "removed", "Patient age": "removed", "Laterality": image.side,
+                     "View": "MLO" if image.view_code == "ML" else image.view_code,
+                     "Acquisition date": plan.date, "File Name": image.file_name,
+                     "ACR": "" if image.file_name == plan.blank_acr else str("abcd".index(spec.density) + 1),
+                     "Bi-Rads": plan.birads[image.side],
+                     "Mass": "X" if any(o.area >= POINT_AREA for o in outlines) else "",
+                     "Micros": "X" if any(o.area < POINT_AREA for o in outlines) else "",
+                     "Distortion": "", "Asymmetry": "",
+                     "Findings Notes (in Portuguese)": "nódulo" if breast.lesions else "normal",
+                     "Other Notes": "",
+                     "Lesion Annotation Status": "" if outlines else "NO ANNOTATION (NORMAL)",
+                     "Pectoral Muscle Annotation": "X" if image.view_code == "ML" else "",
+                     "Other Annotations": ""})
+    return rows
+
+
+def _csv_text(rows: Sequence[dict]) -> str:
+    """INbreast.csv text: `;`-delimited, CRLF, a blank ACR written as a run of spaces."""
+    lines = [";".join(CSV_COLUMNS)]
+    for row in rows:
+        cells = [row[c] if (c != "ACR" or row[c]) else BLANK_ACR for c in CSV_COLUMNS]
+        lines.append(";".join(cells))
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _xls_bytes(rows: Sequence[dict]) -> bytes:
+    """INbreast.xls bytes: 17 columns ('Mass ' and 'Micros ' with their trailing space), two total rows."""
+    import io
+
+    import xlwt
+
+    header = [f"{c} " if c in ("Mass", "Micros") else c for c in XLS_COLUMNS]
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("Sheet1")
+    for col, title in enumerate(header):
+        sheet.write(0, col, title)
+    numeric = {"Acquisition date", "File Name", "ACR"}
+    for r, row in enumerate(rows, start=1):
+        for col, column in enumerate(XLS_COLUMNS):
+            value: Any = row[column]
+            if value and (column in numeric or (column == "Bi-Rads" and value.isdigit())):
+                value = int(value)
+            sheet.write(r, col, value)
+    footer = len(rows) + 1
+    for col, column in enumerate(XLS_COLUMNS):
+        if column in ("Mass", "Micros", "Distortion", "Asymmetry"):
+            sheet.write(footer, col, sum(1 for row in rows if row[column] == "X"))
+    sheet.write(footer + 1, 0, XLS_FOOTER_LABEL)
+    sheet.write(footer + 1, XLS_COLUMNS.index("File Name"), len(rows))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def write_replica(out: str | Path, patients: int = 30, seed: int = 0, scale: float = 0.08,
+                  workers: int | None = None, tables: Sequence[str] = ("csv", "xls"),
+                  real_csv: str | Path = REAL_CSV) -> Path:
+    """Write the phantom cohort as an INbreast release replica (DICOMs, XML ROIs, CSV, xls); returns ROOT.
+
+    `scale` is relative to the release's 4084 x 3328 detector; `tables` picks INbreast.csv and/or .xls.
+    """
+    import json
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    from cemlib import __version__
+    from cemlib.fileio import atomic_write_bytes, atomic_write_text
+    from cemlib.synthetic import sample_cohort
+
+    unknown = set(tables) - {"csv", "xls"}
+    if unknown or not tables:
+        raise ValueError(f"tables must name 'csv' and/or 'xls', got {list(tables)}")
+    out = Path(out).resolve()
+    if out.exists() and any(out.iterdir()):
+        if not (out / REPLICA_FILE).is_file():
+            raise ValueError(f"{out} is not empty and is not an INbreast replica (no {REPLICA_FILE}); "
+                             "choose an empty or new folder")
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for folder in (DICOM_DIR, XML_DIR, "AllROI", "MedicalReports"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    specs = sample_cohort(patients, seed)
+    plans = plan_replica(specs, seed, real_file_names(real_csv))
+    tasks = [(spec, plan, out, scale, seed) for spec, plan in zip(specs, plans, strict=True)]
+    workers = min(os.cpu_count() or 1, 8) if workers is None else max(0, int(workers))
+    progress = {"total": len(tasks), "desc": "synth inbreast", "unit": "patient"}
+    if workers <= 1 or len(tasks) == 1:
+        results = [_patient_task(t) for t in tqdm(tasks, **progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(tqdm(pool.map(_patient_task, tasks), **progress))
+    rows = [row for group in results for row in group]
+    if "csv" in tables:
+        atomic_write_bytes(out / CSV_NAME, _csv_text(rows).encode("ascii"))
+    if "xls" in tables:
+        atomic_write_bytes(out / XLS_NAME, _xls_bytes(rows))
+    settings = {"generator": "cemlib.sources.inbreast", "cemlib_version": __version__, "format": DATASET,
+                "seed": seed, "scale": scale, "patients": patients, "le_window_range": LE_WINDOW_RANGE}
+    atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
+    return out
