@@ -1,0 +1,587 @@
+"""The preprocessed tensor cache: every exam view preprocessed once, stored on disk, verified on read.
+
+One entry per (dataset, patient_id, side, view): the low-energy image and, when the manifest has one, its
+DES image, preprocessed together (the crop found on LE is reused on DES), plus the lesion mask when the
+manifest names one, pushed through the same geometry.
+
+Keys. An entry's key is the sha256 of the cache format version, ``settings.digest()``, the breast side
+(it decides the orientation flip) and the sha256 of its LE, DES and mask files. A changed setting gives
+new keys for everything; a changed source file gives a new key for its entry alone; nothing else is ever
+rebuilt. The entries of one settings digest live together under ``<cache_dir>/<digest[:16]>/``.
+
+Storage. Each entry is one ``.npy`` file holding a uint16 array (C, H, W), channels in the order
+LE, DES (if any), mask (if any). Values in [0, 1] are quantised as ``round(x * 65535)``: 2 bytes per
+pixel like float16, but with a uniform step of 1.5e-5 (float16 has steps of 4.9e-4 just below 1).
+After the array comes an 8-byte trailer, ``b"CRC3"`` + the little-endian crc32 of the array bytes;
+``np.load`` ignores it, the reader checks it. An entry is served only when its ``.npy`` header matches
+the expected shape and dtype exactly, the file has exactly the expected size and the crc32 matches:
+a truncated or corrupt file raises :class:`CacheError` naming the file, and ``fill`` rebuilds it.
+Reading one small file with a single ``read()`` is faster than ``np.load(mmap_mode="r")`` here
+(no header parse, no mmap set-up) and reaches thousands of views per second.
+
+Writes go through :func:`cemlib.fileio.atomic_path` (temporary file, then rename), so an interrupted
+``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
+``fill`` runs on the same cache folder at the same time are not supported.
+
+Images that fail preprocessing (:class:`cemlib.imaging.PreprocessError`, an unreadable file) are not
+cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
+from the datasets, never silently dropped. Deterministic failures are remembered in a small
+``<key>.failed.json`` marker so a second run does no work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
+from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
+from cemlib.manifest import EXCLUSION_COLUMNS, Manifest
+
+#: Bump when the on-disk layout of an entry changes: every key changes with it.
+CACHE_FORMAT = 1
+QUANT_SCALE = 65535.0
+TRAILER_MAGIC = b"CRC3"
+TRAILER_SIZE = 8
+#: `kind` of the exclusion rows written for images that failed preprocessing.
+EXCLUSION_KIND = "preprocess_failed"
+
+
+class CacheError(RuntimeError):
+    """A cache entry is missing, truncated or corrupt (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached exam view: where its sources are and under which key its tensor is stored."""
+
+    dataset: str
+    patient_id: str
+    side: str
+    view: str
+    le_path: Path
+    des_path: Path | None
+    mask_path: Path | None
+    key: str
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Names of the stored channels, in storage order."""
+        names = ["LE"]
+        if self.des_path is not None:
+            names.append("DES")
+        if self.mask_path is not None:
+            names.append("mask")
+        return tuple(names)
+
+
+@dataclass
+class FillResult:
+    """What a fill did: counts per outcome and the exclusion rows for images that failed."""
+
+    built: int
+    skipped: int
+    failed: int
+    exclusions: pd.DataFrame
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The counts as a dict (built, skipped, failed, total)."""
+        total = self.built + self.skipped + self.failed
+        return {"built": self.built, "skipped": self.skipped, "failed": self.failed, "total": total}
+
+    def summary(self) -> str:
+        """One readable line, e.g. 'built 0, skipped 1200, failed 0'."""
+        return f"built {self.built}, skipped {self.skipped}, failed {self.failed}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry file format
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The exact .npy header np.save writes for a uint16 C-order array of this shape."""
+    buffer = io.BytesIO()
+    descr = np.lib.format.dtype_to_descr(np.dtype("<u2"))
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def quantise(array: np.ndarray) -> np.ndarray:
+    """Map [0, 1] floats to uint16 (round(x * 65535)); values outside [0, 1] are clipped."""
+    clipped = np.clip(np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    return np.rint(clipped * QUANT_SCALE).astype("<u2")
+
+
+def dequantise(array: np.ndarray) -> np.ndarray:
+    """Map stored uint16 back to float32 in [0, 1]."""
+    return array.astype(np.float32) * np.float32(1.0 / QUANT_SCALE)
+
+
+def encode_entry(stack: np.ndarray) -> bytes:
+    """Bytes of one entry file: .npy of the quantised (C, H, W) stack, then the crc32 trailer."""
+    quantised = np.ascontiguousarray(quantise(stack))
+    payload = quantised.tobytes()
+    trailer = TRAILER_MAGIC + struct.pack("<I", zlib.crc32(payload))
+    return _npy_header(tuple(int(n) for n in quantised.shape)) + payload + trailer
+
+
+def decode_entry(data: bytes, shape: tuple[int, int, int], source: Path) -> np.ndarray:
+    """Check an entry file's bytes against the expected shape and its crc32; return the uint16 array."""
+    header = _npy_header(shape)
+    payload_size = int(np.prod(shape)) * 2
+    expected = len(header) + payload_size + TRAILER_SIZE
+    if len(data) != expected:
+        raise CacheError(f"corrupt cache entry {source}: {len(data)} bytes, expected {expected} (truncated?)")
+    if data[: len(header)] != header:
+        raise CacheError(f"corrupt cache entry {source}: header does not describe a uint16 array {shape}")
+    payload = memoryview(data)[len(header) : len(header) + payload_size]
+    trailer = data[-TRAILER_SIZE:]
+    if trailer[:4] != TRAILER_MAGIC or struct.unpack("<I", trailer[4:])[0] != zlib.crc32(payload):
+        raise CacheError(f"corrupt cache entry {source}: checksum mismatch")
+    return np.frombuffer(payload, dtype="<u2").reshape(shape)
+
+
+def read_entry_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """Read and verify one entry file; float32 (C, H, W) in [0, 1]."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CacheError(f"cache entry missing: {path} (run `cem preprocess`)") from None
+    return dequantise(decode_entry(data, shape, path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building entries (runs in worker processes)
+
+
+@dataclass(frozen=True)
+class _Task:
+    entry: Entry
+    target: Path
+    marker: Path
+    settings: PreprocessSettings
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A lesion mask file (PNG or any Pillow format) as a boolean array."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) > 0
+
+
+def build_stack(entry: Entry, settings: PreprocessSettings) -> np.ndarray:
+    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any)."""
+    le = read_pixels(entry.le_path)
+    des = read_pixels(entry.des_path) if entry.des_path is not None else None
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=str(entry.le_path))
+    planes = [le01]
+    if entry.des_path is not None:
+        if des01 is None:
+            raise PreprocessError(f"{entry.des_path}: DES image was given but not preprocessed")
+        planes.append(des01)
+    if entry.mask_path is not None:
+        mask = _read_mask(entry.mask_path)
+        warped = preprocess_mask(mask, le, entry.side, settings, source=str(entry.mask_path))
+        planes.append(np.asarray(warped, dtype=np.float32))
+    stack = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
+    expected = (len(entry.channels), *settings.size)
+    if stack.shape != expected:
+        raise PreprocessError(f"{entry.le_path}: preprocessed shape {stack.shape}, expected {expected}")
+    return stack
+
+
+def _run_task(task: _Task) -> tuple[str, Entry, str]:
+    """Build and store one entry; ('built', entry, '') or ('failed', entry, reason)."""
+    try:
+        stack = build_stack(task.entry, task.settings)
+    except PreprocessError as exc:
+        reason = str(exc)
+        # Deterministic for these inputs and settings: remember it so the next fill does not retry.
+        marker = {"reason": reason, "le_path": str(task.entry.le_path)}
+        atomic_write_text(task.marker, json.dumps(marker))
+        return "failed", task.entry, reason
+    except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
+        return "failed", task.entry, f"{type(exc).__name__}: {exc}"
+    with atomic_path(task.target) as tmp:
+        tmp.write_bytes(encode_entry(stack))
+    return "built", task.entry, ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The cache
+
+
+def _optional_path(manifest: Manifest, value: Any) -> Path | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else Path(manifest.root) / path
+
+
+@functools.lru_cache(maxsize=65536)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so repeated attaches do not rehash."""
+    return sha256_file(path)
+
+
+def _sha_of(path: Path) -> str:
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def entry_key(settings_digest: str, side: str, le_sha: str, des_sha: str, mask_sha: str) -> str:
+    """Hex key of an entry: hash of the format version, settings digest, side and source checksums."""
+    parts = [f"cemcache{CACHE_FORMAT}", settings_digest, side, le_sha, des_sha, mask_sha]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _single_thread_worker() -> None:
+    """Each worker preprocesses one image at a time: torch threads would only fight over the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class TensorCache:
+    """Preprocessed (C, H, W) tensors of exam views on disk, keyed by settings and source checksums."""
+
+    def __init__(self, cache_dir: str | os.PathLike, settings: PreprocessSettings):
+        self.cache_dir = Path(cache_dir)
+        self.settings = settings
+        self.digest = settings.digest()
+        self.folder = self.cache_dir / self.digest[:16]
+        self._index: dict[tuple[str, str, str, str], Entry] = {}
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any]) -> TensorCache:
+        """The cache a profile names (preprocess.cache) with the profile's preprocessing settings."""
+        section = profile.get("preprocess") or {}
+        if not section.get("cache"):
+            raise ValueError("profile has no preprocess.cache folder")
+        return cls(section["cache"], PreprocessSettings.from_profile(profile))
+
+    def __repr__(self) -> str:
+        size = tuple(self.settings.size)
+        return f"TensorCache({str(self.cache_dir)!r}, size={size}, digest={self.digest[:16]})"
+
+    # -- keys and paths ---------------------------------------------------------------------------
+
+    def path_for(self, entry: Entry) -> Path:
+        """Where an entry's tensor file lives."""
+        return self.folder / entry.key[:2] / f"{entry.key}.npy"
+
+    def marker_for(self, entry: Entry) -> Path:
+        """Where an entry's failure marker lives."""
+        return self.folder / entry.key[:2] / f"{entry.key}.failed.json"
+
+    def shape_of(self, entry: Entry) -> tuple[int, int, int]:
+        """Stored shape of an entry: (channels, H, W)."""
+        height, width = (int(n) for n in self.settings.size)
+        return (len(entry.channels), height, width)
+
+    def plan(self, manifest: Manifest) -> tuple[list[Entry], pd.DataFrame]:
+        """The entries a manifest needs, and exclusion rows for views that cannot form an entry."""
+        groups: dict[tuple[str, str, str, str], dict[str, list[dict[str, Any]]]] = {}
+        for row in manifest.images.to_dict("records"):
+            where = tuple(str(row[c]) for c in ("dataset", "patient_id", "side", "view"))
+            groups.setdefault(where, {"LE": [], "DES": []}).setdefault(str(row["energy"]), []).append(row)
+        mask_digests = _mask_digest_column(manifest)
+        entries: list[Entry] = []
+        problems: list[dict[str, str]] = []
+        for (dataset, patient_id, side, view), rows in sorted(groups.items()):
+            le_rows, des_rows = rows["LE"], rows["DES"]
+            if len(le_rows) != 1 or len(des_rows) > 1:
+                reason = (
+                    f"{side} {view}: expected one LE and at most one DES image, "
+                    f"found {len(le_rows)} LE and {len(des_rows)} DES"
+                )
+                problems.append({"dataset": dataset, "patient_id": patient_id, "side": side, "path": "",
+                                 "reason": reason, "kind": EXCLUSION_KIND})
+                continue
+            le_row = le_rows[0]
+            des_row = des_rows[0] if des_rows else None
+            mask_path = _optional_path(manifest, le_row.get("mask_path"))
+            if mask_path is None and des_row is not None:
+                mask_path = _optional_path(manifest, des_row.get("mask_path"))
+            mask_sha = ""
+            if mask_path is not None:
+                mask_sha = mask_digests.get(str(mask_path)) or _sha_of(mask_path)
+            des_sha = str(des_row["sha256"]) if des_row is not None else ""
+            entries.append(
+                Entry(
+                    dataset=dataset, patient_id=patient_id, side=side, view=view,
+                    le_path=manifest.image_path(le_row),
+                    des_path=manifest.image_path(des_row) if des_row is not None else None,
+                    mask_path=mask_path,
+                    key=entry_key(self.digest, side, str(le_row["sha256"]), des_sha, mask_sha),
+                )
+            )
+        return entries, pd.DataFrame(problems, columns=list(EXCLUSION_COLUMNS))
+
+    def attach(self, manifest: Manifest) -> list[Entry]:
+        """Index a manifest's entries so get() can find them (no preprocessing, no file hashing of images)."""
+        entries, _ = self.plan(manifest)
+        for entry in entries:
+            self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
+        return entries
+
+    # -- filling ------------------------------------------------------------------------------------
+
+    def fill(self, manifest: Manifest, workers: int = 1, progress: bool = True) -> FillResult:
+        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest."""
+        entries, problems = self.plan(manifest)
+        for entry in entries:
+            self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
+        self._prepare_folder()
+        todo: list[Entry] = []
+        failures: list[tuple[Entry, str]] = []
+        skipped = 0
+        for entry in entries:
+            state = self._state(entry)
+            if state == "ok":
+                skipped += 1
+            elif state == "known-failure":
+                failures.append((entry, self._marker_reason(entry)))
+            else:
+                todo.append(entry)
+        built = 0
+        for status, entry, reason in self._build(todo, workers, progress):
+            if status == "built":
+                built += 1
+            else:
+                failures.append((entry, reason))
+        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
+        failed = len(failures) + len(problems)
+        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+
+    def _prepare_folder(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Leftovers of an interrupted fill: temporary files never renamed into place.
+        for stale in self.folder.glob("*/.*.tmp"):
+            stale.unlink(missing_ok=True)
+        settings_file = self.folder / "settings.json"
+        if not settings_file.exists():
+            described = {
+                "digest": self.digest, "format": CACHE_FORMAT, "settings": _settings_dict(self.settings),
+            }
+            atomic_write_text(settings_file, json.dumps(described, indent=2, default=str))
+
+    def _state(self, entry: Entry) -> str:
+        path = self.path_for(entry)
+        if path.exists():
+            try:
+                read_entry_file(path, self.shape_of(entry))
+                return "ok"
+            except CacheError:
+                path.unlink(missing_ok=True)
+                return "missing"
+        return "known-failure" if self.marker_for(entry).exists() else "missing"
+
+    def _marker_reason(self, entry: Entry) -> str:
+        try:
+            return str(json.loads(self.marker_for(entry).read_text())["reason"])
+        except (OSError, ValueError, KeyError):
+            return "preprocessing failed (reason not recorded)"
+
+    def _build(self, todo: list[Entry], workers: int, progress: bool) -> Iterable[tuple[str, Entry, str]]:
+        tasks = [_Task(e, self.path_for(e), self.marker_for(e), self.settings) for e in todo]
+        bar = tqdm(total=len(tasks), desc="preprocess", unit="view", disable=not progress or not tasks)
+        with bar:
+            if workers <= 1 or len(tasks) <= 1:
+                for task in tasks:
+                    yield _run_task(task)
+                    bar.update()
+                return
+            # spawn: workers start clean, never inheriting the parent's torch thread pools.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_single_thread_worker) as pool:
+                futures = [pool.submit(_run_task, task) for task in tasks]
+                for future in as_completed(futures):
+                    yield future.result()
+                    bar.update()
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def entry(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> Entry:
+        """The indexed entry of a view (attach or fill the manifest first)."""
+        if dataset is not None:
+            found = self._index.get((dataset, str(patient_id), side, view))
+            if found is None:
+                raise CacheError(
+                    f"no cache entry indexed for {dataset}/{patient_id} {side} {view}: attach its manifest"
+                )
+            return found
+        matches = [e for k, e in self._index.items() if k[1:] == (str(patient_id), side, view)]
+        if not matches:
+            raise CacheError(f"no cache entry indexed for {patient_id} {side} {view}: attach its manifest")
+        if len(matches) > 1:
+            raise CacheError(f"{patient_id} {side} {view} is in several datasets; pass dataset=")
+        return matches[0]
+
+    def read(self, entry: Entry) -> np.ndarray:
+        """Verified float32 (C, H, W) stack of an entry, channels as in entry.channels."""
+        path = self.path_for(entry)
+        if not path.exists() and self.marker_for(entry).exists():
+            raise CacheError(f"{entry.le_path} failed preprocessing: {self._marker_reason(entry)}")
+        return read_entry_file(path, self.shape_of(entry))
+
+    def get_array(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> np.ndarray:
+        """Float32 numpy (C_all, H, W) of a view: LE, DES (if any), mask (if any)."""
+        return self.read(self.entry(patient_id, side, view, dataset))
+
+    def get(self, patient_id: str, side: str, view: str, dataset: str | None = None):
+        """Float32 torch tensor (C_all, H, W) of a view: LE, DES (if any), mask (if any)."""
+        import torch
+
+        return torch.from_numpy(self.get_array(patient_id, side, view, dataset))
+
+    def failures(self, manifest: Manifest) -> pd.DataFrame:
+        """Exclusion rows for the manifest's entries recorded as failed, or absent from the cache."""
+        entries, problems = self.plan(manifest)
+        rows: list[tuple[Entry, str]] = []
+        for entry in entries:
+            if self.path_for(entry).exists():
+                continue
+            if self.marker_for(entry).exists():
+                rows.append((entry, self._marker_reason(entry)))
+        return pd.concat([problems, _failure_rows(rows, manifest)], ignore_index=True)
+
+    def missing(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Entries with neither a stored tensor nor a failure marker (not preprocessed yet)."""
+        return [e for e in entries if not self.path_for(e).exists() and not self.marker_for(e).exists()]
+
+
+def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return {"repr": repr(settings)}
+
+
+def _mask_digest_column(manifest: Manifest) -> dict[str, str]:
+    """Mask checksums the manifest already carries (column mask_sha256), by absolute mask path."""
+    images = manifest.images
+    if "mask_sha256" not in images.columns or "mask_path" not in images.columns:
+        return {}
+    known = {}
+    for path, digest in zip(images["mask_path"], images["mask_sha256"], strict=True):
+        absolute = _optional_path(manifest, path)
+        if absolute is not None and isinstance(digest, str) and digest:
+            known[str(absolute)] = digest
+    return known
+
+
+def _relative(manifest: Manifest, path: Path) -> str:
+    try:
+        return str(path.relative_to(Path(manifest.root)))
+    except ValueError:
+        return str(path)
+
+
+def _failure_rows(failures: list[tuple[Entry, str]], manifest: Manifest) -> pd.DataFrame:
+    rows = [
+        {
+            "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
+            "path": _relative(manifest, entry.le_path),
+            "reason": f"preprocessing failed ({entry.side} {entry.view}): {reason}",
+            "kind": EXCLUSION_KIND,
+        }
+        for entry, reason in failures
+    ]
+    return pd.DataFrame(rows, columns=list(EXCLUSION_COLUMNS))
+
+
+def apply_exclusions(manifest: Manifest, exclusions: pd.DataFrame) -> list[str]:
+    """Record failed images in the manifest (in place): add their rows, drop their patients' tables rows.
+
+    Follows the manifest's rule that a patient is excluded when it has exclusion rows and no breast
+    rows. Returns the ids of the patients newly excluded.
+    """
+    if exclusions.empty:
+        return []
+    rows = exclusions.reindex(columns=list(EXCLUSION_COLUMNS)).fillna("").astype(str)
+    known = {tuple(r) for r in manifest.exclusions.reindex(columns=list(EXCLUSION_COLUMNS)).fillna("").values}
+    fresh = rows[[tuple(r) not in known for r in rows.values]]
+    dropped = sorted(set(rows["patient_id"]) & set(manifest.breasts["patient_id"].astype(str)))
+    manifest.exclusions = pd.concat([manifest.exclusions, fresh], ignore_index=True)
+    manifest.images = manifest.images[~manifest.images["patient_id"].astype(str).isin(dropped)]
+    manifest.breasts = manifest.breasts[~manifest.breasts["patient_id"].astype(str).isin(dropped)]
+    manifest.images = manifest.images.reset_index(drop=True)
+    manifest.breasts = manifest.breasts.reset_index(drop=True)
+    return dropped
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI: cem preprocess
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem preprocess`."""
+    parser.add_argument("--profile", help="profile name or YAML (default: smoke unless --manifest is given)")
+    parser.add_argument("--manifest", help="manifest folder (default: the profile's data.manifest)")
+    parser.add_argument("--cache", help="cache folder (default: the profile's preprocess.cache)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="output size (rows, cols) after crop and resize")
+    parser.add_argument("--window", choices=["adaptive", "fixed"], help="grey-level window rule")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--keep-manifest", action="store_true",
+        help="do not record failed images as patient exclusions in the manifest folder",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[PreprocessSettings, Path, Path]:
+    """Preprocessing settings, manifest folder and cache folder from a profile plus explicit options."""
+    from cemlib.profiles import load_profile
+
+    profile_name = args.profile or (None if args.manifest else "smoke")
+    profile: dict[str, Any] = load_profile(profile_name) if profile_name else {}
+    section = dict(profile.get("preprocess") or {})
+    if args.size:
+        section["size"] = list(args.size)
+    if args.window:
+        section["window"] = args.window
+    profile["preprocess"] = section
+    manifest_dir = args.manifest or (profile.get("data") or {}).get("manifest")
+    cache_dir = args.cache or section.get("cache")
+    if not manifest_dir or not cache_dir:
+        raise ValueError("give --profile, or both --manifest and --cache")
+    return PreprocessSettings.from_profile(profile), Path(manifest_dir), Path(cache_dir)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Fill the cache for a manifest; print what was built, skipped and failed."""
+    settings, manifest_dir, cache_dir = settings_from_args(args)
+    if not (manifest_dir / "images.csv").exists():
+        raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
+    manifest = Manifest.load(manifest_dir)
+    cache = TensorCache(cache_dir, settings)
+    result = cache.fill(manifest, workers=args.workers, progress=not args.no_progress)
+    print(f"cache {cache.folder}: {result.summary()}")
+    for row in result.exclusions.itertuples():
+        print(f"  excluded {row.dataset}/{row.patient_id}: {row.reason}")
+    if not args.keep_manifest and (dropped := apply_exclusions(manifest, result.exclusions)):
+        manifest.save(manifest_dir)
+        print(f"excluded {len(dropped)} patient(s) in {manifest_dir} (see exclusions.csv)")
+    return 0
