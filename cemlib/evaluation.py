@@ -1,0 +1,276 @@
+"""Predictions from a trained checkpoint: per-breast (and per-image) malignancy scores, `cem predict`.
+
+The per-breast table has one row per breast of the scored patients: dataset, patient_id, side, label,
+score (probability of malignancy in [0, 1]), model
+(e.g. "CEM mf_concat" = INPUTS fusion, as cemlib.tables names models), split, plus
+fusion and inputs. It is the input of the statistics and tables.
+
+How a breast gets its score:
+- mf_average / mf_concat: the fusion head's per-breast malignant probability (for mf_average that is
+  already the mean of the CC-pair and MLO-pair probabilities).
+- none / left_right, and a stage-1 image classifier: each view is scored on its own (none) or with the
+  contralateral breast's same view (left_right); the breast score is the MEAN of its CC and MLO
+  malignant probabilities, score = (p_CC + p_MLO) / 2. These models also give the per-image table
+  (dataset, patient_id, side, view, label, score, model, split), one row per view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from cemlib import models
+from cemlib.fileio import atomic_write_text
+from cemlib.training import INPUT_CHANNELS, load_checkpoint, model_from_checkpoint
+from cemlib.views import SIDES, VIEW_ORDER, view_index
+
+BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split", "fusion", "inputs")
+IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "label", "score", "model", "split")
+#: Fusions whose views are scored one by one (and so also get a per-image table).
+PER_IMAGE_FUSIONS = ("none", "left_right", models.IMAGE_MODEL)
+
+
+@dataclass
+class Predictions:
+    """Scores of one model on one manifest: per breast, and per image for none / left_right."""
+
+    breasts: pd.DataFrame
+    images: pd.DataFrame | None
+    model: str
+
+
+def model_name(fusion: str, inputs: str) -> str:
+    """The `model` column's value, e.g. ('mf_concat', 'cem') -> 'CEM mf_concat', as cemlib.tables names it."""
+    return f"{inputs.upper()} {fusion}"
+
+
+def inputs_of(checkpoint: Mapping[str, Any], inputs: str | None, path: str | os.PathLike) -> str:
+    """The inputs the checkpoint's model takes; a ValueError when `inputs` asks for something else."""
+    channels = int(checkpoint["arch"]["in_channels"])
+    native = str((checkpoint.get("meta") or {}).get("inputs") or {2: "cem", 1: "le"}[channels])
+    if inputs is None:
+        return native
+    if inputs not in INPUT_CHANNELS:
+        raise ValueError(f"unknown inputs {inputs!r}; expected one of {tuple(INPUT_CHANNELS)}")
+    if INPUT_CHANNELS[inputs] != channels:
+        raise ValueError(
+            f"{path}: the model takes {channels} channel(s) per view ({native}) but inputs={inputs!r} "
+            f"gives {INPUT_CHANNELS[inputs]}"
+        )
+    return inputs
+
+
+def _check_cache_fits(checkpoint: Mapping[str, Any], cache: Any, path: str | os.PathLike) -> None:
+    """The cache's image size must be the one the model was trained at."""
+    arch = checkpoint["arch"]
+    size = [int(s) for s in cache.settings.size]
+    if size != [int(s) for s in arch["input_size"]]:
+        raise ValueError(
+            f"{path}: the model was trained on {arch['input_size'][0]} x {arch['input_size'][1]} images but "
+            f"the cache {cache.cache_dir} holds {size[0]} x {size[1]}; use the training run's preprocessing"
+        )
+
+
+def _check_split(manifest: Any, split: str | None) -> None:
+    """A ValueError when the chosen split holds no breasts (rather than an empty table)."""
+    present = sorted(set(manifest.breasts["split"].astype(str)))
+    if split is not None and split not in present:
+        raise ValueError(
+            f"no breasts in split {split!r} of dataset {manifest.dataset!r}; splits present: {present}"
+        )
+    if not present:
+        raise ValueError(f"dataset {manifest.dataset!r} has no breasts to score")
+
+
+def _view_logprob(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(breast_logprob (B, 2, 2), None) for multi-feature fusions, else (None, image_logprob (B, 4, 2))."""
+    if isinstance(model, models.ImageClassifier):
+        batch = x.shape[0]
+        image_lp = F.log_softmax(model(x.flatten(0, 1)).float(), dim=-1).view(batch, len(VIEW_ORDER), 2)
+        return None, image_lp
+    outputs = model(x)
+    image_lp = outputs.get("image_logprob")
+    if image_lp is not None:
+        return None, image_lp.float()
+    return outputs["breast_logprob"].float(), None
+
+
+def _breast_from_images(image_prob: np.ndarray) -> np.ndarray:
+    """(N, 4) malignant probabilities per view -> (N, 2) per breast: mean of the CC and MLO views."""
+    out = np.empty((image_prob.shape[0], len(SIDES)))
+    for k, side in enumerate(SIDES):
+        out[:, k] = (image_prob[:, view_index(side, "CC")] + image_prob[:, view_index(side, "MLO")]) / 2.0
+    return out
+
+
+@torch.no_grad()
+def predict_tables(
+    checkpoint: str | os.PathLike,
+    manifest: Any,
+    cache: Any,
+    split: str | None = None,
+    inputs: str | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool = True,
+) -> Predictions:
+    """Score every patient of `manifest` (or of one split) with a stage-2 (or stage-1) checkpoint."""
+    from cemlib.data import PatientDataset
+
+    state = load_checkpoint(checkpoint)
+    inputs = inputs_of(state, inputs, checkpoint)
+    fusion = str(state["arch"]["fusion"])
+    _check_cache_fits(state, cache, checkpoint)
+    model = model_from_checkpoint(state, checkpoint)
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(torch_device).eval()
+    _check_split(manifest, split)
+    dataset = PatientDataset(manifest, cache, split, inputs=inputs, augment=None)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    patients: list[str] = []
+    breast_probs: list[np.ndarray] = []
+    image_probs: list[np.ndarray] = []
+    for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+        breast_lp, image_lp = _view_logprob(model, batch["x"].to(torch_device))
+        patients += [str(p) for p in batch["patient_id"]]
+        if image_lp is not None:
+            image_probs.append(image_lp[..., 1].exp().cpu().numpy())
+        elif breast_lp is not None:
+            breast_probs.append(breast_lp[..., 1].exp().cpu().numpy())
+    name = model_name(fusion, inputs)
+    if image_probs:
+        per_image = np.concatenate(image_probs) if patients else np.zeros((0, len(VIEW_ORDER)))
+        per_breast = _breast_from_images(per_image)
+    else:
+        per_image = None
+        per_breast = np.concatenate(breast_probs) if patients else np.zeros((0, len(SIDES)))
+    breasts = _breast_table(manifest, patients, per_breast, name, fusion, inputs)
+    images = _image_table(manifest, patients, per_image, name) if per_image is not None else None
+    return Predictions(breasts=breasts, images=images, model=name)
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    manifest: Any,
+    cache: Any,
+    split: str | None = None,
+    inputs: str | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Per-breast scores table (columns BREAST_COLUMNS); predict_tables also gives the per-image table."""
+    return predict_tables(checkpoint, manifest, cache, split, inputs, **options).breasts
+
+
+def _breast_info(manifest: Any) -> dict[tuple[str, str], tuple[str, int, str]]:
+    """(patient_id, side) -> (dataset, label, split) from the manifest's breasts table."""
+    b = manifest.breasts
+    return {
+        (str(p), str(s)): (str(d), int(y), str(sp))
+        for d, p, s, y, sp in zip(
+            b["dataset"], b["patient_id"], b["side"], b["label"], b["split"], strict=True
+        )
+    }
+
+
+def _breast_table(
+    manifest: Any, patients: list[str], probs: np.ndarray, name: str, fusion: str, inputs: str
+) -> pd.DataFrame:
+    """One row per breast of the scored patients."""
+    info = _breast_info(manifest)
+    rows = []
+    for patient, pair in zip(patients, probs, strict=True):
+        for k, side in enumerate(SIDES):
+            dataset, label, split = info[(patient, side)]
+            rows.append((dataset, patient, side, label, float(pair[k]), name, split, fusion, inputs))
+    return pd.DataFrame(rows, columns=list(BREAST_COLUMNS))
+
+
+def _image_table(manifest: Any, patients: list[str], probs: np.ndarray, name: str) -> pd.DataFrame:
+    """One row per view of the scored patients, views in VIEW_ORDER."""
+    info = _breast_info(manifest)
+    rows = []
+    for patient, views in zip(patients, probs, strict=True):
+        for k, key in enumerate(VIEW_ORDER):
+            side, view = key[0], key[1:]
+            dataset, label, split = info[(patient, side)]
+            rows.append((dataset, patient, side, view, label, float(views[k]), name, split))
+    return pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI: cem predict
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem predict`."""
+    parser.add_argument("study", nargs="?", metavar="STUDY_DIR",
+                        help="one exam folder to score (instead of --manifest)")
+    parser.add_argument("--checkpoint", required=True, help="a best.pt written by `cem train`")
+    parser.add_argument("--manifest", help="manifest folder whose patients are scored")
+    parser.add_argument("--out", help="per-breast CSV to write (default: print the table)")
+    parser.add_argument("--split", help="score only this split (train, val, test, external)")
+    parser.add_argument("--cache", help="tensor cache folder (default: the one the model was trained with)")
+    parser.add_argument("--inputs", choices=tuple(INPUT_CHANNELS), help="default: the model's own inputs")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="processes filling the cache")
+
+
+def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):
+    """The TensorCache with the preprocessing settings recorded in the checkpoint."""
+    from cemlib.cache import TensorCache
+    from cemlib.imaging import PreprocessSettings
+
+    preprocess = dict((checkpoint.get("meta") or {}).get("preprocess") or {})
+    if not preprocess:
+        raise ValueError(f"{path}: the checkpoint records no preprocessing settings (not made by cem train)")
+    folder = cache_dir or preprocess.get("cache")
+    if not folder:
+        raise ValueError("give --cache: the checkpoint names no cache folder")
+    return TensorCache(folder, PreprocessSettings.from_profile({"preprocess": preprocess}))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Score a manifest's breasts and write (or print) the per-breast and per-image tables."""
+    from cemlib.manifest import Manifest
+
+    if args.study:
+        raise ValueError(
+            "scoring a single exam folder (cem predict STUDY_DIR) is not yet supported; build a manifest "
+            "with `cem manifest` and pass --manifest"
+        )
+    if not args.manifest:
+        raise ValueError("give --manifest DIR (the patients to score)")
+    state = load_checkpoint(args.checkpoint)
+    manifest = Manifest.load(args.manifest)
+    cache = _cache_for(state, args.cache, args.checkpoint)
+    filled = cache.fill(manifest, workers=args.workers)
+    for row in filled.exclusions.itertuples():
+        print(f"excluded {row.dataset}/{row.patient_id}: {row.reason}")
+    result = predict_tables(
+        args.checkpoint, manifest, cache, args.split, args.inputs,
+        batch_size=args.batch_size, device=args.device,
+    )
+    if not args.out:
+        print(result.breasts.to_string(index=False))
+        return 0
+    out = Path(args.out)
+    atomic_write_text(out, result.breasts.to_csv(index=False))
+    print(f"wrote {len(result.breasts)} breast scores ({result.model}) to {out}")
+    if result.images is not None:
+        image_out = out.with_name(f"{out.stem}_images{out.suffix or '.csv'}")
+        atomic_write_text(image_out, result.images.to_csv(index=False))
+        print(f"wrote {len(result.images)} image scores to {image_out}")
+    return 0
