@@ -147,12 +147,19 @@ def run_pipeline(
 
 
 def merged_notebook(paths: list[Path]):
-    """One notebook holding the cells of several executed notebooks, in order."""
+    """One notebook holding the cells of several executed notebooks, in order, without stderr noise.
+
+    Progress bars and warnings go to stderr; the report keeps what the study shows (stdout, tables,
+    figures).
+    """
     import nbformat
 
     merged = None
     for path in paths:
         notebook = nbformat.read(str(path), as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
         if merged is None:
             merged = notebook
         else:

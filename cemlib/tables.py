@@ -870,21 +870,8 @@ def metrics_frame_for_csv(metrics: pd.DataFrame, metrics_external: pd.DataFrame)
     return pd.concat([metrics, metrics_external], ignore_index=True)
 
 
-def write_all(
-    predictions: pd.DataFrame,
-    breasts: pd.DataFrame | None,
-    out_dir: str | Path,
-    split: str = "test",
-    threshold: float | str = 0.5,
-    level: float = 0.95,
-    ci_method: str = "clopper-pearson",
-    reference: pd.DataFrame | None = None,
-) -> dict[str, Path]:
-    """Write every table (CSV, Markdown, LaTeX) and Fig. 4 (PNG, PDF); returns {file name: path}."""
-    from cemlib import plots
-
-    predictions = validate_predictions(predictions)
-    tables = build_tables(predictions, breasts, split, threshold, level, ci_method, reference)
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """Write built tables: the numeric ones as CSV, the paper's as CSV, Markdown and LaTeX."""
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
     for name, table in tables.items():
@@ -894,8 +881,28 @@ def write_all(
             written[path.name] = path
         else:
             written.update(write_table(table, out_dir, name, CAPTIONS.get(name, "")))
+    return written
+
+
+def write_all(
+    predictions: pd.DataFrame,
+    breasts: pd.DataFrame | None,
+    out_dir: str | Path,
+    split: str = "test",
+    threshold: float | str = 0.5,
+    level: float = 0.95,
+    ci_method: str = "clopper-pearson",
+    reference: pd.DataFrame | None = None,
+    figure_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """Write every table (CSV, Markdown, LaTeX) and Fig. 4 (PNG, PDF); returns {file name: path}."""
+    from cemlib import plots
+
+    predictions = validate_predictions(predictions)
+    tables = build_tables(predictions, breasts, split, threshold, level, ci_method, reference)
+    written = write_tables(tables, out_dir)
     figure = plots.roc_figure(predictions, split)
-    written.update(plots.save_figure(figure, out_dir, "fig4_roc"))
+    written.update(plots.save_figure(figure, figure_dir or out_dir, "fig4_roc"))
     return written
 
 

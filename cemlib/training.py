@@ -741,19 +741,28 @@ def prepare_data(profile: Mapping[str, Any], workers: int | None = None, progres
     and images that fail preprocessing exclude their patients, with the reason, in the saved manifest.
     Returns (Manifest, TensorCache).
     """
-    from cemlib.cache import TensorCache, apply_exclusions
-
     workers = _prep_workers(profile, workers)
     manifest = prepare_manifest(profile, workers)
-    manifest_dir = Path(profile["data"]["manifest"])
+    cache, _ = fill_cache(profile, manifest, Path(profile["data"]["manifest"]), workers, progress)
+    return manifest, cache
+
+
+def fill_cache(profile: Mapping[str, Any], manifest: Any, manifest_dir: str | os.PathLike,
+               workers: int | None = None, progress: bool = True):
+    """Fill the profile's tensor cache for `manifest`; images that fail exclude their patients (saved).
+
+    Returns (TensorCache, FillResult).
+    """
+    from cemlib.cache import TensorCache, apply_exclusions
+
     cache_dir = (profile.get("preprocess") or {}).get("cache")
     if not cache_dir:
         raise ValueError(f"profile {profile.get('name', '?')!r} has no preprocess.cache")
     cache = TensorCache(cache_dir, preprocess_settings(profile))
-    result = cache.fill(manifest, workers=workers, progress=progress)
+    result = cache.fill(manifest, workers=_prep_workers(profile, workers), progress=progress)
     if apply_exclusions(manifest, result.exclusions):
-        manifest.save(manifest_dir)
-    return manifest, cache
+        manifest.save(Path(manifest_dir))
+    return cache, result
 
 
 def _prep_workers(profile: Mapping[str, Any], workers: int | None) -> int:

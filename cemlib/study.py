@@ -1,0 +1,502 @@
+"""The study's steps as the notebooks run them: one function per notebook section, writing to reports/.
+
+Each function takes a loaded profile (`load`) and is idempotent: finished work (cohort on disk,
+manifest, tensor cache, trained checkpoints, predictions) is reused, so a notebook can be rerun cheaply
+and the pipeline resumes where it stopped. Notebooks only call these and display what they return.
+
+Where things go, for a profile P:
+- runs/P/models/<INPUTS>_stage1, runs/P/models/<INPUTS>_<fusion>: checkpoints and training logs;
+- runs/P/predictions/<model>__<dataset>.csv: per-breast scores;
+- reports/P/tables, reports/P/figures: the paper's tables (CSV, Markdown, LaTeX) and figures (PNG, PDF).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cemlib.profiles import load_profile
+
+FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
+INPUTS = ("le", "cem")
+#: The paper's main model, and the model each external dataset is scored with (INbreast is FFDM: LE).
+MAIN_MODEL = ("mf_concat", "cem")
+EXTERNAL_MODELS = {"inbreast": ("mf_concat", "le"), "cddcesm": ("mf_concat", "cem")}
+EXTERNAL_NAMES = {"inbreast": "INbreast", "cddcesm": "CDD-CESM"}
+
+
+def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile as a dict with absolute paths (a notebook's first call)."""
+    return load_profile(profile, overrides)
+
+
+def show_profile(cfg: dict[str, Any]) -> None:
+    """Print the settings that shape the results (no paths, which differ per machine)."""
+    model, train, pre = cfg.get("model", {}), cfg.get("train", {}), cfg.get("preprocess", {})
+    print(
+        f"profile {cfg['name']}: device {cfg.get('device')}, seed {cfg.get('seed')}, "
+        f"dataset {cfg['data'].get('dataset')}; input {pre.get('size')} ({pre.get('window')} window); "
+        f"VGG16-BN width {model.get('width')}, head {model.get('head')}, "
+        f"global pool {model.get('global_pool')}; "
+        f"SGD lr {train.get('lr')}, batch {train.get('batch_size')}, epochs "
+        f"{train.get('stage1_epochs')}+{train.get('stage2_epochs')}, patience {train.get('patience')}"
+    )
+
+
+def tables_dir(cfg: dict[str, Any]) -> Path:
+    """reports/<profile>/tables: CSV, Markdown and LaTeX tables."""
+    return Path(cfg["reports"]) / "tables"
+
+
+def figures_dir(cfg: dict[str, Any]) -> Path:
+    """reports/<profile>/figures: PNG and PDF figures."""
+    return Path(cfg["reports"]) / "figures"
+
+
+def models_dir(cfg: dict[str, Any]) -> Path:
+    """runs/<profile>/models: one folder per trained model."""
+    return Path(cfg["runs"]) / "models"
+
+
+def predictions_dir(cfg: dict[str, Any]) -> Path:
+    """runs/<profile>/predictions: per-breast scores of every model on every dataset."""
+    return Path(cfg["runs"]) / "predictions"
+
+
+def model_label(fusion: str, inputs: str) -> str:
+    """The name a model has in tables and figures, e.g. 'CEM mf_concat'."""
+    from cemlib.evaluation import model_name
+
+    return model_name(fusion, inputs)
+
+
+def save_figure(cfg: dict[str, Any], figure, name: str):
+    """Write a figure as PNG and PDF into reports/<profile>/figures and return it for display."""
+    from cemlib import plots
+
+    plots.save_figure(figure, figures_dir(cfg), name)
+    return figure
+
+
+def show_table(table: pd.DataFrame | None):
+    """A table for display in a notebook or the report: no row index, missing tables said plainly."""
+    if table is None:
+        return "(not available for this run)"
+    return table.style.hide(axis="index")
+
+
+def show_figure(cfg: dict[str, Any], name: str):
+    """Display a saved figure (PNG) inline."""
+    from IPython.display import Image
+
+    return Image(filename=str(figures_dir(cfg) / f"{name}.png"), width=900)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 00 cohort
+
+
+def prepare_manifest(cfg: dict[str, Any]):
+    """The profile's manifest: writes the synthetic cohort and scans the dataset when missing."""
+    from cemlib import training
+
+    return training.prepare_manifest(cfg)
+
+
+def describe(manifest) -> str:
+    """Readable counts of a manifest (patients, breasts, images, exclusions, split by class)."""
+    from cemlib.manifest import describe as describe_manifest
+
+    return describe_manifest(manifest)
+
+
+def flow_counts(manifest) -> pd.DataFrame:
+    """Fig. 1 numbers: patients found, excluded per reason, kept, and per split."""
+    found = set(manifest.breasts["patient_id"]) | set(manifest.exclusions["patient_id"])
+    excluded = set(manifest.excluded_patients())
+    rows = [("patients found", len(found))]
+    patient_rows = manifest.exclusions[manifest.exclusions["patient_id"].isin(excluded)]
+    for kind, count in patient_rows.drop_duplicates("patient_id")["kind"].value_counts().items():
+        rows.append((f"excluded: {str(kind).replace('_', ' ')}", int(count)))
+    rows.append(("patients kept", len(manifest.patients)))
+    per_split = manifest.breasts.drop_duplicates("patient_id")["split"].value_counts()
+    for split in ("train", "val", "test", "external"):
+        if split in per_split:
+            rows.append((f"{split}", int(per_split[split])))
+    return pd.DataFrame(rows, columns=["step", "patients"])
+
+
+def flow_figure(cfg: dict[str, Any], manifest):
+    """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
+    from matplotlib.figure import Figure
+
+    counts = flow_counts(manifest)
+    steps = list(counts.itertuples(index=False))
+    figure = Figure(figsize=(6.5, 0.55 * len(steps) + 0.6), layout="constrained")
+    ax = figure.subplots()
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-len(steps), 1)
+    for row, (step, patients) in enumerate(steps):
+        excluded = step.startswith("excluded")
+        split = step in ("train", "val", "test", "external")
+        x = 0.72 if excluded else (0.3 if split else 0.35)
+        ax.text(x, -row, f"{step}: {patients}", ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "#fde0dd" if excluded else "#e0ecf4"})
+        if row and not excluded:
+            ax.annotate("", xy=(0.35, -row + 0.3), xytext=(0.35, -row + 0.7),
+                        arrowprops={"arrowstyle": "->", "color": "#555"})
+    ax.set_title("Fig. 1: patients found, excluded (with reason), kept and split", fontsize=10)
+    return save_figure(cfg, figure, "fig1_flow")
+
+
+def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
+    """The first exclusions with their reasons (pseudonymous ids only)."""
+    columns = [c for c in ("patient_id", "side", "kind", "reason") if c in manifest.exclusions]
+    return manifest.exclusions[columns].head(limit)
+
+
+def cohort_tables(cfg: dict[str, Any], manifest) -> dict[str, pd.DataFrame]:
+    """Table 1, Table 2 and the Fig. 1 counts, written to reports/<profile>/tables."""
+    from cemlib import tables
+
+    out = {
+        "table1_characteristics": tables.table1_characteristics(manifest.breasts),
+        "table2_patient_classes": tables.table2_patient_classes(manifest.breasts),
+        "fig1_flow_counts": flow_counts(manifest),
+    }
+    for name, table in out.items():
+        tables.write_table(table, tables_dir(cfg), name, tables.CAPTIONS.get(name, ""))
+    return {"table1": out["table1_characteristics"], "table2": out["table2_patient_classes"],
+            "flow": out["fig1_flow_counts"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 01 preprocessing
+
+
+def prepare_cache(cfg: dict[str, Any]):
+    """(manifest, cache, fill summary): the tensor cache filled for the profile's manifest."""
+    from cemlib import training
+
+    manifest = training.prepare_manifest(cfg)
+    cache, result = training.fill_cache(cfg, manifest, cfg["data"]["manifest"])
+    return manifest, cache, result.summary()
+
+
+def qc_figure(cfg: dict[str, Any], manifest, patients: int = 2):
+    """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
+    from cemlib import qc, training
+
+    breasts = manifest.breasts[manifest.breasts["split"] == "train"]
+    malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
+    benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
+    chosen = [*benign, *malignant.tolist()]
+    figure = qc.qc_figure(manifest, chosen, training.preprocess_settings(cfg))
+    return save_figure(cfg, figure, "qc_preprocessing")
+
+
+def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
+    """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
+    from matplotlib.figure import Figure
+
+    from cemlib import data
+    from cemlib.views import VIEW_ORDER
+
+    dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
+                                  augment=data.Augment.from_profile(cfg), seed=int(cfg.get("seed", 0)))
+    figure = Figure(figsize=(8, 2.3 * 2 * patients), layout="constrained")
+    axes = figure.subplots(2 * patients, 4, squeeze=False)
+    for p in range(patients):
+        item = dataset[p]
+        for v, view in enumerate(VIEW_ORDER):
+            for c, energy in enumerate(("LE", "DES")):
+                ax = axes[2 * p + c, v]
+                ax.imshow(item["x"][v, c].numpy(), cmap="gray", vmin=0, vmax=1)
+                label = int(item["y"][v // 2])
+                ax.set_title(f"{item['patient_id']} {view} {energy} (label {label})", fontsize=7)
+                ax.set_axis_off()
+    return save_figure(cfg, figure, "loader_batch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 02 training and 03 ablations
+
+
+def stage1_dir(cfg: dict[str, Any], inputs: str) -> Path:
+    """Folder of the stage-1 CNN shared by the four fusions of one input type."""
+    return models_dir(cfg) / f"{inputs}_stage1"
+
+
+def model_dir(cfg: dict[str, Any], fusion: str, inputs: str) -> Path:
+    """Folder of one stage-2 model."""
+    return models_dir(cfg) / f"{inputs}_{fusion}"
+
+
+def train_model(cfg: dict[str, Any], fusion: str, inputs: str) -> Path:
+    """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint."""
+    from cemlib import training
+
+    manifest, cache = training.prepare_data(cfg)
+    stage1 = training.train_stage1(cfg, inputs, stage1_dir(cfg, inputs), manifest=manifest, cache=cache)
+    return training.train(cfg, fusion, inputs, model_dir(cfg, fusion, inputs), stage1_checkpoint=stage1,
+                          manifest=manifest, cache=cache)
+
+
+def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
+    """Per-epoch logs of stage 1 and stage 2 of a model."""
+    logs = {}
+    for stage, folder in (("stage 1", stage1_dir(cfg, inputs)), ("stage 2", model_dir(cfg, fusion, inputs))):
+        found = sorted(folder.rglob("log.csv"))
+        if found:
+            logs[stage] = pd.read_csv(found[0])
+    return logs
+
+
+def learning_curves(cfg: dict[str, Any], fusion: str, inputs: str):
+    """Training and validation loss, and validation AUC, per epoch for both stages."""
+    from matplotlib.figure import Figure
+
+    logs = training_logs(cfg, fusion, inputs)
+    figure = Figure(figsize=(9, 3.2), layout="constrained")
+    ax_loss, ax_auc = figure.subplots(1, 2)
+    for stage, log in logs.items():
+        ax_loss.plot(log["epoch"], log["train_loss"], "-o", ms=3, label=f"{stage} train")
+        ax_loss.plot(log["epoch"], log["val_loss"], "--o", ms=3, label=f"{stage} validation")
+        ax_auc.plot(log["epoch"], log["val_auc"], "-o", ms=3, label=stage)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.4, 1.0))
+    ax_loss.legend(fontsize=7)
+    ax_auc.legend(fontsize=7)
+    return save_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
+
+
+def training_summary(cfg: dict[str, Any], fusion: str, inputs: str) -> pd.DataFrame:
+    """Best epoch, validation loss and AUC, and time of each stage."""
+    rows = []
+    for stage, log in training_logs(cfg, fusion, inputs).items():
+        best = log.loc[log["val_loss"].idxmin()]
+        rows.append({"stage": stage, "epochs run": len(log), "best epoch": int(best["epoch"]),
+                     "val loss": round(float(best["val_loss"]), 4),
+                     "val AUC": round(float(best["val_auc"]), 3),
+                     "seconds": round(float(log["seconds"].sum()), 1)})
+    return pd.DataFrame(rows)
+
+
+def predictions_path(cfg: dict[str, Any], fusion: str, inputs: str, dataset: str) -> Path:
+    """Where one model's per-breast scores on one dataset are kept."""
+    return predictions_dir(cfg) / f"{inputs}_{fusion}__{dataset}.csv"
+
+
+def score_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest, cache, split: str | None,
+                dataset: str) -> pd.DataFrame:
+    """Per-breast scores of one trained model on a manifest (cached on disk by checkpoint time)."""
+    from cemlib import evaluation
+    from cemlib.fileio import atomic_write_text
+
+    checkpoint = train_model(cfg, fusion, inputs)
+    path = predictions_path(cfg, fusion, inputs, dataset)
+    if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return pd.read_csv(path, dtype={"patient_id": str})
+    scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs)
+    atomic_write_text(path, scores.to_csv(index=False))
+    return scores
+
+
+def run_ablations(cfg: dict[str, Any]) -> pd.DataFrame:
+    """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set."""
+    from cemlib import training
+
+    manifest, cache = training.prepare_data(cfg)
+    frames = [score_model(cfg, fusion, inputs, manifest, cache, "test", "internal")
+              for inputs in INPUTS for fusion in FUSIONS]
+    return pd.concat(frames, ignore_index=True)
+
+
+def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
+    """Every per-breast score computed so far (internal and external)."""
+    paths = sorted(predictions_dir(cfg).glob("*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no predictions in {predictions_dir(cfg)}: run notebook 03 first")
+    return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
+
+
+def ablation_tables(cfg: dict[str, Any], predictions: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4, written to reports/."""
+    from cemlib import plots, tables, training
+
+    predictions = tables.validate_predictions(all_predictions(cfg) if predictions is None else predictions)
+    manifest = training.prepare_manifest(cfg)
+    breasts = pd.concat([manifest.breasts, *(m.breasts for m in external_manifests(cfg).values())],
+                        ignore_index=True)
+    built = tables.build_tables(predictions, breasts)
+    tables.write_tables(built, tables_dir(cfg))
+    save_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
+    return {
+        "table3": built["table3_le"], "table4": built["table4_cem"], "table5": built["table5_delong"],
+        "external": built["table_external"], "birads": built.get("table_birads_groups"),
+        "confusion": built["table_confusion"], "density": built.get("table_density"),
+        "scorecard": built.get("scorecard"), "comparison": built.get("table_comparison"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# 04 external validation
+
+
+def external_manifests(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Manifests of the profile's external datasets that exist on disk (replicas or real releases)."""
+    from cemlib.manifest import Manifest
+
+    found = {}
+    for name in EXTERNAL_MODELS:
+        folder = external_manifest_dir(cfg, name)
+        if (folder / "manifest.json").is_file():
+            found[name] = Manifest.load(folder)
+    return found
+
+
+def external_manifest_dir(cfg: dict[str, Any], name: str) -> Path:
+    """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
+    return Path(cfg["runs"]) / "manifests" / name
+
+
+def prepare_external(cfg: dict[str, Any], name: str):
+    """(manifest, cache) of an external dataset; writes its replica first when the profile asks for one."""
+    from cemlib import manifest as manifest_mod
+    from cemlib import training
+
+    spec = (cfg.get("external") or {}).get(name) or {}
+    root = Path(spec["root"])
+    if not root.exists() and spec.get("synth"):
+        write_replica(name, root, spec["synth"], cfg)
+    if not root.exists():
+        raise FileNotFoundError(f"{EXTERNAL_NAMES[name]} not found at {root}: set external.{name}.root")
+    folder = external_manifest_dir(cfg, name)
+    if not (folder / "manifest.json").is_file():
+        built, _ = manifest_mod.build(root, name, seed=int(cfg.get("seed", 0)))
+        built.save(folder)
+    manifest = manifest_mod.Manifest.load(folder)
+    cache, _ = training.fill_cache(cfg, manifest, folder)
+    return manifest, cache
+
+
+def write_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any]) -> Path:
+    """Write the phantom cohort as an exact on-disk replica of an external release."""
+    import importlib
+
+    module = importlib.import_module(f"cemlib.sources.{name}")
+    scale = synth.get("scale", cfg["data"].get("synth", {}).get("scale", 0.08))
+    return module.write_replica(root, patients=int(synth.get("patients", 30)), seed=int(synth.get("seed", 0)),
+                                scale=float(scale), workers=int(cfg["preprocess"].get("workers", 2)))
+
+
+def class_composition(manifest) -> pd.DataFrame:
+    """Patients per class (bilateral benign / unilateral malignant / bilateral malignant)."""
+    from cemlib.manifest import patient_classes
+
+    classes = pd.Series(patient_classes(manifest.breasts)).value_counts()
+    return classes.rename_axis("patient class").reset_index(name="patients")
+
+
+def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
+    from matplotlib.figure import Figure
+
+    from cemlib import plots
+
+    compositions, frames = [], []
+    for name, (fusion, inputs) in EXTERNAL_MODELS.items():
+        manifest, cache = prepare_external(cfg, name)
+        composition = class_composition(manifest)
+        composition.insert(0, "dataset", EXTERNAL_NAMES[name])
+        compositions.append(composition)
+        scores = score_model(cfg, fusion, inputs, manifest, cache, None, name)
+        scores["dataset"] = EXTERNAL_NAMES[name]
+        frames.append(scores)
+    external = pd.concat(frames, ignore_index=True)
+    results = ablation_tables(cfg)
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
+    for ax, frame in zip(figure.subplots(1, 2), frames, strict=True):
+        inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
+        title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
+        plots.roc_panel(ax, frame, inputs, "external", title)
+    save_figure(cfg, figure, "external_roc")
+    return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
+            "predictions": external}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 05 CAMs
+
+
+def _explained_exams(cfg: dict[str, Any], fusion: str, inputs: str, manifest, cache, split: str | None):
+    """Yield (item, explanation) for every patient of a split, with lesion masks."""
+    from cemlib import cams, data, training
+
+    model = training.model_from_checkpoint(training.load_checkpoint(train_model(cfg, fusion, inputs)))
+    model.eval()
+    dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        yield item, cams.explain_exam(model, item["x"])
+
+
+def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataFrame:
+    """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts."""
+    from cemlib import cams, tables, training
+    from cemlib.views import SIDES, VIEW_ORDER
+
+    manifest, cache = training.prepare_data(cfg)
+    rows = []
+    for inputs in INPUTS:
+        maps, masks = [], []
+        for item, explained in _explained_exams(cfg, "mf_concat", inputs, manifest, cache, "test"):
+            for k, side in enumerate(SIDES):
+                if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
+                    continue
+                for v, view in enumerate(VIEW_ORDER):
+                    mask = item["mask"][v].numpy() > 0.5
+                    if view.startswith(side) and mask.any():
+                        maps.append(explained["own"][v])
+                        masks.append(mask)
+        hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks)) if maps else np.zeros(0, bool)
+        rows.append({"model": model_label("mf_concat", inputs), "views scored": len(hits),
+                     "peak inside lesion": int(hits.sum()),
+                     "pointing game": round(float(hits.mean()), 3) if len(hits) else float("nan")})
+    table = pd.DataFrame(rows)
+    caption = "Grad-CAM++ pointing game (internal test set)"
+    tables.write_table(table, tables_dir(cfg), "pointing_game", caption)
+    return table
+
+
+def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) -> list:
+    """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
+    from cemlib import cams, training
+
+    if where == "internal":
+        manifest, cache = training.prepare_data(cfg)
+        sources = [("internal", "cem", manifest, cache, "test")]
+    else:
+        sources = []
+        for name, (_, inputs) in EXTERNAL_MODELS.items():
+            manifest, cache = prepare_external(cfg, name)
+            sources.append((name, inputs, manifest, cache, None))
+    figures = []
+    for name, inputs, manifest, cache, split in sources:
+        shown = 0
+        for item, explained in _explained_exams(cfg, "mf_concat", inputs, manifest, cache, split):
+            if shown >= cases:
+                break
+            scores = explained["scores"]
+            if not any(int(item["y"][k]) == 1 and scores[s] >= 0.5 for k, s in enumerate(("L", "R"))):
+                continue
+            figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
+            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test')}: {item['patient_id']}", fontsize=9)
+            number = 5 if where == "internal" else 6
+            figures.append(save_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
+            shown += 1
+    return figures
