@@ -329,10 +329,9 @@ def ablation_tables(cfg: dict[str, Any], predictions: pd.DataFrame | None = None
     from cemlib import plots, tables, training
 
     predictions = tables.validate_predictions(all_predictions(cfg) if predictions is None else predictions)
-    manifest = training.prepare_manifest(cfg)
-    breasts = pd.concat([manifest.breasts, *(m.breasts for m in external_manifests(cfg).values())],
-                        ignore_index=True)
-    built = tables.build_tables(predictions, breasts)
+    # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
+    # only through their predictions (the external table).
+    built = tables.build_tables(predictions, training.prepare_manifest(cfg).breasts)
     tables.write_tables(built, tables_dir(cfg))
     save_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
     return {

@@ -1,0 +1,96 @@
+"""The whole study through papermill at a tiny scale: every table exists and holds sane values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+from cemlib import pipeline
+
+TINY_PROFILE = Path(__file__).parent / "data" / "tiny_profile.yaml"
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """Run all six notebooks on the tiny profile, with every path inside a temporary folder."""
+    root = tmp_path_factory.mktemp("study")
+    profile = root / "tiny.yaml"
+    profile.write_text(TINY_PROFILE.read_text())
+    results = pipeline.run_pipeline(profile)
+    return root, results
+
+
+def read_table(root: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(root / "reports" / "tables" / f"{name}.csv")
+
+
+def test_every_notebook_ran_and_the_report_exists(study_run):
+    root, results = study_run
+    assert [r.name for r in results] == list(pipeline.STEPS)
+    assert all(r.status == "ran" and r.output.exists() for r in results)
+    assert (root / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert "Table 4" in (root / "reports" / "report.html").read_text()
+    figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing")
+    for figure in figures:
+        assert (root / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
+        assert (root / "reports" / "figures" / f"{figure}.pdf").exists()
+
+
+def test_tables_hold_sane_values(study_run):
+    root, _ = study_run
+    metrics = read_table(root, "metrics")
+    internal = metrics[metrics["split"] == "test"] if "split" in metrics else metrics
+    assert set(metrics["model"]) >= {f"{i} {f}" for i in ("LE", "CEM")
+                                     for f in ("none", "left_right", "mf_average", "mf_concat")}
+    for column in [c for c in metrics.columns if c.endswith(("estimate", "low", "high"))]:
+        values = metrics[column].dropna()
+        assert ((values >= 0) & (values <= 1)).all(), column
+    assert len(internal) >= 8
+    for name in ("table1_characteristics", "table2_patient_classes", "table3_le", "table4_cem",
+                 "table5_delong", "table_external", "table_birads_groups", "table_confusion",
+                 "table_density", "scorecard", "pointing_game", "fig1_flow_counts"):
+        for suffix in ("csv", "md", "tex"):
+            assert (root / "reports" / "tables" / f"{name}.{suffix}").exists(), (name, suffix)
+
+
+def test_counts_add_up(study_run):
+    root, _ = study_run
+    table2 = read_table(root, "table2_patient_classes")
+    body = table2[table2.iloc[:, 0].astype(str).str.lower() != "total"]
+    total_row = table2[table2.iloc[:, 0].astype(str).str.lower() == "total"]
+    overall = next(c for c in table2.columns if c.lower().startswith("overall"))
+    assert body[overall].astype(str).str.split(" ").str[0].astype(int).sum() == 30
+    assert str(total_row[overall].iloc[0]).split(" ")[0] == "30"
+    confusion = read_table(root, "table_confusion")
+    counted = confusion["TP"] + confusion["FN"] + confusion["TN"] + confusion["FP"]
+    assert (counted == confusion["Breasts"]).all()
+    flow = read_table(root, "fig1_flow_counts").set_index("step")["patients"]
+    assert flow["patients found"] == 30 and flow["patients kept"] == flow[["train", "val", "test"]].sum()
+
+
+def fake_phi(root: Path) -> set[str]:
+    """The fake patient ids and names (as written in the header and as a person would write them)."""
+    values = set()
+    for path in sorted((root / "data" / "synthetic").rglob("*.dcm"))[:80]:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        family, _, given = str(header.PatientName).partition("^")
+        values |= {str(header.PatientID), str(header.PatientName), f"{given} {family}", f"{family}, {given}"}
+    return values
+
+
+def test_no_fake_phi_reaches_any_output(study_run):
+    root, _ = study_run
+    phi = fake_phi(root)
+    assert phi, "the synthetic headers should carry fake PHI to look for"
+    outputs = [p for folder in ("reports", "runs") for p in (root / folder).rglob("*") if p.is_file()]
+    outputs += list((root / "data" / "synthetic" / "manifest").glob("*"))
+    assert len(outputs) > 50
+    for path in outputs:
+        if path.suffix in {".pt", ".npy"}:
+            continue
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        leaked = [value for value in phi if value in text]
+        assert not leaked, f"{path} contains header identifiers {leaked}"
