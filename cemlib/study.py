@@ -56,11 +56,6 @@ def figures_dir(cfg: dict[str, Any]) -> Path:
     return Path(cfg["reports"]) / "figures"
 
 
-def models_dir(cfg: dict[str, Any]) -> Path:
-    """runs/<profile>/models: one folder per trained model."""
-    return Path(cfg["runs"]) / "models"
-
-
 def predictions_dir(cfg: dict[str, Any]) -> Path:
     """runs/<profile>/predictions: per-breast scores of every model on every dataset."""
     return Path(cfg["runs"]) / "predictions"
@@ -226,30 +221,19 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
 # 02 training and 03 ablations
 
 
-def stage1_dir(cfg: dict[str, Any], inputs: str) -> Path:
-    """Folder of the stage-1 CNN shared by the four fusions of one input type."""
-    return models_dir(cfg) / f"{inputs}_stage1"
-
-
-def model_dir(cfg: dict[str, Any], fusion: str, inputs: str) -> Path:
-    """Folder of one stage-2 model."""
-    return models_dir(cfg) / f"{inputs}_{fusion}"
-
-
 def train_model(cfg: dict[str, Any], fusion: str, inputs: str) -> Path:
     """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint."""
     from cemlib import training
 
-    manifest, cache = training.prepare_data(cfg)
-    stage1 = training.train_stage1(cfg, inputs, stage1_dir(cfg, inputs), manifest=manifest, cache=cache)
-    return training.train(cfg, fusion, inputs, model_dir(cfg, fusion, inputs), stage1_checkpoint=stage1,
-                          manifest=manifest, cache=cache)
+    return training.train_with_shared_stage1(cfg, fusion, inputs)
 
 
 def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
     """Per-epoch logs of stage 1 and stage 2 of a model."""
     logs = {}
-    for stage, folder in (("stage 1", stage1_dir(cfg, inputs)), ("stage 2", model_dir(cfg, fusion, inputs))):
+    from cemlib.training import fusion_dir, stage1_dir
+
+    for stage, folder in (("stage 1", stage1_dir(cfg, inputs)), ("stage 2", fusion_dir(cfg, fusion, inputs))):
         found = sorted(folder.rglob("log.csv"))
         if found:
             logs[stage] = pd.read_csv(found[0])

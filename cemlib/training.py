@@ -995,6 +995,29 @@ def train(
     return stage2.run(context).best_checkpoint
 
 
+def stage1_dir(profile: Mapping[str, Any], inputs: str) -> Path:
+    """runs/<profile>/models/<inputs>_stage1: the stage-1 CNN shared by the fusions of one input type."""
+    return Path(profile["runs"]) / "models" / f"{inputs}_stage1"
+
+
+def fusion_dir(profile: Mapping[str, Any], fusion: str, inputs: str) -> Path:
+    """runs/<profile>/models/<inputs>_<fusion>: one fusion model (its stage 2 in ./stage2)."""
+    return Path(profile["runs"]) / "models" / f"{inputs}_{fusion}"
+
+
+def train_with_shared_stage1(profile: Mapping[str, Any], fusion: str, inputs: str, manifest: Any = None,
+                             cache: Any = None) -> Path:
+    """Train (or resume, or reuse) one model in the study layout; returns its best stage-2 checkpoint.
+
+    Stage 1 lives in models/<inputs>_stage1 and is shared by the four fusions of that input type;
+    stage 2 lives in models/<inputs>_<fusion>/stage2. `cem train` and the notebooks both use it.
+    """
+    context = init_distributed(str(profile.get("device", "cpu")))
+    manifest, cache = _data(profile, manifest, cache, context)
+    stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
+    return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
+
+
 def _load_stage1(model: nn.Module, checkpoint: str | os.PathLike) -> None:
     """Put a stage-1 encoder (and, for fusion "none", its classifier) into a fusion model."""
     models.load_encoder(model, checkpoint)
@@ -1200,7 +1223,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fusion", choices=models.FUSIONS, default="mf_concat", help="fusion type")
     parser.add_argument("--inputs", choices=tuple(INPUT_CHANNELS), default="cem",
                         help="cem = LE + DES (2 channels), le = low energy only")
-    parser.add_argument("--run-dir", help="run folder (default: the profile's runs/<inputs>_<fusion>)")
+    parser.add_argument("--run-dir", help="run folder (default: runs/<profile>/models/<inputs>_<fusion>, "
+                        "with stage 1 shared in models/<inputs>_stage1)")
     parser.add_argument("--stage1", metavar="CKPT",
                         help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one")
     parser.add_argument("--stage1-only", action="store_true", help="train stage 1 only (into RUN/stage1)")
@@ -1211,11 +1235,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Train one model; print where its best checkpoint and log are."""
     profile = load_profile(args.profile, parse_overrides(args.set))
-    run_dir = Path(args.run_dir) if args.run_dir else Path(profile["runs"]) / f"{args.inputs}_{args.fusion}"
+    run_dir = Path(args.run_dir) if args.run_dir else None
     try:
         if args.stage1_only:
-            best = train_stage1(profile, args.inputs, run_dir / "stage1")
+            folder = run_dir / "stage1" if run_dir else stage1_dir(profile, args.inputs)
+            best = train_stage1(profile, args.inputs, folder)
+        elif run_dir is None and args.stage1 is None:
+            best = train_with_shared_stage1(profile, args.fusion, args.inputs)
         else:
+            run_dir = run_dir or fusion_dir(profile, args.fusion, args.inputs)
             best = train(profile, args.fusion, args.inputs, run_dir, args.stage1)
         if not dist.is_initialized() or dist.get_rank() == 0:
             checkpoint = load_checkpoint(best)
