@@ -17,7 +17,9 @@ from cemlib.sources import ImageRejected, check_mg_header, ge, mfmodel
 from cemlib.views import SIDES, VIEWS
 from tests.factories import write_mg_dicom
 
-REAL_SHEET = Path(__file__).resolve().parents[2] / "shared" / "real" / "MF_MODEL_label.xlsx"
+#: A byte-identical copy of the authors' example label sheet (shared/real/MF_MODEL_label.xlsx).
+REAL_SHEET = Path(__file__).resolve().parent / "data" / "MF_MODEL_label.xlsx"
+SHARED_REAL_SHEET = Path(__file__).resolve().parents[2] / "shared" / "real" / "MF_MODEL_label.xlsx"
 FAKE_NAME = "DOE^JANE^FAKE"
 FAKE_MRN = "MRN-99887766"
 ENERGY_TAGS = {
@@ -402,3 +404,8 @@ def test_synthetic_cohort_to_manifest_twice_gives_identical_checksums(tmp_path: 
     for ds in headers:
         for secret in (str(ds.PatientName), str(ds.PatientID), str(ds.get("PatientBirthDate", ""))):
             assert secret and secret not in written
+
+
+@pytest.mark.skipif(not SHARED_REAL_SHEET.is_file(), reason="the shared copy of the real sheet is not here")
+def test_bundled_sheet_is_the_real_one():
+    assert REAL_SHEET.read_bytes() == SHARED_REAL_SHEET.read_bytes()
