@@ -4,7 +4,8 @@
   patient-level loader, beside what smoke-profile training consumes;
 - train: images/s of a training step (fp32 vs bf16, contiguous vs channels_last, CPU and CUDA) beside a
   baseline written the way the authors' code runs;
-- stats: DeLong test on 10,000 breasts, 2000-replicate bootstrap of the AUC on 1,000 breasts.
+- stats: DeLong test on 10,000 breasts, 2000-replicate bootstrap of the AUC on 1,000 breasts;
+- exam: one exam through `cem predict STUDY` at 512 x 256 with the full-width model (maps included).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from cemlib.profiles import load_profile
 
-TARGETS = ("preprocess", "train", "stats")
+TARGETS = ("preprocess", "train", "stats", "exam")
 
 
 def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, Any]:
@@ -58,6 +59,10 @@ def run_benchmarks(profile_name: str, targets: tuple[str, ...]) -> dict[str, Any
             results[target] = bench_train(profile)
         elif target == "stats":
             results[target] = bench_stats()
+        elif target == "exam":
+            from cemlib import exam
+
+            results[target] = exam.benchmark_exam()
     return results
 
 

@@ -216,10 +216,14 @@ def _image_table(manifest: Any, patients: list[str], probs: np.ndarray, name: st
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem predict`."""
     parser.add_argument("study", nargs="?", metavar="STUDY_DIR",
-                        help="one exam folder to score (instead of --manifest)")
+                        help="one exam folder to score (instead of --manifest): its 8 CEM images, or 4 FFDM "
+                             "images for an LE model; prints each breast's probability and writes a report")
     parser.add_argument("--checkpoint", required=True, help="a best.pt written by `cem train`")
     parser.add_argument("--manifest", help="manifest folder whose patients are scored")
-    parser.add_argument("--out", help="per-breast CSV to write (default: print the table)")
+    parser.add_argument("--out", help="with --manifest: per-breast CSV to write (default: print the table); "
+                                      "with STUDY_DIR: report folder (default: STUDY_DIR/cem_report)")
+    parser.add_argument("--no-cams", action="store_true",
+                        help="with STUDY_DIR: skip the Grad-CAM++ maps (scores and report only)")
     parser.add_argument("--split", help="score only this split (train, val, test, external)")
     parser.add_argument("--cache", help="tensor cache folder (default: the one the model was trained with)")
     parser.add_argument("--inputs", choices=tuple(INPUT_CHANNELS), help="default: the model's own inputs")
@@ -247,10 +251,9 @@ def run_cli(args: argparse.Namespace) -> int:
     from cemlib.manifest import Manifest
 
     if args.study:
-        raise ValueError(
-            "scoring a single exam folder (cem predict STUDY_DIR) is not yet supported; build a manifest "
-            "with `cem manifest` and pass --manifest"
-        )
+        from cemlib.exam import run_study_cli
+
+        return run_study_cli(args)
     if not args.manifest:
         raise ValueError("give --manifest DIR (the patients to score)")
     state = load_checkpoint(args.checkpoint)

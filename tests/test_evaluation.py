@@ -170,9 +170,6 @@ def test_cem_predict_cli_writes_breast_and_image_tables(tiny, tmp_path, capsys):
     assert len(breasts) == len(tiny["manifest"].breasts.query("split == 'test'"))
     assert len(images) == 2 * len(breasts) and set(breasts["model"]) == {"CEM left_right"}
     assert "wrote" in capsys.readouterr().out
-    code = cli.main(["predict", str(tiny["base"] / "cohort" / "SYN0001"), "--checkpoint", str(checkpoint)])
-    assert code == 1
-    assert "not yet supported" in capsys.readouterr().err
 
 
 def test_manifest_without_breasts_of_a_split_is_an_error(tiny, concat_checkpoint):

@@ -1,0 +1,294 @@
+"""Tests of single-exam inference (`cem predict STUDY`): finding views, scores equal to the manifest path,
+overlays and report, clear errors for bad exam folders, and no patient identifiers in what is shown."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cemlib import cli, evaluation, exam, models, synthetic
+from cemlib import manifest as manifest_mod
+from cemlib.cache import TensorCache
+from cemlib.data import PatientDataset
+from cemlib.imaging import PreprocessSettings
+from cemlib.phantom import grid_shape
+from cemlib.sources import cddcesm, inbreast
+
+SIZE = (64, 32)
+ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
+TOLERANCE = 1e-3  # the cache stores views quantised to 16 bits; a study is preprocessed in float32
+LINE = re.compile(r"^([LR]) \((?:left|right) breast\): p\(malignant\) = ([0-9.]+) -> (malignant|benign)",
+                  re.MULTILINE)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a small shared CPU, two threads make these tiny models slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A 4-patient synthetic cohort at scale 0.05, its manifest and a 64 x 32 cache."""
+    base = tmp_path_factory.mktemp("tiny_exam")
+    root = synthetic.write_cohort(base / "cohort", patients=4, seed=5, scale=0.05, workers=1)
+    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=(0.5, 0.25, 0.25), workers=1)
+    cache = TensorCache(base / "cache", PreprocessSettings(size=SIZE))
+    assert cache.fill(built, workers=1, progress=False).failed == 0
+    return {"base": base, "root": root, "manifest": built, "cache": cache}
+
+
+def saved(model: nn.Module, tiny: dict, name: str, inputs: str = "cem") -> Path:
+    """Batch norm calibrated on real views (as after training), saved with the metadata cem train records."""
+    x = torch.stack([item["x"] for item in PatientDataset(tiny["manifest"], tiny["cache"], inputs=inputs)])
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None
+    with torch.no_grad():
+        model.encoder(x.flatten(0, 1))
+    model.eval()
+    meta = {"inputs": inputs, "preprocess": {"size": list(SIZE), "cache": str(tiny["cache"].cache_dir)}}
+    return models.save_model(model, tiny["base"] / f"{name}.pt", meta=meta)
+
+
+@pytest.fixture(scope="module")
+def cem_checkpoint(tiny) -> Path:
+    torch.manual_seed(1)
+    return saved(models.build_model("mf_concat", 2, **ARCH), tiny, "concat")
+
+
+@pytest.fixture(scope="module")
+def le_checkpoint(tiny) -> Path:
+    torch.manual_seed(2)
+    return saved(models.build_model("mf_concat", 1, **ARCH), tiny, "concat_le", inputs="le")
+
+
+def manifest_scores(checkpoint: Path, built, cache, patient: str) -> dict[str, float]:
+    """The reference: evaluation.predict's per-breast scores of one patient through the tensor cache."""
+    table = evaluation.predict(checkpoint, built, cache, progress=False)
+    rows = table[table["patient_id"] == patient].set_index("side")["score"]
+    return {side: float(rows[side]) for side in ("L", "R")}
+
+
+def private_values(folder: Path) -> list[str]:
+    """The fake PatientName (whole and in parts), PatientID and birth date of an exam's DICOM headers."""
+    values = set()
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        name = str(ds.get("PatientName", ""))
+        values |= {name, *name.split("^"), str(ds.get("PatientID", "")), str(ds.get("PatientBirthDate", ""))}
+    return sorted(v for v in values if len(v) >= 3)
+
+
+def without_images(page: str) -> str:
+    """The HTML with its inline base64 images removed (their text could hold any letters)."""
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+
+
+def copy_exam(source: Path, target: Path, names: dict[str, str] | None = None) -> Path:
+    """Copy an exam folder's images, optionally renaming them (old name -> new name)."""
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file():
+            shutil.copy(path, target / (names or {}).get(path.name, path.name))
+    return target
+
+
+def test_cli_scores_a_synthetic_exam_like_the_manifest_and_writes_the_report(tiny, cem_checkpoint, capsys):
+    study = tiny["root"] / "SYN0001"
+    code = cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    printed = {side: (float(p), call) for side, p, call in LINE.findall(out)}
+    expected = manifest_scores(cem_checkpoint, tiny["manifest"], tiny["cache"], "SYN0001")
+    assert set(printed) == {"L", "R"}
+    for side in ("L", "R"):
+        assert printed[side][0] == pytest.approx(expected[side], abs=TOLERANCE)
+        assert printed[side][1] == ("malignant" if expected[side] >= 0.5 else "benign")
+    assert "CEM mf_concat" in out and "exam SYN0001" in out
+    report = study / exam.REPORT_DIR
+    with Image.open(report / "cams.png") as png:
+        assert png.format == "PNG" and png.size[0] > 400
+    page = (report / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    assert "SYN0001" in page and "CEM mf_concat" in page and "Research tool" in page
+    assert f"{printed['L'][0]:.4f}" in page and f"{printed['R'][0]:.4f}" in page
+    assert "src='http" not in page and 'src="http' not in page  # self-contained
+    for value in private_values(study):
+        assert value.upper() not in out.upper()
+        assert value.upper() not in without_images(page).upper()
+    # a second run ignores the report folder it wrote inside the exam folder
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams"]) == 0
+    assert LINE.findall(capsys.readouterr().out) == LINE.findall(out)
+
+
+def test_view_level_model_gives_per_view_probabilities_of_the_manifest_path(tiny, tmp_path):
+    torch.manual_seed(3)
+    checkpoint = saved(models.build_model("left_right", 2, **ARCH), tiny, "left_right")
+    result = exam.predict_exam(tiny["root"] / "SYN0002", checkpoint, device="cpu")
+    tables = evaluation.predict_tables(checkpoint, tiny["manifest"], tiny["cache"], progress=False)
+    images = tables.images[tables.images["patient_id"] == "SYN0002"]
+    for row in images.itertuples():
+        assert result.per_view[f"{row.side}{row.view}"] == pytest.approx(row.score, abs=TOLERANCE)
+    for side in ("L", "R"):  # breast = mean of its CC and MLO views (hand-computed)
+        mean = (result.per_view[f"{side}CC"] + result.per_view[f"{side}MLO"]) / 2
+        assert result.breast[side] == pytest.approx(mean, abs=1e-9)
+    assert result.cams.shape == (4, *SIZE) and 0 <= result.cams.min() and result.cams.max() <= 1
+    plain = exam.predict_exam(tiny["root"] / "SYN0002", checkpoint, device="cpu", cams=False)
+    assert plain.cams is None and plain.per_view == pytest.approx(result.per_view, abs=1e-6)
+    lines = "\n".join(exam.summary_lines(result))
+    assert "per view: LCC" in lines
+
+
+def test_le_model_on_a_cem_exam_uses_only_the_le_images(tiny, le_checkpoint):
+    result = exam.predict_exam(tiny["root"] / "SYN0003", le_checkpoint, device="cpu")
+    expected = manifest_scores(le_checkpoint, tiny["manifest"], tiny["cache"], "SYN0003")
+    assert result.x.shape == (4, 1, *SIZE)
+    assert all(des is None for _, des in result.views.values())
+    assert result.breast == pytest.approx(expected, abs=TOLERANCE)
+    assert "DES images are not used" in "\n".join(exam.summary_lines(result))
+
+
+def test_files_found_by_dicom_tags_or_mfmodel_names_give_the_same_scores(tiny, cem_checkpoint, tmp_path):
+    source = tiny["root"] / "SYN0004"
+    reference = exam.predict_exam(source, cem_checkpoint, cams=False).breast
+    by_tags = copy_exam(source, tmp_path / "tags", {p.name: f"IM{i:04d}" for i, p in
+                                                    enumerate(sorted(source.glob("*.dcm")))})
+    found = exam.find_exam(by_tags)
+    assert found.layouts == [exam.TAGS] and len(found.files) == 8
+    assert exam.predict_exam(by_tags, cem_checkpoint, cams=False).breast == pytest.approx(reference, abs=1e-6)
+    energy = {"LE": "LOW_ENERGY", "DES": "RECOMBINED"}
+    mf_names = {}
+    for path in source.glob("*.dcm"):
+        side, view, kind = path.stem.split("_")
+        mf_names[path.name] = f"Jane Roe_{energy[kind]}_{view}_{side}.dcm"
+    mf = copy_exam(source, tmp_path / "Jane Roe", mf_names)
+    result = exam.predict_exam(mf, cem_checkpoint, cams=False)
+    assert result.exam.layouts == [exam.MFMODEL]
+    assert result.breast == pytest.approx(reference, abs=1e-6)
+    label = result.exam.label()
+    assert label.startswith("MF") and "Roe" not in label  # the adapter's pseudonym, not the folder name
+    page = exam.render_html(result, None)
+    assert "Roe" not in page and "Roe" not in "\n".join(exam.summary_lines(result))
+
+
+def test_folder_named_after_the_patient_is_redacted(tiny, cem_checkpoint, tmp_path, capsys):
+    source = tiny["root"] / "SYN0001"
+    ds = pydicom.dcmread(source / "L_CC_LE.dcm", stop_before_pixels=True)
+    family, given = str(ds.PatientName).split("^")[:2]
+    study = copy_exam(source, tmp_path / f"{family}_{given}_{ds.PatientID}")
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--out",
+                     str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    page = without_images((tmp_path / "report" / "report.html").read_text())
+    for value in (family, given, str(ds.PatientID), str(ds.PatientBirthDate)):
+        assert value.upper() not in out.upper() and value.upper() not in page.upper()
+    assert exam.REDACTED in out and exam.REDACTED in page
+
+
+def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
+    root = cddcesm.write_replica(tmp_path / "cdd", patients=2, seed=0, scale=0.06, workers=1)
+    built, _ = manifest_mod.build(root, "cddcesm", workers=1)
+    assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
+    patient = sorted(set(built.images["patient_id"]))[0]
+    study = tmp_path / "exam"
+    for row in built.images[built.images["patient_id"] == patient].itertuples():
+        source = root / row.path  # keep the release's two folders, one level down
+        (study / source.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, study / source.parent.name / source.name)
+    result = exam.predict_exam(study, cem_checkpoint, device="cpu")
+    assert result.exam.layouts == [exam.CDDCESM] and len(result.exam.files) == 8
+    expected = manifest_scores(cem_checkpoint, built, tiny["cache"], patient)
+    assert result.breast == pytest.approx(expected, abs=TOLERANCE)
+    written = exam.write_report(result, tmp_path / "report")
+    assert written["cams"].is_file() and "CDD-CESM" in written["html"].read_text()
+
+
+def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoint, tmp_path):
+    root = inbreast.write_replica(tmp_path / "inb", patients=2, seed=0, scale=0.05, workers=1)
+    built, _ = manifest_mod.build(root, "inbreast", workers=1)
+    assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
+    by_patient: dict[str, list[Path]] = {}
+    for path in sorted((root / inbreast.DICOM_DIR).glob("*.dcm")):
+        by_patient.setdefault(inbreast.parse_dicom_name(path.name).patient_id, []).append(path)
+    complete = next(p for p, files in by_patient.items() if len(files) == 5)  # four views and an FB view
+    study = tmp_path / "exam"
+    study.mkdir()
+    for path in by_patient[complete]:
+        shutil.copy(path, study / path.name)
+    result = exam.predict_exam(study, le_checkpoint, device="cpu")
+    assert result.exam.layouts == [exam.INBREAST]
+    assert any("FB is not CC or MLO" in note for note in result.exam.skipped)
+    expected = manifest_scores(le_checkpoint, built, tiny["cache"], complete)
+    assert result.breast == pytest.approx(expected, abs=TOLERANCE)
+    with pytest.raises(exam.ExamError, match=r"holds no recombined \(DES\) images.*LE model"):
+        exam.predict_exam(study, cem_checkpoint)
+    one_breast = next(p for p, files in by_patient.items() if len(files) == 2)
+    single = tmp_path / "single"
+    single.mkdir()
+    for path in by_patient[one_breast]:
+        shutil.copy(path, single / path.name)
+    side = "R" if "_MG_L_" in by_patient[one_breast][0].name else "L"
+    with pytest.raises(exam.ExamError, match=rf"missing view\(s\) {side}CC LE, {side}MLO LE"):
+        exam.predict_exam(single, le_checkpoint)
+
+
+def test_missing_view_is_an_error_naming_it(tiny, cem_checkpoint, tmp_path, capsys):
+    study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "exam")
+    (study / "R_MLO_DES.dcm").unlink()
+    code = cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "missing view(s) RMLO DES" in captured.err
+    assert not (study / exam.REPORT_DIR / "report.html").exists()
+
+
+def test_duplicated_view_is_an_error_naming_both_files(tiny, cem_checkpoint, tmp_path):
+    study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "exam")
+    shutil.copy(study / "L_CC_LE.dcm", study / "IM_extra")  # found by its tags: L CC low energy
+    with pytest.raises(exam.ExamError, match=r"two files for LCC low energy \(LE\): ") as caught:
+        exam.predict_exam(study, cem_checkpoint)
+    message = str(caught.value)
+    assert str(study / "L_CC_LE.dcm") in message and str(study / "IM_extra") in message
+
+
+def test_contradictory_files_are_errors(tiny, cem_checkpoint, tmp_path):
+    source = tiny["root"] / "SYN0002"
+    wrong_side = copy_exam(source, tmp_path / "side")
+    shutil.copy(source / "L_CC_LE.dcm", wrong_side / "R_CC_LE.dcm")
+    with pytest.raises(exam.ExamError, match=r"R_CC_LE\.dcm: ImageLaterality 'L' disagrees with the file "
+                                             r"name's side R"):
+        exam.find_exam(wrong_side)
+    two_patients = copy_exam(source, tmp_path / "mixed")
+    shutil.copy(tiny["root"] / "SYN0003" / "L_CC_DES.dcm", two_patients / "L_CC_DES.dcm")
+    with pytest.raises(exam.ExamError, match="belong to different patients"):
+        exam.find_exam(two_patients)
+    with pytest.raises(FileNotFoundError, match="exam folder not found"):
+        exam.find_exam(tmp_path / "nowhere")
+
+
+def test_checkpoint_without_preprocessing_settings_is_refused(tiny, tmp_path):
+    torch.manual_seed(4)
+    bare = models.save_model(models.build_model("mf_concat", 2, **ARCH), tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="records no preprocessing settings"):
+        exam.predict_exam(tiny["root"] / "SYN0001", bare)
+
+
+def test_benchmark_exam_times_each_step(tmp_path):
+    result = exam.benchmark_exam(scale=0.05, width=0.0625, size=SIZE, repeat=1, workdir=tmp_path)
+    assert result["model"] == "CEM mf_concat" and result["input_size"] == list(SIZE)
+    assert result["image_shape"] == list(grid_shape(0.05))
+    for key in ("median_preprocess_s", "median_model_s", "median_model_and_cams_s", "exam_with_cams_s"):
+        assert result[key] > 0
+    assert result["exam_with_cams_s"] >= result["median_model_and_cams_s"]
