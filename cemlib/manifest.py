@@ -177,6 +177,21 @@ def exclusion(patient_id: str, reason: str, kind: str, side: str = "", path: str
             "reason": reason, "kind": kind}
 
 
+def one_breast_exclusions(sides: dict[str, set[str]], missing: str) -> list[dict[str, str]]:
+    """Patient-level exclusions for patients whose images cover one breast only.
+
+    `sides` maps patient_id -> sides seen; `missing` says what is absent, e.g. "no CC or MLO image".
+    """
+    rows = []
+    for patient_id, present in sorted(sides.items()):
+        if len(present) == 1:
+            (side,) = present
+            other = "R" if side == "L" else "L"
+            reason = f"exam incomplete: {missing} of breast {other} (only {side})"
+            rows.append(exclusion(patient_id, reason, "missing_view", side=other))
+    return rows
+
+
 def exclusion_counts(exclusions: pd.DataFrame) -> pd.Series:
     """Number of exclusion rows per kind, largest first."""
     if exclusions.empty:
@@ -257,8 +272,8 @@ def _check_values(frame: pd.DataFrame, column: str, allowed: Iterable[str], what
         raise ValueError(f"{what}: unexpected {column} values {bad}; expected {sorted(allowed)}")
 
 
-def _text(value: Any) -> str:
-    """Cell as text: empty for NaN/None, integral floats without '.0'."""
+def cell_text(value: Any) -> str:
+    """A table or workbook cell as stripped text: empty for NaN/None, integral floats without '.0'."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -269,7 +284,7 @@ def _text(value: Any) -> str:
 def _age(value: Any) -> float:
     """Age as a float, NaN where empty or not a number."""
     try:
-        return float(value) if _text(value) != "" else float("nan")
+        return float(value) if cell_text(value) != "" else float("nan")
     except (TypeError, ValueError):
         return float("nan")
 
@@ -306,7 +321,7 @@ def _label_problems(patient_breasts: list[dict]) -> list[tuple[str, str, str]]:
             problems.append(("missing_label", side, f"no label for breast {side}"))
             continue
         parsed = [parse_label(v) for v in raw]
-        bad = [_text(v) for v, p in zip(raw, parsed, strict=True) if p is None]
+        bad = [cell_text(v) for v, p in zip(raw, parsed, strict=True) if p is None]
         if bad:
             shown = bad[0]
             kind = "missing_label" if shown == "" else "bad_label"
@@ -345,18 +360,18 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
     breasts = _frame(breasts, ("patient_id", "side", "label", "birads", "pathology", "age", "density"))
     adapter_rows = _frame(exclusions, EXCLUSION_COLUMNS)
     images["patient_id"] = images["patient_id"].astype(str)
-    images["mask_path"] = images["mask_path"].map(_text)
+    images["mask_path"] = images["mask_path"].map(cell_text)
     breasts["patient_id"] = breasts["patient_id"].astype(str)
-    breasts["side"] = breasts["side"].map(_text).str.upper()
+    breasts["side"] = breasts["side"].map(cell_text).str.upper()
     _check_values(images, "side", SIDES, "images")
     _check_values(images, "view", VIEWS, "images")
     _check_values(images, "energy", energies, "images")
     adapter_rows = adapter_rows.assign(
         dataset=dataset,
-        patient_id=adapter_rows["patient_id"].map(_text),
-        side=adapter_rows["side"].map(_text),
-        path=adapter_rows["path"].map(_text),
-        kind=adapter_rows["kind"].map(_text).replace("", "other"),
+        patient_id=adapter_rows["patient_id"].map(cell_text),
+        side=adapter_rows["side"].map(cell_text),
+        path=adapter_rows["path"].map(cell_text),
+        kind=adapter_rows["kind"].map(cell_text).replace("", "other"),
     )
     dropped = set(adapter_rows.loc[adapter_rows["path"] == "", "patient_id"])
 
@@ -417,10 +432,10 @@ def _final_breasts(breasts: pd.DataFrame, dataset: str) -> pd.DataFrame:
         "patient_id": breasts["patient_id"].astype(str),
         "side": breasts["side"],
         "label": breasts["label"].map(parse_label),
-        "birads": breasts["birads"].map(_text).str.upper(),
-        "pathology": breasts["pathology"].map(_text),
+        "birads": breasts["birads"].map(cell_text).str.upper(),
+        "pathology": breasts["pathology"].map(cell_text),
         "age": breasts["age"].map(_age),
-        "density": breasts["density"].map(_text).str.lower(),
+        "density": breasts["density"].map(cell_text).str.lower(),
         "split": "",
     })
     out = out.drop_duplicates(["patient_id", "side"]).sort_values(["patient_id", "side"], kind="stable")

@@ -36,7 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from cemlib.fileio import atomic_path, atomic_write_bytes, atomic_write_text
-from cemlib.manifest import Manifest, assemble, map_files
+from cemlib.manifest import Manifest, assemble, cell_text, exclusion, map_files, one_breast_exclusions
 from cemlib.sources.masks import mask_outlines, via_region_mask, write_mask_png
 
 DATASET = "cddcesm"
@@ -45,11 +45,30 @@ SUBTRACTED_DIR = "Subtracted images of CDD-CESM"
 WORKBOOK_NAMES = ("Radiology manual annotations.xlsx", "Radiology-manual-annotations.xlsx")
 SEGMENTATION_CSV = "Radiology_hand_drawn_segmentations_v2.csv"
 SHEET = "all"
-COLUMNS = ("Image_name", "Patient_ID", "Side", "Type", "Age", "Breast density (ACR)", "BIRADS", "Findings",
-           "View", "Tags", "Machine", "Pathology Classification/ Follow up")
+COLUMNS = (
+    "Image_name",
+    "Patient_ID",
+    "Side",
+    "Type",
+    "Age",
+    "Breast density (ACR)",
+    "BIRADS",
+    "Findings",
+    "View",
+    "Tags",
+    "Machine",
+    "Pathology Classification/ Follow up",
+)
 PATHOLOGY_COLUMN = "Pathology Classification/ Follow up"
-VIA_COLUMNS = ("#filename", "file_size", "file_attributes", "region_count", "region_id",
-               "region_shape_attributes", "region_attributes")
+VIA_COLUMNS = (
+    "#filename",
+    "file_size",
+    "file_attributes",
+    "region_count",
+    "region_id",
+    "region_shape_attributes",
+    "region_attributes",
+)
 #: Image-name code -> energy, and workbook Type -> the code it must agree with.
 ENERGY_OF_CODE = {"DM": "LE", "CM": "DES"}
 CODE_OF_TYPE = {"DM": "DM", "CESM": "CM", "CM": "CM"}
@@ -99,6 +118,7 @@ def parse_image_name(name: str) -> ImageName | None:
 
 # ------------------------------------------------------------------------------------------- locating
 
+
 def _image_dir_parent(root: Path) -> Path | None:
     """The folder holding the two image folders: ROOT itself or one folder below it."""
     candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
@@ -136,14 +156,6 @@ def default_mask_dir(root: str | Path) -> Path:
 
 # ------------------------------------------------------------------------------------------- workbook
 
-def _cell_text(value: Any) -> str:
-    """A workbook cell as stripped text; '' for empty; integral numbers without '.0'."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
 
 def read_annotations(path: str | Path) -> pd.DataFrame:
     """Sheet `all` of the annotation workbook as text cells; ValueError naming the file if malformed."""
@@ -158,7 +170,7 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: sheet {SHEET!r} lacks columns {missing}; found {list(frame.columns)}")
-    frame = frame.loc[:, list(COLUMNS)].map(_cell_text)
+    frame = frame.loc[:, list(COLUMNS)].map(cell_text)
     return frame[~(frame == "").all(axis=1)].reset_index(drop=True)
 
 
@@ -224,6 +236,7 @@ def breast_label(pathologies: Sequence[str]) -> tuple[int | None, str]:
 
 # ------------------------------------------------------------------------------------------------ scan
 
+
 def _list_images(images_parent: Path, root: Path) -> tuple[list[tuple[ImageName, str]], list[dict]]:
     """(parsed name, path relative to ROOT) of every JPEG, and exclusions for unparseable JPEG names."""
     found, excluded = [], []
@@ -237,18 +250,28 @@ def _list_images(images_parent: Path, root: Path) -> tuple[list[tuple[ImageName,
             rel = os.path.relpath(path, root)
             name = parse_image_name(path.name)
             if name is None:
-                excluded.append(_excl("", "", rel, "bad_filename",
-                                      f"file name {path.name!r} is not P<id>_<L|R>_<DM|CM>_<CC|MLO>.jpg"))
+                excluded.append(
+                    exclusion(
+                        "",
+                        f"file name {path.name!r} is not P<id>_<L|R>_<DM|CM>_<CC|MLO>.jpg",
+                        "bad_filename",
+                        side="",
+                        path=rel,
+                    )
+                )
             elif name.energy != energy:
-                excluded.append(_excl(name.patient_id, name.side, rel, "wrong_folder",
-                                      f"{name.code} image {path.name!r} lies in {folder.name!r}"))
+                excluded.append(
+                    exclusion(
+                        name.patient_id,
+                        f"{name.code} image {path.name!r} lies in {folder.name!r}",
+                        "wrong_folder",
+                        side=name.side,
+                        path=rel,
+                    )
+                )
             else:
                 found.append((name, rel))
     return found, excluded
-
-
-def _excl(patient_id: str, side: str, path: str, kind: str, reason: str) -> dict[str, str]:
-    return {"patient_id": patient_id, "side": side, "path": path, "kind": kind, "reason": reason}
 
 
 def _read_size(path: Path) -> tuple[int, int]:
@@ -271,9 +294,15 @@ def _workbook_rows(workbook: Path) -> tuple[dict[str, list[dict]], list[dict]]:
         if name is None:
             number = re.sub(r"^P", "", row["Patient_ID"], flags=re.I)
             patient_id = f"P{number}" if number else ""
-            excluded.append(_excl(patient_id, row["Side"], "", "bad_annotation",
-                                  f"{where}: Image_name {row['Image_name']!r} is not "
-                                  "P<id>_<L|R>_<DM|CM>_<CC|MLO>"))
+            excluded.append(
+                exclusion(
+                    patient_id,
+                    f"{where}: Image_name {row['Image_name']!r} is not P<id>_<L|R>_<DM|CM>_<CC|MLO>",
+                    "bad_annotation",
+                    side=row["Side"],
+                    path="",
+                )
+            )
             continue
         problems = []
         if row["Patient_ID"] and re.sub(r"^P", "", row["Patient_ID"], flags=re.I) != str(name.patient_number):
@@ -285,23 +314,18 @@ def _workbook_rows(workbook: Path) -> tuple[dict[str, list[dict]], list[dict]]:
         if row["View"].upper() != name.view:
             problems.append(f"View {row['View']!r}")
         if problems:
-            excluded.append(_excl(name.patient_id, name.side, "", "annotation_conflict",
-                                  f"{where}: {', '.join(problems)} disagree with Image_name {name.key!r}"))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    f"{where}: {', '.join(problems)} disagree with Image_name {name.key!r}",
+                    "annotation_conflict",
+                    side=name.side,
+                    path="",
+                )
+            )
             continue
         rows[name.key].append(dict(row))
     return rows, excluded
-
-
-def _one_breast_exclusions(sides: dict[str, set[str]]) -> list[dict]:
-    """Patient-level exclusions for patients of whom the release holds one breast only."""
-    rows = []
-    for patient_id, present in sorted(sides.items()):
-        if len(present) == 1:
-            (side,) = present
-            other = "R" if side == "L" else "L"
-            rows.append(_excl(patient_id, other, "", "missing_view",
-                              f"exam incomplete: the release has no image of breast {other} (only {side})"))
-    return rows
 
 
 def _breasts(rows_by_key: dict[str, list[dict]]) -> list[dict]:
@@ -314,12 +338,17 @@ def _breasts(rows_by_key: dict[str, list[dict]]) -> list[dict]:
     breasts = []
     for (patient_id, side), rows in sorted(grouped.items()):
         label, pathology = breast_label([r[PATHOLOGY_COLUMN] for r in rows])
-        breasts.append({
-            "patient_id": patient_id, "side": side, "label": label, "pathology": pathology,
-            "birads": max_birads([r["BIRADS"] for r in rows]),
-            "age": _age([r["Age"] for r in rows]),
-            "density": _density([r["Breast density (ACR)"] for r in rows]),
-        })
+        breasts.append(
+            {
+                "patient_id": patient_id,
+                "side": side,
+                "label": label,
+                "pathology": pathology,
+                "birads": max_birads([r["BIRADS"] for r in rows]),
+                "age": _age([r["Age"] for r in rows]),
+                "density": _density([r["Breast density (ACR)"] for r in rows]),
+            }
+        )
     return breasts
 
 
@@ -364,8 +393,9 @@ def _rasterise(shape: tuple[int, int], regions: Sequence[dict], source: Path) ->
     return mask
 
 
-def _write_masks(images: list[dict], regions: dict[str, list[dict]], segmentation: Path, root: Path,
-                 mask_dir: Path) -> int:
+def _write_masks(
+    images: list[dict], regions: dict[str, list[dict]], segmentation: Path, root: Path, mask_dir: Path
+) -> int:
     """Rasterise each view's regions (LE and DES pooled when the sizes agree), set mask_path; count."""
     by_view: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for image in images:
@@ -389,8 +419,13 @@ def _write_masks(images: list[dict], regions: dict[str, list[dict]], segmentatio
     return written
 
 
-def scan(root: str | Path, workers: int | None = None, dataset: str | None = None,
-         mask_dir: str | Path | None = None, write_masks: bool = True) -> Manifest:
+def scan(
+    root: str | Path,
+    workers: int | None = None,
+    dataset: str | None = None,
+    mask_dir: str | Path | None = None,
+    write_masks: bool = True,
+) -> Manifest:
     """Turn a CDD-CESM release folder into a Manifest (energies LE and DES, split left to the caller).
 
     Lesion masks go to `mask_dir` (default `default_mask_dir(root)`, beside the release); with
@@ -399,12 +434,15 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     root = Path(root)
     images_parent = _image_dir_parent(root) if root.is_dir() else None
     if images_parent is None:
-        raise FileNotFoundError(f"{root}: no {LOW_ENERGY_DIR!r} or {SUBTRACTED_DIR!r} folder "
-                                "(CDD-CESM release)")
+        raise FileNotFoundError(
+            f"{root}: no {LOW_ENERGY_DIR!r} or {SUBTRACTED_DIR!r} folder (CDD-CESM release)"
+        )
     workbook = _find_beside(root, WORKBOOK_NAMES)
     if workbook is None:
-        raise FileNotFoundError(f"{root}: annotation workbook not found (looked for "
-                                f"{' or '.join(WORKBOOK_NAMES)} in {root} and {root.parent})")
+        raise FileNotFoundError(
+            f"{root}: annotation workbook not found (looked for "
+            f"{' or '.join(WORKBOOK_NAMES)} in {root} and {root.parent})"
+        )
     found, exclusions = _list_images(images_parent, root)
     rows_by_key, sheet_exclusions = _workbook_rows(workbook)
     exclusions += sheet_exclusions
@@ -413,31 +451,65 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     images: list[dict] = []
     for (name, rel), size in zip(found, sizes, strict=True):
         if isinstance(size, Exception):
-            exclusions.append(_excl(name.patient_id, name.side, rel, "unreadable",
-                                    f"cannot read image {rel}: {type(size).__name__}: {size}"))
+            exclusions.append(
+                exclusion(
+                    name.patient_id,
+                    f"cannot read image {rel}: {type(size).__name__}: {size}",
+                    "unreadable",
+                    side=name.side,
+                    path=rel,
+                )
+            )
         elif name.key not in rows_by_key:
-            exclusions.append(_excl(name.patient_id, name.side, rel, "not_annotated",
-                                    f"image {rel} has no row in sheet {SHEET!r} of {workbook.name}"))
+            exclusions.append(
+                exclusion(
+                    name.patient_id,
+                    f"image {rel} has no row in sheet {SHEET!r} of {workbook.name}",
+                    "not_annotated",
+                    side=name.side,
+                    path=rel,
+                )
+            )
         else:
-            images.append({"patient_id": name.patient_id, "side": name.side, "view": name.view,
-                           "energy": name.energy, "path": rel, "rows": size[0], "cols": size[1],
-                           "mask_path": "", "_key": name.key})
+            images.append(
+                {
+                    "patient_id": name.patient_id,
+                    "side": name.side,
+                    "view": name.view,
+                    "energy": name.energy,
+                    "path": rel,
+                    "rows": size[0],
+                    "cols": size[1],
+                    "mask_path": "",
+                    "_key": name.key,
+                }
+            )
     on_disk = {image["_key"] for image in images} | {name.key for name, _ in found}
     for key in sorted(set(rows_by_key) - on_disk):
         name = parse_image_name(key)
         assert name is not None
         folder = FOLDER_OF_ENERGY[name.energy]
         expected = os.path.relpath(images_parent / folder / f"{key}.jpg", root)
-        exclusions.append(_excl(name.patient_id, name.side, expected, "file_missing",
-                                f"sheet {SHEET!r} lists {key} but {folder}/ has no such image"))
+        exclusions.append(
+            exclusion(
+                name.patient_id,
+                f"sheet {SHEET!r} lists {key} but {folder}/ has no such image",
+                "file_missing",
+                side=name.side,
+                path=expected,
+            )
+        )
 
     segmentation = _find_beside(root, (SEGMENTATION_CSV,))
     if segmentation is not None and write_masks:
         regions = read_segmentations(segmentation)
         unknown = sorted(k for k in regions if k not in on_disk and regions[k])
         if unknown:
-            warnings.warn(f"{segmentation.name}: regions for {len(unknown)} images not in the release "
-                          f"folders (e.g. {unknown[0]}) were not used", stacklevel=2)
+            warnings.warn(
+                f"{segmentation.name}: regions for {len(unknown)} images not in the release "
+                f"folders (e.g. {unknown[0]}) were not used",
+                stacklevel=2,
+            )
         target = Path(mask_dir) if mask_dir is not None else default_mask_dir(root)
         _write_masks(images, regions, segmentation, root, target)
     for image in images:
@@ -445,11 +517,23 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     sides: dict[str, set[str]] = defaultdict(set)
     for name in [n for n, _ in found] + [parse_image_name(k) for k in rows_by_key]:
         sides[name.patient_id].add(name.side)
-    exclusions += _one_breast_exclusions(sides)
-    manifest = assemble(dataset or DATASET, root, images, _breasts(rows_by_key), exclusions,
-                        energies=("LE", "DES"), workers=workers)
-    manifest.extra.update({"layout": DATASET, "workbook": workbook.name,
-                           "segmentations": segmentation.name if segmentation else ""})
+    exclusions += one_breast_exclusions(sides, "the release has no image")
+    manifest = assemble(
+        dataset or DATASET,
+        root,
+        images,
+        _breasts(rows_by_key),
+        exclusions,
+        energies=("LE", "DES"),
+        workers=workers,
+    )
+    manifest.extra.update(
+        {
+            "layout": DATASET,
+            "workbook": workbook.name,
+            "segmentations": segmentation.name if segmentation else "",
+        }
+    )
     return manifest
 
 
@@ -476,21 +560,68 @@ VIA_SHAPES = {"polygon": 0.62, "ellipse": 0.18, "circle": 0.12, "polyline": 0.08
 POINT_AREA = 12
 MACHINES = ("GE Senographe DS", "Hologic Selenia Dimensions")
 OTHER_SHEETS: dict[str, tuple[str, ...]] = {
-    "mass_description": ("Image_name", "Patient_ID", "Side", "View", "Mass shape", "Mass margin",
-                         "Mass density", "Pathology Classification/ Follow up"),
-    "mass enhancement_description": ("Image_name", "Patient_ID", "Side", "View", "Enhancement pattern",
-                                     "Enhancement degree", "Pathology Classification/ Follow up"),
-    "nonmass enhancement_description": ("Image_name", "Patient_ID", "Side", "View", "Distribution",
-                                        "Internal enhancement pattern", PATHOLOGY_COLUMN),
-    "calcifications": ("Image_name", "Patient_ID", "Side", "View", "Morphology", "Distribution",
-                       "Pathology Classification/ Follow up"),
-    "asymmetry": ("Image_name", "Patient_ID", "Side", "View", "Asymmetry type",
-                  "Pathology Classification/ Follow up"),
+    "mass_description": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Mass shape",
+        "Mass margin",
+        "Mass density",
+        "Pathology Classification/ Follow up",
+    ),
+    "mass enhancement_description": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Enhancement pattern",
+        "Enhancement degree",
+        "Pathology Classification/ Follow up",
+    ),
+    "nonmass enhancement_description": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Distribution",
+        "Internal enhancement pattern",
+        PATHOLOGY_COLUMN,
+    ),
+    "calcifications": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Morphology",
+        "Distribution",
+        "Pathology Classification/ Follow up",
+    ),
+    "asymmetry": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Asymmetry type",
+        "Pathology Classification/ Follow up",
+    ),
     "distortion": ("Image_name", "Patient_ID", "Side", "View", "Pathology Classification/ Follow up"),
-    "postoperative": ("Image_name", "Patient_ID", "Side", "View", "Findings",
-                      "Pathology Classification/ Follow up"),
-    "postneoajuvant chemotherapy": ("Image_name", "Patient_ID", "Side", "View", "Response",
-                                    "Pathology Classification/ Follow up"),
+    "postoperative": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Findings",
+        "Pathology Classification/ Follow up",
+    ),
+    "postneoajuvant chemotherapy": (
+        "Image_name",
+        "Patient_ID",
+        "Side",
+        "View",
+        "Response",
+        "Pathology Classification/ Follow up",
+    ),
 }
 MASS_SHAPE = {"circumscribed": "oval", "irregular": "irregular", "spiculated": "irregular"}
 MASS_MARGIN = {"circumscribed": "circumscribed", "irregular": "indistinct", "spiculated": "speculated"}
@@ -524,8 +655,12 @@ def plan_replica(specs: Sequence[Any], seed: int) -> list[PatientPlan]:
         elif index == 1:
             kind = "breast"
         side, view, energy = SIDES[rng.integers(2)], VIEWS[rng.integers(2)], ENERGIES[rng.integers(2)]
-        missing = {"complete": [], "breast": [k for k in keys if k[0] == side],
-                   "view": [k for k in keys if k[:2] == (side, view)], "image": [(side, view, energy)]}[kind]
+        missing = {
+            "complete": [],
+            "breast": [k for k in keys if k[0] == side],
+            "view": [k for k in keys if k[:2] == (side, view)],
+            "image": [(side, view, energy)],
+        }[kind]
         present = [k for k in keys if k not in missing]
         spaced_files = [k for k in present if rng.random() < 0.05]
         spaced_names = [k for k in present if rng.random() < 0.05]
@@ -539,10 +674,18 @@ def plan_replica(specs: Sequence[Any], seed: int) -> list[PatientPlan]:
         empty = [k for k in present if not spec.breasts[k[0]].lesions and rng.random() < 0.3]
         if index == 0 and not empty:
             empty = [present[0]]
-        plans.append(PatientPlan(index + 1, tuple(missing), tuple(sorted(set(spaced_files))),
-                                 tuple(sorted(set(spaced_names))), tuple(dollar), tuple(empty),
-                                 MACHINES[int(rng.integers(len(MACHINES)))],
-                                 int(rng.integers(2**31))))
+        plans.append(
+            PatientPlan(
+                index + 1,
+                tuple(missing),
+                tuple(sorted(set(spaced_files))),
+                tuple(sorted(set(spaced_names))),
+                tuple(dollar),
+                tuple(empty),
+                MACHINES[int(rng.integers(len(MACHINES)))],
+                int(rng.integers(2**31)),
+            )
+        )
     return plans
 
 
@@ -578,9 +721,11 @@ def render_views(spec: Any, scale: float) -> dict[tuple[str, str], dict[str, np.
     for (side, view), mask in exam.masks.items():
         le, des = exam.images[(side, view, "LE")], exam.images[(side, view, "DES")]
         keep = _breast_columns(le, side, margin=max(2, round(0.06 * le.shape[0])))
-        views[(side, view)] = {"LE": _window8(le[:, keep], LE_WINDOW),
-                               "DES": _window8(des[:, keep], DES_WINDOW),
-                               "mask": np.ascontiguousarray(mask[:, keep])}
+        views[(side, view)] = {
+            "LE": _window8(le[:, keep], LE_WINDOW),
+            "DES": _window8(des[:, keep], DES_WINDOW),
+            "mask": np.ascontiguousarray(mask[:, keep]),
+        }
     return views
 
 
@@ -590,13 +735,26 @@ def _via_region(outline: Any, rng: np.random.Generator) -> dict:
         return {"name": "point", "cx": round(outline.cx), "cy": round(outline.cy)}
     name = str(rng.choice(list(VIA_SHAPES), p=list(VIA_SHAPES.values())))
     if name in ("polygon", "polyline"):
-        return {"name": name, "all_points_x": [round(x) for x in outline.xs],
-                "all_points_y": [round(y) for y in outline.ys]}
+        return {
+            "name": name,
+            "all_points_x": [round(x) for x in outline.xs],
+            "all_points_y": [round(y) for y in outline.ys],
+        }
     if name == "ellipse":
-        return {"name": "ellipse", "cx": round(outline.cx, 1), "cy": round(outline.cy, 1),
-                "rx": round(outline.rx, 1), "ry": round(outline.ry, 1), "theta": round(outline.theta, 4)}
-    return {"name": "circle", "cx": round(outline.cx, 1), "cy": round(outline.cy, 1),
-            "r": round(float(np.sqrt(outline.area / np.pi)), 1)}
+        return {
+            "name": "ellipse",
+            "cx": round(outline.cx, 1),
+            "cy": round(outline.cy, 1),
+            "rx": round(outline.rx, 1),
+            "ry": round(outline.ry, 1),
+            "theta": round(outline.theta, 4),
+        }
+    return {
+        "name": "circle",
+        "cx": round(outline.cx, 1),
+        "cy": round(outline.cy, 1),
+        "r": round(float(np.sqrt(outline.area / np.pi)), 1),
+    }
 
 
 def _image_file_name(number: int, side: str, view: str, energy: str, spaced: bool) -> str:
@@ -617,7 +775,7 @@ def _findings(spec_breast: Any, energy: str, dollar: bool) -> tuple[str, str, st
         finding = f"{MASS_SHAPE[lesion.margin]} {MASS_MARGIN[lesion.margin]} mass"
         tags = "mass"
     else:
-        finding = (f"{lesion.pattern} mass enhancement" if lesion.pattern != "none" else "non enhancing mass")
+        finding = f"{lesion.pattern} mass enhancement" if lesion.pattern != "none" else "non enhancing mass"
         tags = "enhancement" if lesion.pattern != "none" else "no enhancement"
     if dollar:
         return f"{category}$2", f"{finding}$benign calcifications", f"{tags}$calcification"
@@ -646,35 +804,68 @@ def _patient_task(args: tuple[Any, PatientPlan, Path, float]) -> dict:
             cell = f"{name} " if (side, view, energy) in plan.spaced_names else name
             birads, findings, tags = _findings(breast, energy, side in plan.dollar_sides)
             pathology = "Malignant" if breast.label else ("Benign" if breast.lesions else "Normal")
-            sheet.append({"Image_name": cell, "Patient_ID": plan.number, "Side": side,
-                          "Type": "DM" if energy == "LE" else "CESM", "Age": spec.age,
-                          "Breast density (ACR)": spec.density.upper() if energy == "LE" else "_",
-                          "BIRADS": birads if "$" in birads else int(birads), "Findings": findings,
-                          "View": view, "Tags": tags, "Machine": plan.machine,
-                          PATHOLOGY_COLUMN: pathology})
+            sheet.append(
+                {
+                    "Image_name": cell,
+                    "Patient_ID": plan.number,
+                    "Side": side,
+                    "Type": "DM" if energy == "LE" else "CESM",
+                    "Age": spec.age,
+                    "Breast density (ACR)": spec.density.upper() if energy == "LE" else "_",
+                    "BIRADS": birads if "$" in birads else int(birads),
+                    "Findings": findings,
+                    "View": view,
+                    "Tags": tags,
+                    "Machine": plan.machine,
+                    PATHOLOGY_COLUMN: pathology,
+                }
+            )
             size = target.stat().st_size
             if regions:
                 for region_id, region in enumerate(regions):
-                    via.append([file_name, size, "{}", len(regions), region_id,
-                                json.dumps(region, separators=(",", ":")), "{}"])
+                    via.append(
+                        [
+                            file_name,
+                            size,
+                            "{}",
+                            len(regions),
+                            region_id,
+                            json.dumps(region, separators=(",", ":")),
+                            "{}",
+                        ]
+                    )
             elif (side, view, energy) in plan.empty_region_rows:
                 via.append([file_name, size, "{}", 0, 0, "{}", "{}"])
             if breast.lesions:
                 lesion = breast.lesions[0]
-                base = {"Image_name": name, "Patient_ID": plan.number, "Side": side, "View": view,
-                        PATHOLOGY_COLUMN: pathology}
+                base = {
+                    "Image_name": name,
+                    "Patient_ID": plan.number,
+                    "Side": side,
+                    "View": view,
+                    PATHOLOGY_COLUMN: pathology,
+                }
                 if energy == "LE":
-                    extra["mass_description"].append({**base, "Mass shape": MASS_SHAPE[lesion.margin],
-                                                      "Mass margin": MASS_MARGIN[lesion.margin],
-                                                      "Mass density": "high" if lesion.kind == "malignant"
-                                                      else "equal"})
+                    extra["mass_description"].append(
+                        {
+                            **base,
+                            "Mass shape": MASS_SHAPE[lesion.margin],
+                            "Mass margin": MASS_MARGIN[lesion.margin],
+                            "Mass density": "high" if lesion.kind == "malignant" else "equal",
+                        }
+                    )
                     if side in plan.dollar_sides:
-                        extra["calcifications"].append({**base, "Morphology": "coarse",
-                                                        "Distribution": "scattered"})
+                        extra["calcifications"].append(
+                            {**base, "Morphology": "coarse", "Distribution": "scattered"}
+                        )
                 else:
                     extra["mass enhancement_description"].append(
-                        {**base, "Enhancement pattern": lesion.pattern,
-                         "Enhancement degree": "marked" if lesion.enhancement > 400 else "mild"})
+                        {
+                            **base,
+                            "Enhancement pattern": lesion.pattern,
+                            "Enhancement degree": "marked" if lesion.enhancement > 400 else "mild",
+                        }
+                    )
     return {"sheet": sheet, "via": via, "extra": dict(extra)}
 
 
@@ -716,15 +907,23 @@ def _prepare_replica_dir(out: Path) -> None:
 
     if out.exists() and any(out.iterdir()):
         if not (out / REPLICA_FILE).is_file():
-            raise ValueError(f"{out} is not empty and is not a CDD-CESM replica (no {REPLICA_FILE}); "
-                             "choose an empty or new folder")
+            raise ValueError(
+                f"{out} is not empty and is not a CDD-CESM replica (no {REPLICA_FILE}); "
+                "choose an empty or new folder"
+            )
         for child in out.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_replica(out: str | Path, patients: int = 40, seed: int = 0, scale: float = 0.08,
-                  workers: int | None = None, workbook_name: str = WORKBOOK_NAMES[0]) -> Path:
+def write_replica(
+    out: str | Path,
+    patients: int = 40,
+    seed: int = 0,
+    scale: float = 0.08,
+    workers: int | None = None,
+    workbook_name: str = WORKBOOK_NAMES[0],
+) -> Path:
     """Write the phantom cohort as a CDD-CESM release replica (JPEGs, workbook, VIA CSV); returns ROOT.
 
     `scale` is relative to the release's 2355-row images; `workbook_name` picks either spelling.
@@ -744,8 +943,10 @@ def write_replica(out: str | Path, patients: int = 40, seed: int = 0, scale: flo
     plans = plan_replica(specs, seed)
     for folder in FOLDER_OF_ENERGY.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / folder / "desktop.ini", "[.ShellClassInfo]\r\nIconResource=C:\\Windows\\"
-                                                        "System32\\imageres.dll,-3\r\n")
+        atomic_write_text(
+            out / folder / "desktop.ini",
+            "[.ShellClassInfo]\r\nIconResource=C:\\Windows\\System32\\imageres.dll,-3\r\n",
+        )
     tasks = [(spec, plan, out, scale) for spec, plan in zip(specs, plans, strict=True)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else max(0, int(workers))
     progress = {"total": len(tasks), "desc": "synth cddcesm", "unit": "patient"}
@@ -761,9 +962,16 @@ def write_replica(out: str | Path, patients: int = 40, seed: int = 0, scale: flo
         sheets[title] = pd.DataFrame(rows, columns=list(columns))
     atomic_write_bytes(out / workbook_name, _deterministic_xlsx(sheets))
     _write_via_csv(out / SEGMENTATION_CSV, [row for res in results for row in res["via"]])
-    settings = {"generator": "cemlib.sources.cddcesm", "cemlib_version": __version__, "format": DATASET,
-                "seed": seed, "scale": scale, "patients": patients, "le_window": LE_WINDOW,
-                "des_window": DES_WINDOW}
+    settings = {
+        "generator": "cemlib.sources.cddcesm",
+        "cemlib_version": __version__,
+        "format": DATASET,
+        "seed": seed,
+        "scale": scale,
+        "patients": patients,
+        "le_window": LE_WINDOW,
+        "des_window": DES_WINDOW,
+    }
     atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
     return out
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cemlib.manifest import Manifest, assemble
+from cemlib.manifest import Manifest, assemble, cell_text, exclusion, one_breast_exclusions
 from cemlib.sources import Candidate, check_candidates, rel
 from cemlib.sources.masks import points_mask, write_mask_png
 
@@ -48,10 +48,28 @@ DICOM_DIR = "AllDICOMs"
 XML_DIR = "AllXML"
 CSV_NAME = "INbreast.csv"
 XLS_NAME = "INbreast.xls"
-CSV_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date", "File Name", "ACR",
-               "Bi-Rads")
-XLS_COLUMNS = (*CSV_COLUMNS, "Mass", "Micros", "Distortion", "Asymmetry", "Findings Notes (in Portuguese)",
-               "Other Notes", "Lesion Annotation Status", "Pectoral Muscle Annotation", "Other Annotations")
+CSV_COLUMNS = (
+    "Patient ID",
+    "Patient age",
+    "Laterality",
+    "View",
+    "Acquisition date",
+    "File Name",
+    "ACR",
+    "Bi-Rads",
+)
+XLS_COLUMNS = (
+    *CSV_COLUMNS,
+    "Mass",
+    "Micros",
+    "Distortion",
+    "Asymmetry",
+    "Findings Notes (in Portuguese)",
+    "Other Notes",
+    "Lesion Annotation Status",
+    "Pectoral Muscle Annotation",
+    "Other Annotations",
+)
 NAME_PATTERN = re.compile(r"^(\d+)_([0-9a-f]+)_MG_([A-Z]+)_([A-Z]+)_ANON\.dcm$", re.IGNORECASE)
 #: View in file names and tables -> manifest view (None: not a standard view, excluded).
 VIEW_OF_CODE = {"CC": "CC", "ML": "MLO", "MLO": "MLO"}
@@ -106,16 +124,6 @@ def birads_rank(birads: str) -> int:
     return BIRADS_VALUES.index(birads)
 
 
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-# -------------------------------------------------------------------------------------------- tables
-
 def _normalise_table(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Table rows keyed by File Name with Laterality, View, ACR, Bi-Rads as normalised text."""
     frame = frame.copy()
@@ -123,15 +131,17 @@ def _normalise_table(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in CSV_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; found {list(frame.columns)}")
-    out = pd.DataFrame({
-        "file_name": frame["File Name"].map(_text),
-        "laterality": frame["Laterality"].map(_text).str.upper(),
-        "view": frame["View"].map(_text).str.upper(),
-        "acr": frame["ACR"].map(_text),
-        "birads_raw": frame["Bi-Rads"].map(_text),
-        "birads": frame["Bi-Rads"].map(normalise_birads),
-        "date": frame["Acquisition date"].map(_text),
-    })
+    out = pd.DataFrame(
+        {
+            "file_name": frame["File Name"].map(cell_text),
+            "laterality": frame["Laterality"].map(cell_text).str.upper(),
+            "view": frame["View"].map(cell_text).str.upper(),
+            "acr": frame["ACR"].map(cell_text),
+            "birads_raw": frame["Bi-Rads"].map(cell_text),
+            "birads": frame["Bi-Rads"].map(normalise_birads),
+            "date": frame["Acquisition date"].map(cell_text),
+        }
+    )
     for index, row in out.iterrows():
         if not row["file_name"].isdigit():
             raise ValueError(f"{path} row {index + 2}: File Name {row['file_name']!r} is not a number")
@@ -178,13 +188,14 @@ def _read_first_sheet(path: Path) -> pd.DataFrame:
 
 def drop_footer(frame: pd.DataFrame) -> pd.DataFrame:
     """The sheet without its trailing total rows: rows at the end whose Laterality is not L or R."""
-    is_image = frame["Laterality"].map(_text).str.upper().isin(["L", "R"]).to_numpy()
+    is_image = frame["Laterality"].map(cell_text).str.upper().isin(["L", "R"]).to_numpy()
     last = int(np.nonzero(is_image)[0].max()) + 1 if is_image.any() else 0
     return frame.iloc[:last]
 
 
-def combine_tables(csv_table: pd.DataFrame | None, xls_table: pd.DataFrame | None
-                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+def combine_tables(
+    csv_table: pd.DataFrame | None, xls_table: pd.DataFrame | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """One table from the CSV and/or the xls, and {File Name: reason} where the two disagree."""
     tables = [t for t in (csv_table, xls_table) if t is not None]
     if not tables:
@@ -194,16 +205,21 @@ def combine_tables(csv_table: pd.DataFrame | None, xls_table: pd.DataFrame | Non
     conflicts = {}
     for file_name in csv_table.index.intersection(xls_table.index):
         a, b = csv_table.loc[file_name], xls_table.loc[file_name]
-        differ = [f"{field} {a[field]!r} vs {b[field]!r}" for field in ("laterality", "view", "acr", "birads")
-                  if a[field] != b[field]]
+        differ = [
+            f"{field} {a[field]!r} vs {b[field]!r}"
+            for field in ("laterality", "view", "acr", "birads")
+            if a[field] != b[field]
+        ]
         if differ:
-            conflicts[file_name] = f"{CSV_NAME} and {XLS_NAME} disagree on File Name {file_name}: " + \
-                                   ", ".join(differ)
+            conflicts[file_name] = (
+                f"{CSV_NAME} and {XLS_NAME} disagree on File Name {file_name}: " + ", ".join(differ)
+            )
     extra = xls_table.loc[xls_table.index.difference(csv_table.index)]
     return pd.concat([csv_table, extra]), conflicts
 
 
 # ---------------------------------------------------------------------------------------------- ROIs
+
 
 def _point(text: str) -> tuple[float, float]:
     """'(x, y)' -> (x, y)."""
@@ -246,6 +262,7 @@ def roi_mask(shape: tuple[int, int], rois: Sequence[dict]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ scan
 
+
 def detect(root: str | Path) -> bool:
     """True when ROOT holds AllDICOMs/ and INbreast.csv or INbreast.xls."""
     root = Path(root)
@@ -258,12 +275,9 @@ def default_mask_dir(root: str | Path) -> Path:
     return root.parent / f"{root.name}_masks"
 
 
-def _excl(patient_id: str, side: str, path: str, kind: str, reason: str) -> dict[str, str]:
-    return {"patient_id": patient_id, "side": side, "path": path, "kind": kind, "reason": reason}
-
-
-def _candidates(root: Path, table: pd.DataFrame, conflicts: dict[str, str]
-                ) -> tuple[list[tuple[Candidate, DicomName]], list[dict]]:
+def _candidates(
+    root: Path, table: pd.DataFrame, conflicts: dict[str, str]
+) -> tuple[list[tuple[Candidate, DicomName]], list[dict]]:
     """Usable DICOMs by name and table row, and exclusions for the rest (FB view, no row, conflicts)."""
     folder = root / DICOM_DIR
     found, excluded = [], []
@@ -273,35 +287,75 @@ def _candidates(root: Path, table: pd.DataFrame, conflicts: dict[str, str]
         rel_path = rel(path, root)
         name = parse_dicom_name(path.name)
         if name is None:
-            excluded.append(_excl("", "", rel_path, "bad_filename",
-                                  f"file name {path.name!r} is not "
-                                  "<FileName>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm"))
+            excluded.append(
+                exclusion(
+                    "",
+                    f"file name {path.name!r} is not <FileName>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm",
+                    "bad_filename",
+                    side="",
+                    path=rel_path,
+                )
+            )
             continue
         if name.view is None:
-            excluded.append(_excl(name.patient_id, name.side, rel_path, "other_view",
-                                  f"{path.name}: view {name.view_code} is not CC or MLO (ML)"))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    f"{path.name}: view {name.view_code} is not CC or MLO (ML)",
+                    "other_view",
+                    side=name.side,
+                    path=rel_path,
+                )
+            )
             continue
         if name.file_name in conflicts:
-            excluded.append(_excl(name.patient_id, name.side, rel_path, "table_conflict",
-                                  conflicts[name.file_name]))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    conflicts[name.file_name],
+                    "table_conflict",
+                    side=name.side,
+                    path=rel_path,
+                )
+            )
             continue
         if name.file_name not in table.index:
-            excluded.append(_excl(name.patient_id, name.side, rel_path, "not_annotated",
-                                  f"{path.name}: File Name {name.file_name} has no row in "
-                                  f"{CSV_NAME}/{XLS_NAME}"))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    f"{path.name}: File Name {name.file_name} has no row in {CSV_NAME}/{XLS_NAME}",
+                    "not_annotated",
+                    side=name.side,
+                    path=rel_path,
+                )
+            )
             continue
         row = table.loc[name.file_name]
         table_view = VIEW_OF_CODE.get(row["view"])
         if row["laterality"] != name.side or table_view != name.view:
-            excluded.append(_excl(name.patient_id, name.side, rel_path, "table_conflict",
-                                  f"{path.name}: the table says {row['laterality']} {row['view']} for "
-                                  f"File Name {name.file_name}, the file name says {name.side} "
-                                  f"{name.view_code}"))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    f"{path.name}: the table says {row['laterality']} {row['view']} for "
+                    f"File Name {name.file_name}, the file name says {name.side} "
+                    f"{name.view_code}",
+                    "table_conflict",
+                    side=name.side,
+                    path=rel_path,
+                )
+            )
             continue
         if not row["birads"]:
-            excluded.append(_excl(name.patient_id, name.side, rel_path, "bad_label",
-                                  f"{path.name}: Bi-Rads {row['birads_raw']!r} of File Name {name.file_name} "
-                                  f"is not one of {', '.join(BIRADS_VALUES)}"))
+            excluded.append(
+                exclusion(
+                    name.patient_id,
+                    f"{path.name}: Bi-Rads {row['birads_raw']!r} of File Name {name.file_name} "
+                    f"is not one of {', '.join(BIRADS_VALUES)}",
+                    "bad_label",
+                    side=name.side,
+                    path=rel_path,
+                )
+            )
             continue
         found.append((Candidate(name.patient_id, name.side, name.view, "LE", rel_path), name))
     return found, excluded
@@ -316,8 +370,17 @@ def _breasts(images: Sequence[dict], table: pd.DataFrame) -> list[dict]:
     for (patient_id, side), rows in sorted(grouped.items()):
         birads = max((r["birads"] for r in rows), key=birads_rank)
         density = next((DENSITY_OF_ACR[r["acr"]] for r in rows if r["acr"] in DENSITY_OF_ACR), "")
-        breasts.append({"patient_id": patient_id, "side": side, "label": birads_label(birads),
-                        "birads": birads.upper(), "pathology": "", "age": float("nan"), "density": density})
+        breasts.append(
+            {
+                "patient_id": patient_id,
+                "side": side,
+                "label": birads_label(birads),
+                "birads": birads.upper(),
+                "pathology": "",
+                "age": float("nan"),
+                "density": density,
+            }
+        )
     return breasts
 
 
@@ -337,21 +400,14 @@ def _write_masks(images: list[dict], root: Path, mask_dir: Path) -> None:
         image["mask_path"] = os.path.relpath(target, root)
 
 
-def _one_breast_exclusions(root: Path) -> list[dict]:
+def _one_breast_patients(root: Path) -> list[dict]:
     """Patient-level exclusions for patients whose CC/MLO files cover one breast only."""
     sides: dict[str, set[str]] = defaultdict(set)
     for path in (root / DICOM_DIR).iterdir():
         name = parse_dicom_name(path.name)
         if name is not None and name.view is not None and path.suffix.lower() == ".dcm":
             sides[name.patient_id].add(name.side)
-    rows = []
-    for patient_id, present in sorted(sides.items()):
-        if len(present) == 1:
-            (side,) = present
-            other = "R" if side == "L" else "L"
-            rows.append(_excl(patient_id, other, "", "missing_view",
-                              f"exam incomplete: no CC or MLO image of breast {other} (only {side})"))
-    return rows
+    return one_breast_exclusions(sides, "no CC or MLO image")
 
 
 def _warn_orphan_rois(root: Path) -> None:
@@ -361,12 +417,19 @@ def _warn_orphan_rois(root: Path) -> None:
     names = {parsed.file_name for p in (root / DICOM_DIR).iterdir() if (parsed := parse_dicom_name(p.name))}
     orphans = sorted(p.stem for p in (root / XML_DIR).glob("*.xml") if p.stem not in names)
     if orphans:
-        warnings.warn(f"{XML_DIR}: {len(orphans)} ROI files match no DICOM in {DICOM_DIR} "
-                      f"(e.g. {orphans[0]}.xml)", stacklevel=3)
+        warnings.warn(
+            f"{XML_DIR}: {len(orphans)} ROI files match no DICOM in {DICOM_DIR} (e.g. {orphans[0]}.xml)",
+            stacklevel=3,
+        )
 
 
-def scan(root: str | Path, workers: int | None = None, dataset: str | None = None,
-         mask_dir: str | Path | None = None, write_masks: bool = True) -> Manifest:
+def scan(
+    root: str | Path,
+    workers: int | None = None,
+    dataset: str | None = None,
+    mask_dir: str | Path | None = None,
+    write_masks: bool = True,
+) -> Manifest:
     """Turn an INbreast release folder into a Manifest (energies ("LE",), split left to the caller).
 
     Lesion masks go to `mask_dir` (default `default_mask_dir(root)`, beside the release); with
@@ -378,8 +441,10 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     csv_path, xls_path = root / CSV_NAME, root / XLS_NAME
     if not csv_path.is_file() and not xls_path.is_file():
         raise FileNotFoundError(f"{root}: neither {CSV_NAME} nor {XLS_NAME} found (INbreast release)")
-    table, conflicts = combine_tables(read_csv_table(csv_path) if csv_path.is_file() else None,
-                                      read_xls_table(xls_path) if xls_path.is_file() else None)
+    table, conflicts = combine_tables(
+        read_csv_table(csv_path) if csv_path.is_file() else None,
+        read_xls_table(xls_path) if xls_path.is_file() else None,
+    )
     found, exclusions = _candidates(root, table, conflicts)
     checked, rejected = check_candidates(root, [c for c, _ in found], workers)
     exclusions += rejected
@@ -388,12 +453,13 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     if write_masks and (root / XML_DIR).is_dir():
         _write_masks(images, root, Path(mask_dir) if mask_dir is not None else default_mask_dir(root))
     _warn_orphan_rois(root)
-    exclusions += _one_breast_exclusions(root)
+    exclusions += _one_breast_patients(root)
     breasts = _breasts(images, table)
     for image in images:
         image.pop("_file_name")
-    manifest = assemble(dataset or DATASET, root, images, breasts, exclusions, energies=("LE",),
-                        workers=workers)
+    manifest = assemble(
+        dataset or DATASET, root, images, breasts, exclusions, energies=("LE",), workers=workers
+    )
     tables = [p.name for p in (csv_path, xls_path) if p.is_file()]
     manifest.extra.update({"layout": DATASET, "tables": tables})
     return manifest
@@ -489,11 +555,19 @@ def plan_replica(specs: Sequence[Any], seed: int, tokens: Sequence[str]) -> list
             images.append(ImagePlan(tokens[used], side, code))
             used += 1
         digest = hashlib.sha256(f"cemlib-inbreast-{seed}-{index}".encode()).hexdigest()[:16]
-        birads = {side: replica_birads(b.label, b.birads, bool(b.lesions))
-                  for side, b in spec.breasts.items()}
-        plans.append(PatientPlan(digest, tuple(images), DETECTORS[int(rng.random() < 0.25)],
-                                 dates[int(rng.integers(len(dates)))], birads,
-                                 images[0].file_name if index == 0 else ""))
+        birads = {
+            side: replica_birads(b.label, b.birads, bool(b.lesions)) for side, b in spec.breasts.items()
+        }
+        plans.append(
+            PatientPlan(
+                digest,
+                tuple(images),
+                DETECTORS[int(rng.random() < 0.25)],
+                dates[int(rng.integers(len(dates)))],
+                birads,
+                images[0].file_name if index == 0 else "",
+            )
+        )
     return plans
 
 
@@ -517,8 +591,10 @@ def render_views(spec: Any, plan: PatientPlan, scale: float) -> dict[tuple[str, 
     views = {}
     for (side, view), mask in exam.masks.items():
         le = _resize(exam.images[(side, view, "LE")].astype(np.float32), shape)
-        views[(side, view)] = {"LE": encode_le(le),
-                               "mask": _resize(mask.astype(np.float32), shape, nearest=True) > 0.5}
+        views[(side, view)] = {
+            "LE": encode_le(le),
+            "mask": _resize(mask.astype(np.float32), shape, nearest=True) > 0.5,
+        }
     return views
 
 
@@ -569,17 +645,28 @@ def roi_plist(outlines: Sequence[Any], spacing: float) -> bytes:
     for index, outline in enumerate(outlines):
         point = outline.area < POINT_AREA
         points = [(outline.cx, outline.cy)] if point else list(zip(outline.xs, outline.ys, strict=True))
-        rois.append({
-            "Area": float(outline.area) * spacing * spacing,
-            "Center": f"({outline.cx:.6f}, {outline.cy:.6f})",
-            "Dev": 0.0, "IndexInImage": index, "Max": 0.0, "Mean": 0.0, "Min": 0.0,
-            "Name": "Calcification" if point else "Mass", "NumberOfPoints": len(points),
-            "Point_mm": [f"({x * spacing:.6f}, {y * spacing:.6f}, 0.000000)" for x, y in points],
-            "Point_px": [f"({x:.6f}, {y:.6f})" for x, y in points],
-            "Total": 0.0, "Type": 19 if point else 15,
-        })
-    return plistlib.dumps({"Images": [{"ImageIndex": 0, "NumberOfROIs": len(rois), "ROIs": rois}]},
-                          fmt=plistlib.FMT_XML, sort_keys=True)
+        rois.append(
+            {
+                "Area": float(outline.area) * spacing * spacing,
+                "Center": f"({outline.cx:.6f}, {outline.cy:.6f})",
+                "Dev": 0.0,
+                "IndexInImage": index,
+                "Max": 0.0,
+                "Mean": 0.0,
+                "Min": 0.0,
+                "Name": "Calcification" if point else "Mass",
+                "NumberOfPoints": len(points),
+                "Point_mm": [f"({x * spacing:.6f}, {y * spacing:.6f}, 0.000000)" for x, y in points],
+                "Point_px": [f"({x:.6f}, {y:.6f})" for x, y in points],
+                "Total": 0.0,
+                "Type": 19 if point else 15,
+            }
+        )
+    return plistlib.dumps(
+        {"Images": [{"ImageIndex": 0, "NumberOfROIs": len(rois), "ROIs": rois}]},
+        fmt=plistlib.FMT_XML,
+        sort_keys=True,
+    )
 
 
 def _patient_task(args: tuple[Any, PatientPlan, Path, float, int]) -> list[dict]:
@@ -600,19 +687,27 @@ def _patient_task(args: tuple[Any, PatientPlan, Path, float, int]) -> list[dict]
             spacing = FULL_PIXEL_SPACING_MM * plan.detector[0] / pixels["LE"].shape[0]
             atomic_write_bytes(out / XML_DIR / f"{image.file_name}.xml", roi_plist(outlines, spacing))
         breast = spec.breasts[image.side]
-        rows.append({"Patient ID": "removed", "Patient age": "removed", "Laterality": image.side,
-                     "View": "MLO" if image.view_code == "ML" else image.view_code,
-                     "Acquisition date": plan.date, "File Name": image.file_name,
-                     "ACR": "" if image.file_name == plan.blank_acr else str("abcd".index(spec.density) + 1),
-                     "Bi-Rads": plan.birads[image.side],
-                     "Mass": "X" if any(o.area >= POINT_AREA for o in outlines) else "",
-                     "Micros": "X" if any(o.area < POINT_AREA for o in outlines) else "",
-                     "Distortion": "", "Asymmetry": "",
-                     "Findings Notes (in Portuguese)": "nódulo" if breast.lesions else "normal",
-                     "Other Notes": "",
-                     "Lesion Annotation Status": "" if outlines else "NO ANNOTATION (NORMAL)",
-                     "Pectoral Muscle Annotation": "X" if image.view_code == "ML" else "",
-                     "Other Annotations": ""})
+        rows.append(
+            {
+                "Patient ID": "removed",
+                "Patient age": "removed",
+                "Laterality": image.side,
+                "View": "MLO" if image.view_code == "ML" else image.view_code,
+                "Acquisition date": plan.date,
+                "File Name": image.file_name,
+                "ACR": "" if image.file_name == plan.blank_acr else str("abcd".index(spec.density) + 1),
+                "Bi-Rads": plan.birads[image.side],
+                "Mass": "X" if any(o.area >= POINT_AREA for o in outlines) else "",
+                "Micros": "X" if any(o.area < POINT_AREA for o in outlines) else "",
+                "Distortion": "",
+                "Asymmetry": "",
+                "Findings Notes (in Portuguese)": "nódulo" if breast.lesions else "normal",
+                "Other Notes": "",
+                "Lesion Annotation Status": "" if outlines else "NO ANNOTATION (NORMAL)",
+                "Pectoral Muscle Annotation": "X" if image.view_code == "ML" else "",
+                "Other Annotations": "",
+            }
+        )
     return rows
 
 
@@ -654,9 +749,15 @@ def _xls_bytes(rows: Sequence[dict]) -> bytes:
     return buffer.getvalue()
 
 
-def write_replica(out: str | Path, patients: int = 30, seed: int = 0, scale: float = 0.08,
-                  workers: int | None = None, tables: Sequence[str] = ("csv", "xls"),
-                  real_csv: str | Path = REAL_CSV) -> Path:
+def write_replica(
+    out: str | Path,
+    patients: int = 30,
+    seed: int = 0,
+    scale: float = 0.08,
+    workers: int | None = None,
+    tables: Sequence[str] = ("csv", "xls"),
+    real_csv: str | Path = REAL_CSV,
+) -> Path:
     """Write the phantom cohort as an INbreast release replica (DICOMs, XML ROIs, CSV, xls); returns ROOT.
 
     `scale` is relative to the release's 4084 x 3328 detector; `tables` picks INbreast.csv and/or .xls.
@@ -677,8 +778,10 @@ def write_replica(out: str | Path, patients: int = 30, seed: int = 0, scale: flo
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         if not (out / REPLICA_FILE).is_file():
-            raise ValueError(f"{out} is not empty and is not an INbreast replica (no {REPLICA_FILE}); "
-                             "choose an empty or new folder")
+            raise ValueError(
+                f"{out} is not empty and is not an INbreast replica (no {REPLICA_FILE}); "
+                "choose an empty or new folder"
+            )
         for child in out.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     for folder in (DICOM_DIR, XML_DIR, "AllROI", "MedicalReports"):
@@ -698,7 +801,14 @@ def write_replica(out: str | Path, patients: int = 30, seed: int = 0, scale: flo
         atomic_write_bytes(out / CSV_NAME, _csv_text(rows).encode("ascii"))
     if "xls" in tables:
         atomic_write_bytes(out / XLS_NAME, _xls_bytes(rows))
-    settings = {"generator": "cemlib.sources.inbreast", "cemlib_version": __version__, "format": DATASET,
-                "seed": seed, "scale": scale, "patients": patients, "le_window_range": LE_WINDOW_RANGE}
+    settings = {
+        "generator": "cemlib.sources.inbreast",
+        "cemlib_version": __version__,
+        "format": DATASET,
+        "seed": seed,
+        "scale": scale,
+        "patients": patients,
+        "le_window_range": LE_WINDOW_RANGE,
+    }
     atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
     return out
