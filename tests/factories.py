@@ -44,3 +44,22 @@ def write_mg_dicom(path: str | Path, pixels: np.ndarray, **tags) -> Path:
     ds.PixelData = pixels.astype(np.uint8 if bits == 8 else np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def tiny_study(base: Path, patients: int, seed: int, scale: float = 0.08, size: tuple[int, int] = (64, 32),
+               ratios: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict:
+    """A small synthetic cohort, its saved manifest and a filled cache: {base, root, manifest, cache}."""
+    from cemlib import manifest as manifest_mod
+    from cemlib import synthetic
+    from cemlib.cache import TensorCache
+    from cemlib.imaging import PreprocessSettings
+
+    root = synthetic.write_cohort(base / "cohort", patients=patients, seed=seed, scale=scale, workers=1)
+    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=ratios, workers=1)
+    built.save(base / "manifest")
+    cache = TensorCache(base / "cache", PreprocessSettings(size=size))
+    failed = cache.fill(built, workers=1, progress=False).failed
+    if failed:
+        raise RuntimeError(f"{failed} views of the tiny cohort failed preprocessing")
+    manifest = manifest_mod.Manifest.load(base / "manifest")
+    return {"base": base, "root": root, "manifest": manifest, "cache": cache}

@@ -26,16 +26,6 @@ from cemlib.cams import (
 from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignancy_scores
 from cemlib.views import SIDES, VIEW_ORDER
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and does not fight other processes for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = {"width": 0.0625, "head": (32, 16), "input_size": (128, 64)}
 
 

@@ -11,37 +11,23 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from cemlib import cli, evaluation, models, synthetic, training
-from cemlib import manifest as manifest_mod
+from cemlib import cli, evaluation, models, training
 from cemlib.cache import TensorCache
 from cemlib.data import PatientDataset
 from cemlib.imaging import PreprocessSettings
-from cemlib.manifest import Manifest
 from cemlib.profiles import load_profile
+from tests.factories import tiny_study
 
 SIZE = (64, 32)
 ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared CPU, two threads make these tiny models much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 12-patient synthetic cohort, its manifest and a 64 x 32 cache."""
-    base = tmp_path_factory.mktemp("tiny_eval")
-    root = synthetic.write_cohort(base / "cohort", patients=12, seed=5, scale=0.08, workers=1)
-    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=(0.5, 0.25, 0.25))
-    built.save(base / "manifest")
-    cache = TensorCache(base / "cache", PreprocessSettings(size=SIZE))
-    assert cache.fill(built, workers=1, progress=False).failed == 0
-    return {"base": base, "manifest": Manifest.load(base / "manifest"), "cache": cache}
+    return tiny_study(tmp_path_factory.mktemp("tiny_eval"), patients=12, seed=5, size=SIZE)
 
 
 def calibrated(model: nn.Module, tiny: dict, inputs: str = "cem") -> nn.Module:

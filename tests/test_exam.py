@@ -13,13 +13,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cemlib import cli, evaluation, exam, models, synthetic
+from cemlib import cli, evaluation, exam, models
 from cemlib import manifest as manifest_mod
-from cemlib.cache import TensorCache
 from cemlib.data import PatientDataset
-from cemlib.imaging import PreprocessSettings
 from cemlib.phantom import grid_shape
 from cemlib.sources import cddcesm, inbreast
+from tests.factories import tiny_study
 
 SIZE = (64, 32)
 ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
@@ -28,24 +27,12 @@ LINE = re.compile(r"^([LR]) \((?:left|right) breast\): p\(malignant\) = ([0-9.]+
                   re.MULTILINE)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared CPU, two threads make these tiny models slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 4-patient synthetic cohort at scale 0.05, its manifest and a 64 x 32 cache."""
-    base = tmp_path_factory.mktemp("tiny_exam")
-    root = synthetic.write_cohort(base / "cohort", patients=4, seed=5, scale=0.05, workers=1)
-    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=(0.5, 0.25, 0.25), workers=1)
-    cache = TensorCache(base / "cache", PreprocessSettings(size=SIZE))
-    assert cache.fill(built, workers=1, progress=False).failed == 0
-    return {"base": base, "root": root, "manifest": built, "cache": cache}
+    return tiny_study(tmp_path_factory.mktemp("tiny_exam"), patients=4, seed=5, scale=0.05, size=SIZE)
 
 
 def saved(model: nn.Module, tiny: dict, name: str, inputs: str = "cem") -> Path:

@@ -33,16 +33,6 @@ from cemlib.models import (
 )
 from cemlib.views import VIEW_ORDER
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and does not fight other processes for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SMALL = {"width": 0.0625, "head": (32, 16, 8), "input_size": (64, 32)}
 
 

@@ -14,37 +14,24 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cemlib import cli, models, synthetic, training
-from cemlib import manifest as manifest_mod
-from cemlib.cache import TensorCache
-from cemlib.imaging import PreprocessSettings
+from cemlib import cli, models, training
 from cemlib.manifest import Manifest
 from cemlib.profiles import load_profile
+from tests.factories import tiny_study
 
 SIZE = (64, 32)
 TINY_MODEL = {"model.width": 0.0625, "model.head": [16, 8], "preprocess.size": list(SIZE)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a small shared CPU, two threads make these tiny steps ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 16-patient synthetic cohort, its manifest (8/4/4 patients) and a 64 x 32 cache, built once."""
-    base = tmp_path_factory.mktemp("tiny")
-    root = synthetic.write_cohort(base / "cohort", patients=16, seed=3, scale=0.08, workers=1)
-    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=(0.5, 0.25, 0.25))
-    built.save(base / "manifest")
-    cache = TensorCache(base / "cache", PreprocessSettings(size=SIZE))
-    assert cache.fill(built, workers=1, progress=False).failed == 0
+    study = tiny_study(tmp_path_factory.mktemp("tiny"), patients=16, seed=3, size=SIZE)
+    base = study["base"]
     overrides = {
-        "data.root": str(root),
+        "data.root": str(study["root"]),
         "data.manifest": str(base / "manifest"),
         "preprocess.cache": str(base / "cache"),
         **TINY_MODEL,
@@ -53,8 +40,7 @@ def tiny(tmp_path_factory) -> dict:
         "train.milestones": [1],
         "train.patience": 5,
     }
-    manifest = Manifest.load(base / "manifest")
-    return {"base": base, "overrides": overrides, "manifest": manifest, "cache": cache}
+    return {"base": base, "overrides": overrides, "manifest": study["manifest"], "cache": study["cache"]}
 
 
 def profile_for(tiny: dict, **changes) -> dict:
