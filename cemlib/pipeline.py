@@ -140,7 +140,10 @@ def run_pipeline(
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
         results.append(StepResult(name, "ran", seconds, output))
     if report and tuple(steps) == STEPS:
+        from cemlib.study import write_index
+
         paths = export_report(profile)
+        paths["index"] = write_index(profile, sum(r.seconds for r in results))
         for path in paths.values():
             print(f"report: {path}", flush=True)
     return results
