@@ -14,8 +14,10 @@ contrast cancels and iodine uptake remains. The phantom models each piece at the
   fibroglandular fraction matches the ACR density (a-d). Raw LE grows with dense tissue along the ray
   (denser = brighter, about 1500..3300 inside the breast); the detector background outside is low but not
   zero, and a lead side marker sits in the corner away from the chest wall as a small separate blob.
-- Lesions. A mass adds dense tissue: its LE contrast is proportional to the fat it displaces, so dense
-  tissue masks it. Malignant masses are irregular or spiculated; benign ones oval and circumscribed.
+- Lesions. A mass adds dense tissue: its LE contrast grows with its thickness along the beam relative to the
+  compressed breast (``LesionSpec.le_density``: a 2 cm cancer in a 6 cm breast is about a third of the ray)
+  and with the fat it displaces, so dense tissue masks it while a fatty breast shows it as a density.
+  Malignant masses are irregular or spiculated; benign ones oval and circumscribed.
   Lesions are placed in 3-D breast coordinates (distance from the nipple, medial-lateral and
   superior-inferior position) and projected into both views, so CC and MLO agree.
 - Iodine (DES). Tissue residuals are small; background parenchymal enhancement (BPE) follows the
@@ -43,6 +45,10 @@ FULL_SPACING_MM = 0.1
 #: Maximum grey level of the 14-bit detector.
 MAX_VALUE = (1 << 14) - 1
 DES_OFFSET = 2000.0
+#: LE signal of a mass per unit of its thickness fraction, in units of the fibroglandular map's gain. The map
+#: is a projected gland fraction with fat interleaved along the ray; a mass is solid tissue at least as
+#: attenuating as gland, so it reads as a focal density above the glandular pattern of a fatty breast.
+LESION_LE_GAIN = 2.6
 
 
 @dataclass(frozen=True)
@@ -417,7 +423,7 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
         local_fg = fg[blob.row0:blob.row0 + h, blob.col0:blob.col0 + w]
         # the mass displaces tissue: its contrast is what it adds over fat minus the glands it replaces
         density = lesion.le_density * (blob.body + 0.6 * blob.spicules) * (1.0 - 0.85 * local_fg)
-        _paste(lesion_le, blob, spec.fg_gain * 2.2 * density)
+        _paste(lesion_le, blob, spec.fg_gain * LESION_LE_GAIN * density)
         _paste(enhancement, blob, blob.enhancement + 0.25 * lesion.enhancement * blob.spicules)
         mask[blob.row0:blob.row0 + h, blob.col0:blob.col0 + w] |= blob.mask
         lesion_rows.append({"side": side, "view": view, "kind": lesion.kind, "cx": cx, "cy": cy,

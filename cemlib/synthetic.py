@@ -6,8 +6,12 @@ shares (Table 2), ages, BI-RADS and pathologies (Table 1) follow the paper, cond
 iodine enhancement); `write_cohort` writes the DICOM files, labels, lesion ground truth and masks.
 
 The cohort is built to be learnable but not trivial, for the paper's physical reasons:
-- CEM beats LE alone: lesion LE contrast is modest and masked by dense tissue; in DES cancers enhance
-  strongly while most benign lesions do not (with ~10% non-enhancing cancers, ~15% enhancing benign).
+- Lesions have the sizes of a diagnostic CEM cohort (cancers ~2 cm median, benign masses ~1.5 cm), so they
+  stay a few pixels wide at the smoke profile's resolution, as they do at the paper's 512 x 256.
+- CEM beats LE alone: in LE a mass shows as a density only where the breast is fatty (its contrast follows
+  its thickness; dense tissue masks it), and size, margin and a slightly higher density are the only
+  LE signs of malignancy; in DES cancers enhance strongly while most benign lesions do not (with ~10%
+  non-enhancing cancers, ~15% enhancing benign).
 - Fusion beats single images: BPE varies strongly between patients, enhancing foci appear in one view
   only (a second view dismisses them) or mirrored in both breasts (the other breast dismisses them).
 
@@ -54,7 +58,7 @@ from cemlib.views import ENERGIES, SIDES, VIEWS
 __all__ = ["Exam", "PatientSpec", "configure_parser", "render_exam", "run_cli", "sample_cohort",
            "write_cohort"]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DIGITAL_MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
 # ---------------------------------------------------------------------------- cohort statistics (paper)
@@ -78,6 +82,13 @@ AGE_SD, AGE_RANGE = 11.4, (17, 85)
 DENSITY_FRACTION = {"a": (0.08, 0.03), "b": (0.22, 0.05), "c": (0.42, 0.06), "d": (0.62, 0.06)}
 BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
 BPE_AMPLITUDE = {"minimal": (5, 25), "mild": (40, 85), "moderate": (95, 165), "marked": (175, 280)}
+#: Median long diameter (mm) of the lesions of a diagnostic CEM cohort (symptomatic women recalled for
+#: BI-RADS 3-5 findings): cancers about 2 cm (smaller when only mildly suspicious), benign masses 1.5 cm.
+LESION_MEDIAN_MM = {"malignant": 22.0, "4A": 16.0, "benign": 15.0}
+#: Typical compressed breast thickness (mm). A mass's LE contrast follows its thickness along the beam
+#: relative to it, times its attenuation relative to glandular tissue: cancers 0.8-1.05, benign masses
+#: (fibroadenomas, cysts) 0.7-1.0, so high density is a weak suspicious LE sign, not a giveaway.
+COMPRESSED_THICKNESS_MM = 60.0
 #: Enhancing foci without a mass per patient, by BPE level: single-view (Poisson mean), mirrored pairs (p).
 FOCI_SINGLE = {"minimal": 0.4, "mild": 0.8, "moderate": 1.3, "marked": 1.8}
 FOCI_MIRRORED = {"minimal": 0.2, "mild": 0.35, "moderate": 0.5, "marked": 0.6}
@@ -89,6 +100,11 @@ FAMILY_NAMES = ("DOE", "ROE", "SMITH", "JONES", "BROWN", "TAYLOR", "MILLER", "DA
                 "CLARK", "LEWIS", "WALKER", "HALL", "YOUNG", "KING", "WRIGHT", "GREEN", "BAKER", "ADAMS",
                 "WANG", "ZHANG", "LIU", "CHEN", "YANG", "ZHAO", "HUANG", "ZHOU", "WU", "XU")
 
+
+
+#: The embedded default cohort (the smoke profile's): 450 patients at scale 0.08 is about 350 MB and
+#: gives 90 validation and 180 test breasts, enough for stable early stopping and test AUCs.
+DEFAULT_PATIENTS = 450
 
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
     keys = list(weights)
@@ -118,11 +134,17 @@ def _base_shape(rng: np.random.Generator, density: str) -> dict[str, float]:
             "pect_height": rng.uniform(130, 190)}
 
 
+def _lesion_thickness(size_mm: float, aspect: float) -> float:
+    """A mass's thickness along the beam as a fraction of the compressed breast (LE contrast scale)."""
+    return min(0.6, size_mm * math.sqrt(aspect) / COMPRESSED_THICKNESS_MM)
+
+
 def _lesion(rng: np.random.Generator, kind: str, pathology: str, birads: str) -> LesionSpec:
     """Draw one lesion: morphology and enhancement depend on the kind, pathology and BI-RADS."""
     suspicious = birads in ("4B", "4C", "5", "6")
     if kind == "malignant":
-        size = float(np.clip(rng.lognormal(math.log(12 if birads == "4A" else 17), 0.35), 6, 30))
+        median = LESION_MEDIAN_MM["4A" if birads == "4A" else "malignant"]
+        size = float(np.clip(rng.lognormal(math.log(median), 0.35), 8, 40))
         if pathology in ("mucinous carcinoma", "papillary carcinoma"):
             margin, aspect = "circumscribed", rng.uniform(0.65, 0.95)
         elif pathology == "DCIS":
@@ -135,9 +157,9 @@ def _lesion(rng: np.random.Generator, kind: str, pathology: str, birads: str) ->
         else:
             pattern = _choice(rng, {"homogeneous": 0.35, "heterogeneous": 0.35, "rim": 0.3})
             enhancement = float(np.clip(rng.normal(380, 110), 180, 700))
-        le_density = rng.uniform(0.08, 0.22)
+        le_density = _lesion_thickness(size, aspect) * rng.uniform(0.8, 1.05)
     else:
-        size = float(np.clip(rng.lognormal(math.log(12), 0.4), 5, 28))
+        size = float(np.clip(rng.lognormal(math.log(LESION_MEDIAN_MM["benign"]), 0.4), 6, 34))
         p_irregular = 0.4 if suspicious else 0.25 if birads in ("3-4A", "4A") else 0.05
         margin = "irregular" if rng.random() < p_irregular else "circumscribed"
         aspect = rng.uniform(0.55, 0.95)
@@ -150,7 +172,7 @@ def _lesion(rng: np.random.Generator, kind: str, pathology: str, birads: str) ->
             pattern, enhancement = "none", 0.0
         else:
             pattern, enhancement = "homogeneous", float(rng.uniform(20, 90))
-        le_density = rng.uniform(0.06, 0.2)
+        le_density = _lesion_thickness(size, aspect) * rng.uniform(0.7, 1.0)
     return LesionSpec(kind=kind, pathology=pathology, depth=float(rng.uniform(0.15, 0.8)),
                       ml=float(rng.uniform(-0.9, 0.9)), si=float(rng.uniform(-0.9, 0.9)), size_mm=size,
                       aspect=float(aspect), angle_deg=float(rng.uniform(0, 180)), margin=margin,
@@ -346,7 +368,7 @@ def _prepare_output(out: Path, keep: set[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_cohort(out: str | os.PathLike, patients: int = 300, seed: int = 0, scale: float = 0.08,
+def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed: int = 0, scale: float = 0.08,
                  workers: int | None = None) -> Path:
     """Write a synthetic CEM cohort in the GE layout (DICOMs, labels.csv, lesions.csv, masks, cohort.json)."""
     out = Path(out).resolve()
@@ -379,7 +401,7 @@ def write_cohort(out: str | os.PathLike, patients: int = 300, seed: int = 0, sca
     return out
 
 
-def benchmark_synth(out: str | os.PathLike, patients: int = 300, scale: float = 0.08,
+def benchmark_synth(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, scale: float = 0.08,
                     workers: int | None = 2, seed: int = 0) -> dict:
     """Time the generation of a cohort and measure its size on disk."""
     import time
@@ -396,7 +418,8 @@ def benchmark_synth(out: str | os.PathLike, patients: int = 300, scale: float = 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem synth`."""
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
-    parser.add_argument("--patients", type=int, default=300, help="number of patients (default: 300)")
+    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS,
+                        help=f"number of patients (default: {DEFAULT_PATIENTS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--scale", type=float, default=0.08,
                         help="resolution relative to 3062 x 2394 at 0.1 mm (default: 0.08)")

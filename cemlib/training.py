@@ -799,7 +799,7 @@ def _write_synthetic_cohort(root: Path, synth: Mapping[str, Any], workers: int) 
 
     synthetic.write_cohort(
         root,
-        patients=int(synth.get("patients", 300)),
+        patients=int(synth.get("patients", synthetic.DEFAULT_PATIENTS)),
         scale=float(synth.get("scale", 0.08)),
         seed=int(synth.get("seed", 0)),
         workers=workers,
