@@ -100,11 +100,10 @@ FAMILY_NAMES = ("DOE", "ROE", "SMITH", "JONES", "BROWN", "TAYLOR", "MILLER", "DA
                 "CLARK", "LEWIS", "WALKER", "HALL", "YOUNG", "KING", "WRIGHT", "GREEN", "BAKER", "ADAMS",
                 "WANG", "ZHANG", "LIU", "CHEN", "YANG", "ZHAO", "HUANG", "ZHOU", "WU", "XU")
 
-
-
 #: The embedded default cohort (the smoke profile's): 450 patients at scale 0.08 is about 350 MB and
 #: gives 90 validation and 180 test breasts, enough for stable early stopping and test AUCs.
 DEFAULT_PATIENTS = 450
+
 
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
     keys = list(weights)

@@ -22,8 +22,6 @@ SIZE = (64, 32)
 ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 12-patient synthetic cohort, its manifest and a 64 x 32 cache."""

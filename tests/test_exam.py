@@ -27,8 +27,6 @@ LINE = re.compile(r"^([LR]) \((?:left|right) breast\): p\(malignant\) = ([0-9.]+
                   re.MULTILINE)
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 4-patient synthetic cohort at scale 0.05, its manifest and a 64 x 32 cache."""

@@ -23,8 +23,6 @@ SIZE = (64, 32)
 TINY_MODEL = {"model.width": 0.0625, "model.head": [16, 8], "preprocess.size": list(SIZE)}
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 16-patient synthetic cohort, its manifest (8/4/4 patients) and a 64 x 32 cache, built once."""
@@ -35,6 +33,7 @@ def tiny(tmp_path_factory) -> dict:
         "data.manifest": str(base / "manifest"),
         "preprocess.cache": str(base / "cache"),
         **TINY_MODEL,
+        "train.lr": 1e-3,
         "train.stage1_epochs": 1,
         "train.stage2_epochs": 2,
         "train.milestones": [1],
