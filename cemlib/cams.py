@@ -40,10 +40,27 @@ _EPS_ALPHA = 1e-6  # as in the grad-cam package, so that both give the same maps
 _EPS_SCALE = 1e-7
 
 
-def default_target_layer(encoder: ViewEncoder) -> nn.Module:
-    """The last ReLU of the VGG trunk: the last convolutional block's output, before the final pooling."""
-    relus = [m for m in encoder.features if isinstance(m, nn.ReLU)]
-    return relus[-1]
+#: Map size (H, W) of the paper's Grad-CAM++ layer: VGG16's last convolutional block at 512 x 256 input.
+PAPER_MAP = (32, 16)
+
+
+def default_target_layer(encoder: ViewEncoder, min_map: tuple[int, int] = PAPER_MAP) -> nn.Module:
+    """The deepest ReLU of the VGG trunk whose map is at least `min_map` at the encoder's input size.
+
+    At the paper's 512 x 256 this is the last convolutional block's output (32 x 16), as in the paper.
+    Smaller inputs get an earlier block, so the maps keep the paper's resolution instead of a few coarse
+    cells that no small lesion could be pointed at (at 128 x 64 the last block is only 8 x 4).
+    """
+    height, width = encoder.input_size
+    relus, chosen = [], None
+    for module in encoder.features:
+        if isinstance(module, nn.MaxPool2d):
+            height, width = height // 2, width // 2
+        elif isinstance(module, nn.ReLU):
+            relus.append(module)
+            if height >= min_map[0] and width >= min_map[1]:
+                chosen = module
+    return chosen if chosen is not None else relus[0]
 
 
 @contextlib.contextmanager

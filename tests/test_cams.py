@@ -84,7 +84,7 @@ def test_raw_low_resolution_map_equals_the_packages_before_resizing():
         grads = reference.activations_and_grads.gradients[0].numpy()
         expected = np.maximum(reference.get_cam_image(x, layer, None, acts, grads), 0)
     ours = gradcam_plusplus_raw(torch.from_numpy(acts), torch.from_numpy(grads)).numpy()
-    assert ours.shape == (2, 8, 4)
+    assert ours.shape == (2, 32, 16)  # the default layer keeps the paper's map size (see below)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
 
 
@@ -202,3 +202,19 @@ def test_explain_exam_gives_probabilities_maps_and_a_figure(tmp_path):
     np.testing.assert_allclose(result["own"][2:], result["cams"]["R"][2:])
     fig = plot_exam_cams(exam, result["own"], scores=result["scores"])
     assert save_figure(fig, tmp_path / "exam.pdf").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("size", [(512, 256), (128, 64), (64, 32)])
+def test_default_layer_keeps_the_papers_map_resolution(size):
+    """At 512 x 256 the paper's layer (last block, 32 x 16); smaller inputs an earlier block of that size."""
+    model = build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8), input_size=size)
+    encoder = model.encoder
+    layer = default_target_layer(encoder)
+    shapes = []
+    handle = layer.register_forward_hook(lambda module, inputs, out: shapes.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        encoder.eval()(torch.zeros(1, 2, *size))
+    handle.remove()
+    assert shapes == [(32, 16)]
+    if size == (512, 256):
+        assert layer is [m for m in encoder.features if isinstance(m, nn.ReLU)][-1]
