@@ -275,18 +275,32 @@ def predictions_path(cfg: dict[str, Any], fusion: str, inputs: str, dataset: str
     return predictions_dir(cfg) / f"{inputs}_{fusion}__{dataset}.csv"
 
 
+def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
+    """What a predictions file depends on: the checkpoint's bytes, the preprocessing and the images."""
+    import hashlib
+
+    stat = checkpoint.stat()
+    parts = [str(checkpoint.resolve()), str(stat.st_size), str(stat.st_mtime_ns), cache.settings.digest(),
+             str(split), *sorted(manifest.images["sha256"].astype(str)),
+             *sorted(manifest.breasts["patient_id"].astype(str) + manifest.breasts["side"].astype(str))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def score_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest, cache, split: str | None,
                 dataset: str) -> pd.DataFrame:
-    """Per-breast scores of one trained model on a manifest (cached on disk by checkpoint time)."""
+    """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
     from cemlib import evaluation
     from cemlib.fileio import atomic_write_text
 
     checkpoint = train_model(cfg, fusion, inputs)
     path = predictions_path(cfg, fusion, inputs, dataset)
-    if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+    key_path = path.with_suffix(".key")
+    key = scores_key(checkpoint, manifest, cache, split)
+    if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
     scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs)
     atomic_write_text(path, scores.to_csv(index=False))
+    atomic_write_text(key_path, key)
     return scores
 
 
@@ -363,7 +377,9 @@ def prepare_external(cfg: dict[str, Any], name: str):
         built, _ = manifest_mod.build(root, name, seed=int(cfg.get("seed", 0)))
         built.save(folder)
     manifest = manifest_mod.Manifest.load(folder)
-    cache, _ = training.fill_cache(cfg, manifest, folder)
+    # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
+    dataset_cfg = {**cfg, "preprocess": {**cfg["preprocess"], **(spec.get("preprocess") or {})}}
+    cache, _ = training.fill_cache(dataset_cfg, manifest, folder)
     return manifest, cache
 
 
