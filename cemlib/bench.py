@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from cemlib.profiles import load_profile
@@ -24,10 +25,11 @@ def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, An
     from cemlib import data, imaging, training
 
     manifest, cache = training.prepare_data(profile)
-    le = manifest.images[manifest.images["energy"] == "LE"].head(images // 2)
-    des = manifest.images[manifest.images["energy"] == "DES"].set_index(["patient_id", "side", "view"])
-    pairs = [(manifest.image_path(row), manifest.image_path(des.loc[(row.patient_id, row.side, row.view)]),
-              row.side) for row in le.itertuples()]
+    keys = ["patient_id", "side", "view"]
+    by_energy = {e: manifest.images[manifest.images["energy"] == e] for e in ("LE", "DES")}
+    joined = by_energy["LE"].merge(by_energy["DES"][[*keys, "path"]], on=keys, suffixes=("", "_des"))
+    pairs = [(Path(manifest.root) / row.path, Path(manifest.root) / row.path_des, row.side)
+             for row in joined.head(images // 2).itertuples()]
     pixels = imaging.benchmark_preprocess(pairs, training.preprocess_settings(profile))
     loader = data.benchmark_loader(manifest, cache, inputs="cem", split="train",
                                    batch_size=int(profile["train"]["batch_size"]))
