@@ -235,19 +235,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):
     """The TensorCache with the preprocessing settings recorded in the checkpoint."""
     from cemlib.cache import TensorCache
-    from cemlib.imaging import PreprocessSettings
+    from cemlib.exam import settings_of
 
-    preprocess = dict((checkpoint.get("meta") or {}).get("preprocess") or {})
-    if not preprocess:
-        raise ValueError(f"{path}: the checkpoint records no preprocessing settings (not made by cem train)")
-    folder = cache_dir or preprocess.get("cache")
+    settings = settings_of(checkpoint, path)
+    folder = cache_dir or (checkpoint.get("meta") or {}).get("preprocess", {}).get("cache")
     if not folder:
         raise ValueError("give --cache: the checkpoint names no cache folder")
-    return TensorCache(folder, PreprocessSettings.from_profile({"preprocess": preprocess}))
+    return TensorCache(folder, settings)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Score a manifest's breasts and write (or print) the per-breast and per-image tables."""
+    from cemlib.cache import apply_exclusions
     from cemlib.manifest import Manifest
 
     if args.study:
@@ -262,6 +261,7 @@ def run_cli(args: argparse.Namespace) -> int:
     filled = cache.fill(manifest, workers=args.workers)
     for row in filled.exclusions.itertuples():
         print(f"excluded {row.dataset}/{row.patient_id}: {row.reason}")
+    apply_exclusions(manifest, filled.exclusions)
     result = predict_tables(
         args.checkpoint, manifest, cache, args.split, args.inputs,
         batch_size=args.batch_size, device=args.device,

@@ -253,30 +253,35 @@ def find_exam(study: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (
     exam = ExamFiles(folder=folder, files={})
     patient_ids: dict[str, Path] = {}
     private: set[str] = set()
-    for path in _candidate_files(folder, [Path(p) for p in exclude]):
-        item = parse_file_name(path)
-        if isinstance(item, str):
-            exam.skipped.append(item)
-            continue
-        ds = None
-        if (item is not None and path.suffix.lower() == ".dcm") or (item is None and _is_dicom(path)):
-            ds = _header(path)
-            private.update(_private_values(ds))
-            _check_same_patient(path, ds, patient_ids)
-            if item is not None:
-                _check_named_header(item, ds)
-            else:
-                item = _from_tags(path, ds)
-                if isinstance(item, str):
-                    exam.skipped.append(item)
-                    continue
-        if item is None:
-            if ds is not None or path.suffix.lower() in IMAGE_SUFFIXES:
-                exam.unrecognised.append(path.name)
-            continue  # not an image (desktop.ini, notes, tables)
-        _add(exam, item)
-    exam.private = tuple(sorted(private))
-    _check_one_exam(exam)
+    try:
+        for path in _candidate_files(folder, [Path(p) for p in exclude]):
+            item = parse_file_name(path)
+            if isinstance(item, str):
+                exam.skipped.append(item)
+                continue
+            ds = None
+            if (item is not None and path.suffix.lower() == ".dcm") or (item is None and _is_dicom(path)):
+                ds = _header(path)
+                private.update(_private_values(ds))
+                _check_same_patient(path, ds, patient_ids)
+                if item is not None:
+                    _check_named_header(item, ds)
+                else:
+                    item = _from_tags(path, ds)
+                    if isinstance(item, str):
+                        exam.skipped.append(item)
+                        continue
+            if item is None:
+                if ds is not None or path.suffix.lower() in IMAGE_SUFFIXES:
+                    exam.unrecognised.append(path.name)
+                continue  # not an image (desktop.ini, notes, tables)
+            _add(exam, item)
+        exam.private = tuple(sorted(private))
+        _check_one_exam(exam)
+    except ExamError as exc:
+        # Messages name files, and file or folder names may hold the patient's name: redact them.
+        exam.private = tuple(sorted(private))
+        raise ExamError(exam.redact(str(exc))) from None
     return exam
 
 
@@ -324,19 +329,20 @@ def energies_for(inputs: str) -> tuple[str, ...]:
 def select_views(exam: ExamFiles, inputs: str) -> dict[str, tuple[ExamFile, ExamFile | None]]:
     """VIEW_ORDER key -> (LE file, DES file or None) for the model's inputs; ExamError naming what lacks."""
     wanted = energies_for(inputs)
+    shown = exam.redact(str(exam.folder))
     if "DES" in wanted and "DES" not in exam.energies and exam.files:
-        raise ExamError(f"{exam.folder}: the model takes LE + DES (CEM) images but the folder holds no "
+        raise ExamError(f"{shown}: the model takes LE + DES (CEM) images but the folder holds no "
                         "recombined (DES) images; an FFDM exam needs an LE model (inputs le)")
     missing = [f"{side}{view} {energy}" for side in SIDES for view in VIEWS for energy in wanted
                if (side, view, energy) not in exam.files]
     if missing:
         hint = ""
         if exam.unrecognised:
-            shown = ", ".join(exam.redact(n) for n in exam.unrecognised[:6])
-            hint = f"; files with names of no known layout: {shown}"
+            names = ", ".join(exam.redact(n) for n in exam.unrecognised[:6])
+            hint = f"; files with names of no known layout: {names}"
         if exam.skipped:
             hint += f"; left out: {'; '.join(exam.redact(s) for s in exam.skipped[:6])}"
-        raise ExamError(f"{exam.folder}: missing view(s) {', '.join(missing)} "
+        raise ExamError(f"{shown}: missing view(s) {', '.join(missing)} "
                         f"(found {len(exam.files)} usable image(s)){hint}")
     return {
         f"{side}{view}": (exam.files[(side, view, "LE")],

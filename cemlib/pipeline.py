@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cemlib.fileio import atomic_write_text
-from cemlib.profiles import load_profile, profile_path
+from cemlib.profiles import load_profile, parse_overrides, profile_path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = (
@@ -102,7 +100,8 @@ def run_pipeline(
     state_path = Path(profile["runs"]) / STATE_FILE
     state = {} if force else _load_state(state_path)
     parameters = {"profile": str(profile_path(profile_name)), "overrides": overrides or {}}
-    code = source_digest()
+    # The profile's settings (not only its path) are an input of every step.
+    code = source_digest() + json.dumps(profile, sort_keys=True, default=str)
     previous = ""
     results: list[StepResult] = []
     for index, name in enumerate(steps, start=1):
@@ -131,7 +130,7 @@ def run_pipeline(
             state.pop(name, None)
             atomic_write_text(state_path, json.dumps(state, indent=2))
             raise StepFailed(
-                f"step {name} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1]}\n"
+                f"step {name} failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1]}\n"
                 f"open the executed notebook to see where: {output}"
             ) from exc
         seconds = time.perf_counter() - started
@@ -212,16 +211,6 @@ def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
     return pdf_path
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
-    return overrides
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem reproduce`."""
     parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper) or YAML path")
@@ -238,7 +227,7 @@ def run_cli(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
-                     overrides=_parse_overrides(args.overrides))
+                     overrides=parse_overrides(args.overrides))
     except StepFailed as exc:
         print(f"cem reproduce: {exc}", file=sys.stderr)
         return 1

@@ -73,3 +73,14 @@ def _resolve_paths(profile: dict[str, Any], root: Path) -> None:
         value = node.get(keys[-1]) if isinstance(node, dict) else None
         if value:
             node[keys[-1]] = str((root / value).resolve())
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """['train.stage2_epochs=2', 'device=cpu'] -> {dotted key: YAML-typed value} (the CLIs' --set)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE (e.g. train.stage2_epochs=2), got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides

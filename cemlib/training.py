@@ -36,7 +36,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import yaml
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 
 from cemlib import models
 from cemlib.fileio import atomic_path, atomic_write_text
-from cemlib.profiles import load_profile
+from cemlib.profiles import load_profile, parse_overrides
 
 #: inputs name -> number of channels per view (cem: LE in channel 0, DES in channel 1).
 INPUT_CHANNELS = {"cem": 2, "le": 1}
@@ -1204,17 +1203,6 @@ def _bench_row(
 
 # ----------------------------------------------------------------------------------------------------------
 # CLI: cem train
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """['train.stage2_epochs=2', 'device=cpu'] -> {dotted key: YAML-typed value}."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE (e.g. train.stage2_epochs=2), got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -229,6 +229,23 @@ def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoi
         exam.predict_exam(single, le_checkpoint)
 
 
+def test_errors_about_a_folder_named_after_the_patient_are_redacted(tiny, cem_checkpoint, tmp_path, capsys):
+    source = tiny["root"] / "SYN0001"
+    ds = pydicom.dcmread(source / "L_CC_LE.dcm", stop_before_pixels=True)
+    family, given = str(ds.PatientName).split("^")[:2]
+    study = copy_exam(source, tmp_path / f"{family}_{given}")
+    shutil.copy(study / "L_CC_LE.dcm", study / f"{family}_extra")  # a second LCC LE, found by its tags
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "two files for LCC" in err and exam.REDACTED in err
+    assert family.upper() not in err.upper() and given.upper() not in err.upper()
+    (study / f"{family}_extra").unlink()
+    (study / "R_MLO_DES.dcm").unlink()
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "missing view(s) RMLO DES" in err and family.upper() not in err.upper()
+
+
 def test_missing_view_is_an_error_naming_it(tiny, cem_checkpoint, tmp_path, capsys):
     study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "exam")
     (study / "R_MLO_DES.dcm").unlink()
