@@ -221,11 +221,14 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
 # 02 training and 03 ablations
 
 
-def train_model(cfg: dict[str, Any], fusion: str, inputs: str) -> Path:
-    """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint."""
+def train_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest=None, cache=None) -> Path:
+    """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint.
+
+    Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
+    """
     from cemlib import training
 
-    return training.train_with_shared_stage1(cfg, fusion, inputs)
+    return training.train_with_shared_stage1(cfg, fusion, inputs, manifest, cache)
 
 
 def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
@@ -286,13 +289,12 @@ def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def score_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest, cache, split: str | None,
-                dataset: str) -> pd.DataFrame:
+def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str, manifest, cache,
+                split: str | None, dataset: str) -> pd.DataFrame:
     """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
     from cemlib import evaluation
     from cemlib.fileio import atomic_write_text
 
-    checkpoint = train_model(cfg, fusion, inputs)
     path = predictions_path(cfg, fusion, inputs, dataset)
     key_path = path.with_suffix(".key")
     key = scores_key(checkpoint, manifest, cache, split)
@@ -309,7 +311,8 @@ def run_ablations(cfg: dict[str, Any]) -> pd.DataFrame:
     from cemlib import training
 
     manifest, cache = training.prepare_data(cfg)
-    frames = [score_model(cfg, fusion, inputs, manifest, cache, "test", "internal")
+    frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
+                          cache, "test", "internal")
               for inputs in INPUTS for fusion in FUSIONS]
     return pd.concat(frames, ignore_index=True)
 
@@ -322,11 +325,11 @@ def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
 
 
-def ablation_tables(cfg: dict[str, Any], predictions: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4, written to reports/."""
+def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk."""
     from cemlib import plots, tables, training
 
-    predictions = tables.validate_predictions(all_predictions(cfg) if predictions is None else predictions)
+    predictions = tables.validate_predictions(all_predictions(cfg))
     # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
     # only through their predictions (the external table).
     built = tables.build_tables(predictions, training.prepare_manifest(cfg).breasts)
@@ -405,15 +408,17 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
     """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
     from matplotlib.figure import Figure
 
-    from cemlib import plots
+    from cemlib import plots, training
 
+    internal = training.prepare_data(cfg)
     compositions, frames = [], []
     for name, (fusion, inputs) in EXTERNAL_MODELS.items():
         manifest, cache = prepare_external(cfg, name)
         composition = class_composition(manifest)
         composition.insert(0, "dataset", EXTERNAL_NAMES[name])
         compositions.append(composition)
-        scores = score_model(cfg, fusion, inputs, manifest, cache, None, name)
+        checkpoint = train_model(cfg, fusion, inputs, *internal)
+        scores = score_model(cfg, checkpoint, fusion, inputs, manifest, cache, None, name)
         scores["dataset"] = EXTERNAL_NAMES[name]
         frames.append(scores)
     external = pd.concat(frames, ignore_index=True)
@@ -432,16 +437,17 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
 # 05 CAMs
 
 
-def _explained_exams(cfg: dict[str, Any], fusion: str, inputs: str, manifest, cache, split: str | None):
-    """Yield (item, explanation) for every patient of a split, with lesion masks."""
+def _explained_malignant_exams(checkpoint: Path, inputs: str, manifest, cache, split: str | None):
+    """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
     from cemlib import cams, data, training
 
-    model = training.model_from_checkpoint(training.load_checkpoint(train_model(cfg, fusion, inputs)))
+    model = training.model_from_checkpoint(training.load_checkpoint(checkpoint))
     model.eval()
     dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
     for index in range(len(dataset)):
         item = dataset[index]
-        yield item, cams.explain_exam(model, item["x"])
+        if bool(item["y"].any()):
+            yield item, cams.explain_exam(model, item["x"])
 
 
 def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataFrame:
@@ -453,7 +459,8 @@ def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataF
     rows = []
     for inputs in INPUTS:
         maps, masks = [], []
-        for item, explained in _explained_exams(cfg, "mf_concat", inputs, manifest, cache, "test"):
+        checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
+        for item, explained in _explained_malignant_exams(checkpoint, inputs, manifest, cache, "test"):
             for k, side in enumerate(SIDES):
                 if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
                     continue
@@ -476,18 +483,17 @@ def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) ->
     """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
     from cemlib import cams, training
 
+    internal = training.prepare_data(cfg)
     if where == "internal":
-        manifest, cache = training.prepare_data(cfg)
-        sources = [("internal", "cem", manifest, cache, "test")]
+        sources = [("internal", MAIN_MODEL, *internal, "test")]
     else:
-        sources = []
-        for name, (_, inputs) in EXTERNAL_MODELS.items():
-            manifest, cache = prepare_external(cfg, name)
-            sources.append((name, inputs, manifest, cache, None))
+        sources = [(name, model, *prepare_external(cfg, name), None)
+                   for name, model in EXTERNAL_MODELS.items()]
     figures = []
-    for name, inputs, manifest, cache, split in sources:
+    for name, (fusion, inputs), manifest, cache, split in sources:
+        checkpoint = train_model(cfg, fusion, inputs, *internal)
         shown = 0
-        for item, explained in _explained_exams(cfg, "mf_concat", inputs, manifest, cache, split):
+        for item, explained in _explained_malignant_exams(checkpoint, inputs, manifest, cache, split):
             if shown >= cases:
                 break
             scores = explained["scores"]
