@@ -63,3 +63,37 @@ def tiny_study(base: Path, patients: int, seed: int, scale: float = 0.08, size: 
         raise RuntimeError(f"{failed} views of the tiny cohort failed preprocessing")
     manifest = manifest_mod.Manifest.load(base / "manifest")
     return {"base": base, "root": root, "manifest": manifest, "cache": cache}
+
+
+def calibrate_batch_norm(model, x):
+    """Set BN running statistics from one batch (as training would), then eval mode.
+
+    An untrained VGG in eval mode gives nearly the same output for every input; calibrated, its outputs
+    depend on the input, so property tests (left-right swap, CAM agreement) cannot pass trivially.
+    """
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for bn in bns:
+        bn.momentum = 0.1
+    return model.eval()
+
+
+def save_calibrated_checkpoint(model, study: dict, name: str, inputs: str, size: tuple[int, int]) -> Path:
+    """A model with batch norm calibrated on the tiny study's views, saved as `cem train` saves it."""
+    import torch
+
+    from cemlib import models
+    from cemlib.data import PatientDataset
+
+    views = PatientDataset(study["manifest"], study["cache"], inputs=inputs)
+    calibrate_batch_norm(model.encoder, torch.stack([item["x"] for item in views]).flatten(0, 1))
+    model.eval()
+    meta = {"inputs": inputs, "preprocess": {"size": list(size), "cache": str(study["cache"].cache_dir)}}
+    return models.save_model(model, study["base"] / f"{name}.pt", meta=meta)

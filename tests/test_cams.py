@@ -25,21 +25,9 @@ from cemlib.cams import (
 )
 from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignancy_scores
 from cemlib.views import SIDES, VIEW_ORDER
+from tests.factories import calibrate_batch_norm
 
 SMALL = {"width": 0.0625, "head": (32, 16), "input_size": (128, 64)}
-
-
-def _calibrated(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """BN running statistics from one batch (as after training), then eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for bn in bns:
-        bn.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for bn in bns:
-        bn.momentum = 0.1
-    return model.eval()
 
 
 def _images(*shape: int, seed: int) -> torch.Tensor:
@@ -48,12 +36,12 @@ def _images(*shape: int, seed: int) -> torch.Tensor:
 
 def image_model(seed: int = 0):
     torch.manual_seed(seed)
-    return _calibrated(build_image_classifier(2, **SMALL), _images(8, 2, 128, 64, seed=seed + 50))
+    return calibrate_batch_norm(build_image_classifier(2, **SMALL), _images(8, 2, 128, 64, seed=seed + 50))
 
 
 def fusion_model(fusion: str, seed: int = 0) -> FusionNet:
     torch.manual_seed(seed)
-    return _calibrated(build_model(fusion, 2, **SMALL), _images(4, 4, 2, 128, 64, seed=seed + 50))
+    return calibrate_batch_norm(build_model(fusion, 2, **SMALL), _images(4, 4, 2, 128, 64, seed=seed + 50))
 
 
 def _layers(encoder):

@@ -16,7 +16,7 @@ from cemlib.cache import TensorCache
 from cemlib.data import PatientDataset
 from cemlib.imaging import PreprocessSettings
 from cemlib.profiles import load_profile
-from tests.factories import tiny_study
+from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)
 ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
@@ -28,24 +28,10 @@ def tiny(tmp_path_factory) -> dict:
     return tiny_study(tmp_path_factory.mktemp("tiny_eval"), patients=12, seed=5, size=SIZE)
 
 
-def calibrated(model: nn.Module, tiny: dict, inputs: str = "cem") -> nn.Module:
-    """Batch-norm statistics from real views (as after training), so that scores differ between inputs."""
-    x = torch.stack([item["x"] for item in PatientDataset(tiny["manifest"], tiny["cache"], inputs=inputs)])
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = None  # running statistics = this batch's statistics
-    with torch.no_grad():
-        model.encoder(x.flatten(0, 1))
-    return model.eval()
-
-
 def saved(model: nn.Module, tiny: dict, name: str, inputs: str = "cem"):
     """The model (batch norm calibrated) saved as a checkpoint with the metadata cem train records."""
     torch.manual_seed(0)
-    calibrated(model, tiny, inputs)
-    meta = {"inputs": inputs, "preprocess": {"size": list(SIZE), "cache": str(tiny["cache"].cache_dir)}}
-    return models.save_model(model, tiny["base"] / f"{name}.pt", meta=meta)
+    return save_calibrated_checkpoint(model, tiny, name, inputs, SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from torch import nn
 
 from cemlib import cli, evaluation, exam, models
 from cemlib import manifest as manifest_mod
-from cemlib.data import PatientDataset
 from cemlib.phantom import grid_shape
 from cemlib.sources import cddcesm, inbreast
-from tests.factories import tiny_study
+from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)
 ARCH = {"width": 0.0625, "global_pool": True, "head": (16, 8), "input_size": SIZE}
@@ -35,16 +34,7 @@ def tiny(tmp_path_factory) -> dict:
 
 def saved(model: nn.Module, tiny: dict, name: str, inputs: str = "cem") -> Path:
     """Batch norm calibrated on real views (as after training), saved with the metadata cem train records."""
-    x = torch.stack([item["x"] for item in PatientDataset(tiny["manifest"], tiny["cache"], inputs=inputs)])
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = None
-    with torch.no_grad():
-        model.encoder(x.flatten(0, 1))
-    model.eval()
-    meta = {"inputs": inputs, "preprocess": {"size": list(SIZE), "cache": str(tiny["cache"].cache_dir)}}
-    return models.save_model(model, tiny["base"] / f"{name}.pt", meta=meta)
+    return save_calibrated_checkpoint(model, tiny, name, inputs, SIZE)
 
 
 @pytest.fixture(scope="module")

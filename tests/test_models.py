@@ -32,21 +32,9 @@ from cemlib.models import (
     save_model,
 )
 from cemlib.views import VIEW_ORDER
+from tests.factories import calibrate_batch_norm
 
 SMALL = {"width": 0.0625, "head": (32, 16, 8), "input_size": (64, 32)}
-
-
-def calibrate_batch_norm(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Set BN running statistics from one batch (as training would), so eval outputs depend on the input."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for bn in bns:
-        bn.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for bn in bns:
-        bn.momentum = 0.1
-    return model.eval()
 
 
 def small_model(fusion: str, in_channels: int = 2, seed: int = 0, **kw) -> FusionNet:
