@@ -11,14 +11,8 @@ from sklearn.metrics import roc_curve
 
 from cemlib import stats
 from cemlib.fileio import atomic_write_bytes
+from cemlib.tables import FUSION_LABELS, FUSIONS
 
-FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
-FUSION_LABELS = {
-    "none": "No fusion",
-    "left_right": "Left-right fusion",
-    "mf_average": "MF fusion (average)",
-    "mf_concat": "MF fusion (concatenation)",
-}
 FUSION_STYLES = {
     "none": ("tab:gray", ":"),
     "left_right": ("tab:blue", "-."),

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from cemlib.profiles import load_profile
+from cemlib.tables import FUSIONS
 
-FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
 INPUTS = ("le", "cem")
 #: The paper's main model, and the model each external dataset is scored with (INbreast is FFDM: LE).
 MAIN_MODEL = ("mf_concat", "cem")
