@@ -37,6 +37,7 @@ from PIL import Image
 
 from cemlib.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from cemlib.manifest import Manifest, assemble, cell_text, exclusion, map_files, one_breast_exclusions
+from cemlib.sources import default_mask_dir, prepare_replica_dir
 from cemlib.sources.masks import mask_outlines, via_region_mask, write_mask_png
 
 DATASET = "cddcesm"
@@ -146,12 +147,6 @@ def detect(root: str | Path) -> bool:
     """True when ROOT (or a folder just below it) holds the CDD-CESM image folders."""
     root = Path(root)
     return root.is_dir() and _image_dir_parent(root) is not None
-
-
-def default_mask_dir(root: str | Path) -> Path:
-    """Where scan writes lesion masks by default: a folder beside the release, `<ROOT>_masks`."""
-    root = Path(root).resolve()
-    return root.parent / f"{root.name}_masks"
 
 
 # ------------------------------------------------------------------------------------------- workbook
@@ -901,21 +896,6 @@ def _deterministic_xlsx(sheets: dict[str, pd.DataFrame]) -> bytes:
     return out.getvalue()
 
 
-def _prepare_replica_dir(out: Path) -> None:
-    """Refuse a non-empty folder that is not an earlier replica; clear an earlier replica."""
-    import shutil
-
-    if out.exists() and any(out.iterdir()):
-        if not (out / REPLICA_FILE).is_file():
-            raise ValueError(
-                f"{out} is not empty and is not a CDD-CESM replica (no {REPLICA_FILE}); "
-                "choose an empty or new folder"
-            )
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def write_replica(
     out: str | Path,
     patients: int = 40,
@@ -938,7 +918,7 @@ def write_replica(
     if workbook_name not in WORKBOOK_NAMES:
         raise ValueError(f"workbook_name must be one of {WORKBOOK_NAMES}, got {workbook_name!r}")
     out = Path(out).resolve()
-    _prepare_replica_dir(out)
+    prepare_replica_dir(out, "CDD-CESM", REPLICA_FILE)
     specs = sample_cohort(patients, seed)
     plans = plan_replica(specs, seed)
     for folder in FOLDER_OF_ENERGY.values():

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from cemlib.manifest import Manifest, assemble, cell_text, exclusion, one_breast_exclusions
-from cemlib.sources import Candidate, check_candidates, rel
+from cemlib.sources import Candidate, check_candidates, default_mask_dir, prepare_replica_dir, rel
 from cemlib.sources.masks import points_mask, write_mask_png
 
 DATASET = "inbreast"
@@ -267,12 +267,6 @@ def detect(root: str | Path) -> bool:
     """True when ROOT holds AllDICOMs/ and INbreast.csv or INbreast.xls."""
     root = Path(root)
     return (root / DICOM_DIR).is_dir() and ((root / CSV_NAME).is_file() or (root / XLS_NAME).is_file())
-
-
-def default_mask_dir(root: str | Path) -> Path:
-    """Where scan writes lesion masks by default: a folder beside the release, `<ROOT>_masks`."""
-    root = Path(root).resolve()
-    return root.parent / f"{root.name}_masks"
 
 
 def _candidates(
@@ -763,7 +757,6 @@ def write_replica(
     `scale` is relative to the release's 4084 x 3328 detector; `tables` picks INbreast.csv and/or .xls.
     """
     import json
-    import shutil
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
@@ -776,14 +769,7 @@ def write_replica(
     if unknown or not tables:
         raise ValueError(f"tables must name 'csv' and/or 'xls', got {list(tables)}")
     out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()):
-        if not (out / REPLICA_FILE).is_file():
-            raise ValueError(
-                f"{out} is not empty and is not an INbreast replica (no {REPLICA_FILE}); "
-                "choose an empty or new folder"
-            )
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    prepare_replica_dir(out, "INbreast", REPLICA_FILE)
     for folder in (DICOM_DIR, XML_DIR, "AllROI", "MedicalReports"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     specs = sample_cohort(patients, seed)
