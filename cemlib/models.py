@@ -362,35 +362,16 @@ def build_encoder(
     return encoder
 
 
-def build_model(
-    fusion: str,
-    in_channels: int,
-    width: float = 1.0,
-    global_pool: bool = False,
-    head: Sequence[int] = PAPER_HEAD,
-    dropout: float = 0.5,
-    input_size: Sequence[int] = PAPER_INPUT_SIZE,
-    pretrained: str | os.PathLike | None = None,
-) -> FusionNet:
-    """The four-view fusion network of the paper (fusion in FUSIONS)."""
+def build_model(fusion: str, in_channels: int, **encoder_options: Any) -> FusionNet:
+    """The four-view fusion network of the paper (fusion in FUSIONS); options as for build_encoder."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
-    encoder = build_encoder(in_channels, width, global_pool, head, dropout, input_size, pretrained)
-    return FusionNet(encoder, fusion)
+    return FusionNet(build_encoder(in_channels, **encoder_options), fusion)
 
 
-def build_image_classifier(
-    in_channels: int,
-    width: float = 1.0,
-    global_pool: bool = False,
-    head: Sequence[int] = PAPER_HEAD,
-    dropout: float = 0.5,
-    input_size: Sequence[int] = PAPER_INPUT_SIZE,
-    pretrained: str | os.PathLike | None = None,
-) -> ImageClassifier:
+def build_image_classifier(in_channels: int, **encoder_options: Any) -> ImageClassifier:
     """The stage-1 single-image classifier with the same encoder as build_model."""
-    encoder = build_encoder(in_channels, width, global_pool, head, dropout, input_size, pretrained)
-    return ImageClassifier(encoder)
+    return ImageClassifier(build_encoder(in_channels, **encoder_options))
 
 
 def arch_of(model: nn.Module) -> dict[str, Any]:
