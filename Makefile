@@ -35,7 +35,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 report: $(STAMP)
-	$(BIN)/cem report --profile $(PROFILE)
+	$(BIN)/cem reproduce --profile $(PROFILE) --report-only
 
 bench: $(STAMP)
 	$(BIN)/cem bench all

@@ -217,12 +217,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
     parser.add_argument("--steps", nargs="+", choices=STEPS, help="run only these notebooks")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only export the HTML/PDF report from the notebooks already executed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile setting, e.g. --set train.stage2_epochs=2")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
+    if args.report_only:
+        for path in export_report(load_profile(args.profile, parse_overrides(args.overrides))).values():
+            print(f"report: {path}", flush=True)
+        return 0
     steps = tuple(args.steps) if args.steps else STEPS
     started = time.perf_counter()
     try:
