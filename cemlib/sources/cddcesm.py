@@ -16,6 +16,11 @@ benign (Normal and Benign are 0). Lesion masks are rasterised from the VIA regio
 to a folder beside the release, never into it (`default_mask_dir`), shared by the LE and DES image of a
 view when both have the same size. Patients without all eight images are excluded by the manifest's
 shared validation (the paper kept 193 of 326).
+
+Not checked against the real release: the columns of the workbook's sheets other than `all` (only `all`
+is read) and the orientation of the stored JPEGs (the pixel check assumes left breasts face left and
+right breasts right; a release stored otherwise is excluded with the orientation reason, and
+`check_orientation=False` turns the check off).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ Lesion masks are rasterised from the plist ROIs (`Point_px` "(x, y)" strings; a 
 single-point ROI such as a calcification becomes a small disc) and written as PNGs beside the release,
 never into it (`default_mask_dir`). ROIs named as pectoral muscle annotations are not lesions and are
 skipped.
+
+Not checked against the real release (only its CSV is at hand): the xls sheet name and the content of its
+two total rows (they are recognised as trailing rows whose Laterality is not L/R), the plist `Type` codes,
+and that the DICOMs are MONOCHROME2 with Modality MG (a file without Modality MG would be excluded).
 """
 
 from __future__ import annotations
