@@ -537,6 +537,16 @@ def build(root: str | Path, layout: str | None = None, seed: int = 0,
     return manifest, layout
 
 
+def load_or_build(folder: str | Path, root: str | Path, layout: str | None = None, seed: int = 0,
+                  ratios: Sequence[float] = DEFAULT_RATIOS) -> Manifest:
+    """The manifest saved in `folder`; scans `root` (see build) and saves it there first when missing."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        built, _ = build(root, layout, seed=seed, ratios=ratios)
+        built.save(folder)
+    return Manifest.load(folder)
+
+
 def describe(manifest: Manifest) -> str:
     """Readable counts of a manifest: patients, breasts, images, exclusions by kind, split by class."""
     found = len(set(manifest.breasts["patient_id"]) | set(manifest.exclusions["patient_id"]))

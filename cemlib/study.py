@@ -347,18 +347,6 @@ def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 # 04 external validation
 
 
-def external_manifests(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Manifests of the profile's external datasets that exist on disk (replicas or real releases)."""
-    from cemlib.manifest import Manifest
-
-    found = {}
-    for name in EXTERNAL_MODELS:
-        folder = external_manifest_dir(cfg, name)
-        if (folder / "manifest.json").is_file():
-            found[name] = Manifest.load(folder)
-    return found
-
-
 def external_manifest_dir(cfg: dict[str, Any], name: str) -> Path:
     """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
     return Path(cfg["runs"]) / "manifests" / name
@@ -370,16 +358,15 @@ def prepare_external(cfg: dict[str, Any], name: str):
     from cemlib import training
 
     spec = (cfg.get("external") or {}).get(name) or {}
+    if not spec.get("root"):
+        raise ValueError(f"profile {cfg.get('name', '?')!r} has no external.{name}.root")
     root = Path(spec["root"])
     if not root.exists() and spec.get("synth"):
         write_replica(name, root, spec["synth"], cfg)
     if not root.exists():
         raise FileNotFoundError(f"{EXTERNAL_NAMES[name]} not found at {root}: set external.{name}.root")
     folder = external_manifest_dir(cfg, name)
-    if not (folder / "manifest.json").is_file():
-        built, _ = manifest_mod.build(root, name, seed=int(cfg.get("seed", 0)))
-        built.save(folder)
-    manifest = manifest_mod.Manifest.load(folder)
+    manifest = manifest_mod.load_or_build(folder, root, name, seed=int(cfg.get("seed", 0)))
     # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
     dataset_cfg = {**cfg, "preprocess": {**cfg["preprocess"], **(spec.get("preprocess") or {})}}
     cache, _ = training.fill_cache(dataset_cfg, manifest, folder)

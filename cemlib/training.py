@@ -779,17 +779,15 @@ def prepare_manifest(profile: Mapping[str, Any], workers: int | None = None):
             raise ValueError(f"profile {profile.get('name', '?')!r} has no data.{key}")
     root, manifest_dir = Path(data["root"]), Path(data["manifest"])
     workers = _prep_workers(profile, workers)
+    dataset = str(data.get("dataset", "synthetic"))
     if not (manifest_dir / "manifest.json").is_file():
-        dataset = str(data.get("dataset", "synthetic"))
         if dataset == "synthetic" and not (root / "labels.csv").is_file():
             _write_synthetic_cohort(root, dict(data.get("synth") or {}), workers)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root} (set data.root in the profile)")
-        layout = "ge" if dataset == "synthetic" else (None if dataset == "auto" else dataset)
-        ratios = tuple(float(r) for r in data.get("split", manifest_mod.DEFAULT_RATIOS))
-        built, _ = manifest_mod.build(root, layout, seed=int(profile.get("seed", 0)), ratios=ratios)
-        built.save(manifest_dir)
-    return manifest_mod.Manifest.load(manifest_dir)
+    layout = "ge" if dataset == "synthetic" else (None if dataset == "auto" else dataset)
+    ratios = tuple(float(r) for r in data.get("split", manifest_mod.DEFAULT_RATIOS))
+    return manifest_mod.load_or_build(manifest_dir, root, layout, int(profile.get("seed", 0)), ratios)
 
 
 def _write_synthetic_cohort(root: Path, synth: Mapping[str, Any], workers: int) -> None:
