@@ -598,3 +598,26 @@ def malignancy_scores(outputs: Mapping[str, torch.Tensor | None]) -> torch.Tenso
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (works on the meta device, nothing is allocated)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def training_flops_per_image(arch: Mapping[str, Any]) -> int:
+    """Floating-point operations of one training step (forward + backward) per view image.
+
+    Counted by torch's FlopCounterMode (matrix products and convolutions, 2 per multiply-add) on the meta
+    device, so nothing is computed or allocated: one patient (4 views) through `model_from_arch(arch)`.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = model_from_arch(arch)
+        channels, (height, width) = int(arch["in_channels"]), arch["input_size"]
+        views = 1 if isinstance(model, ImageClassifier) else len(VIEW_ORDER)
+        shape = (1, channels, height, width) if views == 1 else (1, views, channels, height, width)
+        x = torch.zeros(shape)
+        y = torch.zeros((1,), dtype=torch.long) if views == 1 else torch.zeros((1, 2), dtype=torch.long)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        outputs = model(x)
+        loss = F.cross_entropy(outputs, y) if views == 1 else fusion_loss(outputs, y)
+        loss.backward()
+    return math.ceil(counter.get_total_flops() / views)

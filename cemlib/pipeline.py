@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cemlib.fileio import atomic_write_text
-from cemlib.profiles import load_profile, parse_overrides, profile_path
+from cemlib.profiles import add_override_option, load_profile, parse_overrides, profile_path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = (
@@ -219,8 +219,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
     parser.add_argument("--report-only", action="store_true",
                         help="only export the HTML/PDF report from the notebooks already executed")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile setting, e.g. --set train.stage2_epochs=2")
+    add_override_option(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,9 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise ValueError(f"--set expects KEY=VALUE (e.g. train.stage2_epochs=2), got {pair!r}")
         overrides[key.strip()] = yaml.safe_load(value)
     return overrides
+
+
+def add_override_option(parser: argparse.ArgumentParser, example: str = "train.stage2_epochs=2") -> None:
+    """The repeatable `--set KEY=VALUE` profile override shared by the CLIs (parsed into args.overrides)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a profile value, e.g. --set {example} (repeatable)")

@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from cemlib import models
 from cemlib.fileio import atomic_path, atomic_write_text
-from cemlib.profiles import load_profile, parse_overrides
+from cemlib.profiles import add_override_option, load_profile, parse_overrides
+from cemlib.views import VIEW_ORDER
 
 #: inputs name -> number of channels per view (cem: LE in channel 0, DES in channel 1).
 INPUT_CHANNELS = {"cem": 2, "le": 1}
@@ -1039,41 +1040,73 @@ def _data(profile: Mapping[str, Any], manifest: Any, cache: Any, context: DistCo
 # Speed: `cem bench train`
 
 
+@dataclass(frozen=True)
+class BenchVariant:
+    """One way of running the training step: precision, memory layout, compiled or eager."""
+
+    amp: bool = False
+    channels_last: bool = False
+    compiled: bool = False
+
+    @property
+    def precision(self) -> str:
+        """"bf16" (autocast) or "fp32"."""
+        return "bf16" if self.amp else "fp32"
+
+
+#: The variants every `cem bench train` measures; a compiled bf16 + channels_last one is added on request.
+BENCH_VARIANTS = tuple(BenchVariant(amp, cl) for amp in (False, True) for cl in (False, True))
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Wall-clock seconds of the warm-up steps (compilation included) and of the timed steps."""
+
+    warmup_seconds: float
+    seconds: float
+    peak_memory_bytes: int | None
+
+
 def _timed_steps(
     arch: Mapping[str, Any],
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
-    amp: bool,
-    channels_last: bool,
+    variant: BenchVariant,
     steps: int,
     warmup: int,
-) -> float:
-    """Seconds of `steps` SGD steps of a fresh fusion model (after `warmup` untimed ones)."""
+) -> StepTiming:
+    """Time `steps` SGD steps of a fresh fusion model (after `warmup` untimed ones)."""
     set_seed(0, deterministic=False)
     model = models.build_model(**arch).to(device)
-    if channels_last:
+    if variant.channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
+    step_model = torch.compile(model) if variant.compiled else model
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
     def step(index: int) -> None:
         x, y = batches(index)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            outputs = model(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.amp):
+            outputs = step_model(x)
         loss = models.fusion_loss(_to_float(outputs), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
     for index in range(warmup):
         step(index)
     _synchronize(device)
-    started = time.perf_counter()
+    warmed = time.perf_counter()
     for index in range(steps):
         step(warmup + index)
     _synchronize(device)
-    return time.perf_counter() - started
+    ended = time.perf_counter()
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return StepTiming(warmed - started, ended - warmed, peak)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -1085,7 +1118,6 @@ def _synchronize(device: torch.device) -> None:
 def _authors_batches(manifest: Any, settings: Any, inputs: str, batch_size: int):
     """Batches made the authors' way: every step decodes the DICOMs and preprocesses them again."""
     from cemlib.imaging import preprocess_pair, read_pixels
-    from cemlib.views import VIEW_ORDER
 
     images = manifest.images
     breasts = manifest.breasts
@@ -1113,6 +1145,13 @@ def _authors_batches(manifest: Any, settings: Any, inputs: str, batch_size: int)
     return batch
 
 
+def bench_devices(requested: str | Sequence[str] | None = None) -> list[str]:
+    """Devices to benchmark: "all" (default) = the CPU, then CUDA when present; or the ones named."""
+    if requested is None or requested == "all":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [requested] if isinstance(requested, str) else list(requested)
+
+
 def benchmark_train(
     profile: Mapping[str, Any],
     fusion: str = "mf_concat",
@@ -1120,82 +1159,95 @@ def benchmark_train(
     steps: int = 10,
     warmup: int = 2,
     baseline: bool = True,
-    devices: Sequence[str] | None = None,
+    devices: str | Sequence[str] | None = None,
     manifest: Any = None,
     cache: Any = None,
+    compiled: bool = False,
 ) -> dict[str, Any]:
     """Training images/s (one image = one view through the encoder) at the profile's size and batch.
 
-    Variants: fp32 vs bf16 autocast x contiguous vs channels_last, on the CPU and on CUDA when present,
-    stepping on a batch already in memory (read from the tensor cache). Baseline, in the same run: the
-    way the authors' code trains (fp32, contiguous, batch 2, every image decoded from DICOM and
-    preprocessed at every step). `speedup` = best variant / baseline on the baseline's device.
+    Variants: fp32 vs bf16 autocast x contiguous vs channels_last (plus bf16 + channels_last under
+    torch.compile when `compiled`), on the CPU and on CUDA when present, stepping on a batch already in
+    memory (read from the tensor cache). Every row gives the model arithmetic it sustains (TFLOP/s, from
+    `models.training_flops_per_image`) and, on CUDA, the peak memory. Baseline, in the same run: the way
+    the authors' code trains (fp32, contiguous, batch 2, every image decoded from DICOM and preprocessed
+    at every step). `speedup` = best variant / baseline on the baseline's device.
     """
     from cemlib import data
 
     check_choices(fusion, inputs)
     manifest, cache = _data(profile, manifest, cache, DistContext())
     arch = arch_from_profile(profile, fusion, inputs)
+    flops = models.training_flops_per_image(arch)
     batch_size = int((profile.get("train") or {}).get("batch_size", 8))
     dataset = data.PatientDataset(manifest, cache, "train", inputs=inputs, augment=None)
     items = [dataset[i % len(dataset)] for i in range(batch_size)]
     x = torch.stack([item["x"] for item in items])
     y = torch.stack([item["y"] for item in items])
-    devices = list(devices) if devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = bench_devices(devices)
+    variants = BENCH_VARIANTS + ((BenchVariant(True, True, True),) if compiled else ())
     rows: list[dict[str, Any]] = []
     for name in devices:
         device = resolve_device(name, DistContext())
         resident = (x.to(device), y.to(device))
-        for amp in (False, True):
-            for channels_last in (False, True):
-                seconds = _timed_steps(
-                    arch, lambda _i, r=resident: r, device, amp, channels_last, steps, warmup
-                )
-                rows.append(_bench_row(device, "bf16" if amp else "fp32", channels_last, batch_size, steps,
-                                       seconds, "cached batch in memory"))
+        for variant in variants:
+            timing = _timed_steps(arch, lambda _i, r=resident: r, device, variant, steps, warmup)
+            rows.append(_bench_row(device, variant, batch_size, steps, timing, flops,
+                                   "cached batch in memory"))
     result: dict[str, Any] = {
         "what": "training step images/s (one image = one view through the shared encoder)",
         "fusion": fusion,
         "inputs": inputs,
         "size": list(arch["input_size"]),
         "width": arch["width"],
+        "flop_per_image": flops,
+        "gflop_per_image": round(flops / 1e9, 3),
         "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
+        "torch": torch.__version__,
         "rows": rows,
     }
     if baseline:
         device = resolve_device(devices[-1], DistContext())
         batches = _authors_batches(manifest, preprocess_settings(profile), inputs, 2)
-        seconds = _timed_steps(arch, batches, device, False, False, steps, min(warmup, 1))
-        base = _bench_row(device, "fp32", False, 2, steps, seconds, "authors' way: DICOM decoded every step")
+        timing = _timed_steps(arch, batches, device, BenchVariant(), steps, min(warmup, 1))
+        base = _bench_row(device, BenchVariant(), 2, steps, timing, flops,
+                          "authors' way: DICOM decoded every step")
         rows.append(base)
         best = max((r for r in rows if r["device"] == base["device"] and r is not base),
                    key=lambda r: r["images_per_s"])
         result["baseline_images_per_s"] = base["images_per_s"]
-        result["best"] = {k: best[k] for k in ("device", "precision", "channels_last", "images_per_s")}
+        shown = ("device", "precision", "channels_last", "compiled", "images_per_s", "tflop_per_s")
+        result["best"] = {k: best[k] for k in shown}
         result["speedup"] = round(best["images_per_s"] / base["images_per_s"], 2)
     return result
 
 
 def _bench_row(
     device: torch.device,
-    precision: str,
-    channels_last: bool,
+    variant: BenchVariant,
     batch: int,
     steps: int,
-    seconds: float,
+    timing: StepTiming,
+    flops_per_image: int,
     data: str,
 ) -> dict[str, Any]:
     """One benchmark line."""
-    images = steps * batch * 4
+    images_per_s = steps * batch * len(VIEW_ORDER) / timing.seconds
+    peak = timing.peak_memory_bytes
     return {
         "device": device.type,
-        "precision": precision,
-        "channels_last": channels_last,
+        "precision": variant.precision,
+        "channels_last": variant.channels_last,
+        "compiled": variant.compiled,
         "batch": batch,
         "data": data,
         "steps": steps,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(images / seconds, 1),
+        "seconds": round(timing.seconds, 3),
+        "warmup_seconds": round(timing.warmup_seconds, 3),
+        "images_per_s": round(images_per_s, 1),
+        "tflop_per_s": round(images_per_s * flops_per_image / 1e12, 4),
+        "peak_memory_gib": None if peak is None else round(peak / 2**30, 2),
     }
 
 
@@ -1214,13 +1266,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage1", metavar="CKPT",
                         help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one")
     parser.add_argument("--stage1-only", action="store_true", help="train stage 1 only (into RUN/stage1)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile value, e.g. --set train.stage2_epochs=2 (repeatable)")
+    add_override_option(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Train one model; print where its best checkpoint and log are."""
-    profile = load_profile(args.profile, parse_overrides(args.set))
+    profile = load_profile(args.profile, parse_overrides(args.overrides))
     run_dir = Path(args.run_dir) if args.run_dir else None
     try:
         if args.stage1_only:

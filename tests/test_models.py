@@ -178,6 +178,54 @@ def test_parameter_count_at_512x256_matches_the_authors_head():
     assert 287_000_000 < expected < 289_000_000
 
 
+VGG16_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+FUSION_INPUTS = {"image": (1, 1), "none": (4, 1), "left_right": (4, 2), "mf_average": (4, 2),
+                 "mf_concat": (2, 4)}  # fusion -> (rows per patient, features per row) of the last FC
+
+
+def hand_counted_training_flops(fusion, in_channels, width, size, head, global_pool):
+    """FLOPs of forward + backward per view image, counted from the layer shapes (2 per multiply-add).
+
+    Backward costs two forwards (input and weight gradients) except for the first convolution, whose
+    input needs no gradient.
+    """
+    height, wide = size
+    channels, convs = in_channels, []
+    for v in VGG16_CHANNELS:
+        if v == "M":
+            height, wide = height // 2, wide // 2
+            continue
+        out = max(1, round(v * width))
+        convs.append(2 * 9 * channels * out * height * wide)
+        channels = out
+    flat = channels if global_pool else channels * height * wide
+    linears = []
+    for size_ in head:
+        linears.append(2 * flat * size_)
+        flat = size_
+    views = 1 if fusion == "image" else 4
+    rows, features = FUSION_INPUTS[fusion]
+    last_fc = rows * 2 * features * flat * 2
+    per_view_forward = sum(convs) + sum(linears)
+    total = views * (3 * per_view_forward - convs[0]) + 3 * last_fc
+    return total / views
+
+
+@pytest.mark.parametrize("fusion", ("image", *FUSIONS))
+def test_training_flops_per_image_match_a_hand_count(fusion):
+    paper = {"fusion": fusion, "in_channels": 2, "width": 1.0, "global_pool": False,
+             "head": [4096, 1024, 512], "dropout": 0.5, "input_size": [512, 256]}
+    small = {**paper, "in_channels": 1, "width": 0.125, "global_pool": True, "head": [64, 32],
+             "input_size": [128, 64]}
+    for arch in (paper, small):
+        expected = hand_counted_training_flops(
+            fusion, arch["in_channels"], arch["width"], arch["input_size"], arch["head"], arch["global_pool"]
+        )
+        assert models.training_flops_per_image(arch) == pytest.approx(expected, abs=1)
+    # VGG16 at 224 x 224 is 15.5 G multiply-adds forward; 512 x 256 has 2.61 times the pixels.
+    assert 235e9 < models.training_flops_per_image(paper) < 245e9
+
+
 def test_trunk_state_dict_keys_match_torchvision_vgg16_bn():
     with torch.device("meta"):
         reference = torchvision.models.vgg16_bn(weights=None).features.state_dict()

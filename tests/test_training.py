@@ -331,19 +331,63 @@ def test_cem_train_cli(tiny, tmp_path, capsys):
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
 
 
+def test_compiled_training_matches_eager_training(tiny, reference):
+    import torch._inductor.config
+
+    # Inductor draws dropout masks from its own generator unless told to use eager's.
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled = stage2_run(tiny, tiny["base"] / "compiled", **{"train.compile": True})
+    assert [r["epoch"] for r in compiled.history] == [r["epoch"] for r in reference.history]
+    for got, want in zip(compiled.history, reference.history, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-3)
+    # The checkpoint holds the plain module's weights, so an uncompiled model loads it.
+    checkpoint = training.load_checkpoint(compiled.best_checkpoint)
+    assert not any(key.startswith("_orig_mod") for key in checkpoint["model"])
+    training.model_from_checkpoint(checkpoint)
+
+
 # ----------------------------------------------------------------------------------------------- speed
 
 
 def test_benchmark_train_reports_every_variant_and_the_authors_baseline(tiny):
     result = training.benchmark_train(profile_for(tiny), steps=1, warmup=0, devices=["cpu"],
                                       manifest=tiny["manifest"], cache=tiny["cache"])
-    variants = {(r["precision"], r["channels_last"]) for r in result["rows"] if r["batch"] == 8}
-    assert variants == {("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)}
+    variants = {(r["precision"], r["channels_last"], r["compiled"])
+                for r in result["rows"] if r["batch"] == 8}
+    assert variants == {("fp32", False, False), ("fp32", True, False), ("bf16", False, False),
+                        ("bf16", True, False)}
     baseline = [r for r in result["rows"] if r["batch"] == 2]
     assert len(baseline) == 1 and "DICOM" in baseline[0]["data"]
     assert all(r["images_per_s"] > 0 for r in result["rows"])
     best, base = result["best"]["images_per_s"], result["baseline_images_per_s"]
     assert result["speedup"] == pytest.approx(best / base, rel=0.01)
+    arch = training.arch_from_profile(profile_for(tiny), "mf_concat", "cem")
+    assert result["flop_per_image"] == models.training_flops_per_image(arch)
+    for row in result["rows"]:
+        tflops = row["images_per_s"] * result["flop_per_image"] / 1e12
+        assert row["tflop_per_s"] == pytest.approx(tflops, rel=0.01, abs=1e-4)
+        assert row["peak_memory_gib"] is None  # measured on CUDA only
+
+
+def test_compiled_training_step_runs_on_the_cpu(tiny):
+    result = training.benchmark_train(profile_for(tiny), steps=1, warmup=1, devices="cpu", baseline=False,
+                                      manifest=tiny["manifest"], cache=tiny["cache"], compiled=True)
+    compiled = [r for r in result["rows"] if r["compiled"]]
+    assert len(compiled) == 1 and (compiled[0]["precision"], compiled[0]["channels_last"]) == ("bf16", True)
+    assert compiled[0]["images_per_s"] > 0
+
+
+def test_cem_bench_train_cli_takes_profile_overrides(tiny, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "train", "--profile", "smoke", "--device", "cpu", "--steps", "1", "--warmup", "0",
+            "--json", str(out)]
+    for key, value in tiny["overrides"].items():
+        args += ["--set", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    assert cli.main(args) == 0
+    result = json.loads(out.read_text())["train"]
+    assert result["size"] == list(SIZE) and {r["device"] for r in result["rows"]} == {"cpu"}
+    assert result["rows"][0]["steps"] == 1
 
 
 def test_prepare_data_runs_the_missing_earlier_steps_once(tmp_path):
