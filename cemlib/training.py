@@ -170,13 +170,19 @@ def resolve_device(name: str, context: DistContext) -> torch.device:
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; ask torch for deterministic kernels where it has them."""
+    """Seed python, numpy and torch; deterministic kernels where torch has them, else the fastest ones."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 -- libraries may draw from the legacy global RNG
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    choose_kernels(deterministic)
+
+
+def choose_kernels(deterministic: bool) -> None:
+    """Deterministic kernels where torch has them, or the fastest ones (cuDNN autotuning)."""
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Inputs have one fixed size, so cuDNN may time its convolution algorithms once and keep the fastest;
+    # that choice can differ between runs, hence only when results need not repeat.
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def arch_from_profile(profile: Mapping[str, Any], fusion: str, inputs: str) -> dict[str, Any]:
@@ -574,8 +580,8 @@ def fit(
         return _finished_result(resume, model, run_dir)
     if resume is None:
         set_seed(config.seed, config.deterministic)
-    elif config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        choose_kernels(config.deterministic)
 
     model.to(device)
     if config.channels_last:
