@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from cemlib import models
 from cemlib.fileio import atomic_write_text
-from cemlib.training import INPUT_CHANNELS, load_checkpoint, model_from_checkpoint
+from cemlib.training import INPUT_CHANNELS, inference_device, load_checkpoint, model_from_checkpoint
 from cemlib.views import SIDES, VIEW_ORDER, view_index
 
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split", "fusion", "inputs")
@@ -134,7 +134,7 @@ def predict_tables(
     fusion = str(state["arch"]["fusion"])
     _check_cache_fits(state, cache, checkpoint)
     model = model_from_checkpoint(state, checkpoint)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = inference_device(device)
     model.to(torch_device).eval()
     _check_split(manifest, split)
     dataset = PatientDataset(manifest, cache, split, inputs=inputs, augment=None)

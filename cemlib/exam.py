@@ -399,13 +399,13 @@ def load_exam_model(checkpoint: str | os.PathLike, inputs: str | None = None, de
                     ) -> LoadedModel:
     """Load a stage-2 (or stage-1) checkpoint with its preprocessing settings, in evaluation mode."""
     from cemlib.evaluation import inputs_of, model_name
-    from cemlib.training import load_checkpoint, model_from_checkpoint
+    from cemlib.training import inference_device, load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(checkpoint)
     inputs = inputs_of(state, inputs, checkpoint)
     settings = settings_of(state, checkpoint)
     model = model_from_checkpoint(state, checkpoint)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = inference_device(device)
     model.to(torch_device).eval()
     arch = dict(state["arch"])
     epoch = state.get("epoch")

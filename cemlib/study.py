@@ -300,7 +300,8 @@ def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str,
     key = scores_key(checkpoint, manifest, cache, split)
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
-    scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs)
+    scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
+                                device=cfg.get("device", "cpu"))
     atomic_write_text(path, scores.to_csv(index=False))
     atomic_write_text(key_path, key)
     return scores
@@ -424,12 +425,13 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
 # 05 CAMs
 
 
-def _explained_malignant_exams(checkpoint: Path, inputs: str, manifest, cache, split: str | None):
+def _explained_malignant_exams(cfg: dict[str, Any], checkpoint: Path, inputs: str, manifest, cache,
+                               split: str | None):
     """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
     from cemlib import cams, data, training
 
     model = training.model_from_checkpoint(training.load_checkpoint(checkpoint))
-    model.eval()
+    model.to(training.inference_device(cfg.get("device", "cpu"))).eval()
     dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
     for index in range(len(dataset)):
         item = dataset[index]
@@ -447,7 +449,7 @@ def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataF
     for inputs in INPUTS:
         maps, masks = [], []
         checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
-        for item, explained in _explained_malignant_exams(checkpoint, inputs, manifest, cache, "test"):
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
             for k, side in enumerate(SIDES):
                 if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
                     continue
@@ -480,7 +482,7 @@ def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) ->
     for name, (fusion, inputs), manifest, cache, split in sources:
         checkpoint = train_model(cfg, fusion, inputs, *internal)
         shown = 0
-        for item, explained in _explained_malignant_exams(checkpoint, inputs, manifest, cache, split):
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, split):
             if shown >= cases:
                 break
             scores = explained["scores"]

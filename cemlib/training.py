@@ -12,11 +12,16 @@ Run directory layout (one per model; a stage-1 folder can be reused by every fus
 early-stopping state; a rerun with the same run directory resumes from it and ends with the same weights
 and metrics as an uninterrupted run (data order and augmentation are keyed by (seed, epoch), not by how
 many epochs this process has seen). `best.pt` holds the best epoch's weights and the `arch` dict.
+That promise holds on the CPU; on CUDA the profile default is `deterministic: false` (cuDNN picks the
+fastest, not always repeatable, kernels), and even `deterministic: true` leaves some CUDA kernels (max-pool
+backward) without a deterministic version, so a resumed GPU run matches an uninterrupted one closely, not
+bit for bit.
 
 Multi-GPU / multi-node: launch with torchrun; WORLD_SIZE/RANK/LOCAL_RANK select DistributedDataParallel,
 each rank draws its share of every epoch (DistributedSampler), validation is sharded and gathered so every
 rank takes the same early-stopping decision, and rank 0 alone writes checkpoints and logs (the run
-directory must be on a filesystem all nodes share).
+directory must be on a filesystem all nodes share). Each rank draws its own dropout masks (seed + rank) and
+its random-number states travel in last.pt, so a resumed run continues every rank where it stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,8 @@ from cemlib.fileio import atomic_path, atomic_write_text
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.views import VIEW_ORDER
 
+#: How long ranks wait for each other (NCCL's default of 10 minutes is shorter than preparing the data).
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 #: inputs name -> number of channels per view (cem: LE in channel 0, DES in channel 1).
 INPUT_CHANNELS = {"cem": 2, "le": 1}
 #: energies each inputs choice needs in the manifest.
@@ -151,13 +159,19 @@ def init_distributed(device: str = "cpu") -> DistContext:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend)
+        # Rank 0 may prepare the cohort and cache (tens of minutes at paper size) while the others wait.
+        dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local)
 
 
 def resolve_device(name: str, context: DistContext) -> torch.device:
     """torch.device for a profile's `device` ("cpu", "cuda", "cuda:1"); a clear error when CUDA is absent."""
     if name.startswith("cuda"):
+        if name != "cuda" and context.enabled:
+            raise ValueError(
+                f"device {name!r} names one GPU, but {context.world_size} processes train together; "
+                "use device 'cuda' (each process takes the GPU of its LOCAL_RANK)"
+            )
         if not torch.cuda.is_available():
             raise RuntimeError(
                 f"the profile asks for device {name!r} but no CUDA GPU is available; "
@@ -167,6 +181,13 @@ def resolve_device(name: str, context: DistContext) -> torch.device:
     if name != "cpu":
         raise ValueError(f"unknown device {name!r}; expected 'cpu' or 'cuda'")
     return torch.device("cpu")
+
+
+def inference_device(name: str | None = None) -> torch.device:
+    """Where to score: the device named (checked as for training), else CUDA when present, else the CPU."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(name, DistContext())
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -179,6 +200,8 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 
 def choose_kernels(deterministic: bool) -> None:
     """Deterministic kernels where torch has them, or the fastest ones (cuDNN autotuning)."""
+    if deterministic:  # cuBLAS repeats its results only with a fixed workspace, read at its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     # Inputs have one fixed size, so cuDNN may time its convolution algorithms once and keep the fastest;
     # that choice can differ between runs, hence only when results need not repeat.
@@ -305,8 +328,8 @@ def _batch_to(
 # Checkpoints
 
 
-def _rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as tensors and plain types (loadable with weights_only=True)."""
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, numpy, torch (and `device`'s CUDA) RNG states as tensors and plain types (weights_only)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     version, py_state, gauss = random.getstate()
     state: dict[str, Any] = {
@@ -320,19 +343,19 @@ def _rng_state() -> dict[str, Any]:
         },
         "python": {"version": int(version), "state": [int(v) for v in py_state], "gauss": gauss},
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _restore_rng(state: Mapping[str, Any]) -> None:
+def _restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
     """Inverse of _rng_state."""
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
     np.random.set_state(  # noqa: NPY002
         (
             np_state["kind"],
-            np_state["keys"].numpy().astype(np.uint32),
+            np_state["keys"].cpu().numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["cached_gaussian"],
@@ -340,8 +363,24 @@ def _restore_rng(state: Mapping[str, Any]) -> None:
     )
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _rng_states_by_rank(device: torch.device, context: DistContext) -> list[dict[str, Any]]:
+    """Every rank's RNG states, rank order (a collective: all ranks call it)."""
+    state = _rng_state(device)
+    if not context.enabled:
+        return [state]
+    states: list[Any] = [None] * context.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _own_rng_state(checkpoint: Mapping[str, Any], context: DistContext) -> Mapping[str, Any]:
+    """This rank's RNG states from a last.pt (rank 0's when it was written by fewer processes)."""
+    by_rank = checkpoint.get("rng_by_rank") or [checkpoint["rng"]]
+    return by_rank[context.rank] if context.rank < len(by_rank) else checkpoint["rng"]
 
 
 def save_checkpoint(payload: Mapping[str, Any], path: Path) -> Path:
@@ -427,15 +466,27 @@ class _EarlyStopping:
 
 
 def _raise_if_nonfinite(
-    losses: list[torch.Tensor], first_step: int, stage: str, epoch: int
+    losses: list[torch.Tensor], first_step: int, stage: str, epoch: int, context: DistContext | None = None
 ) -> None:
-    """RuntimeError naming stage, epoch and step of the first NaN/infinite loss among `losses`."""
-    values = torch.stack(losses).float().cpu()
-    bad = (~torch.isfinite(values)).nonzero()
-    if len(bad):
-        index = int(bad[0, 0])
+    """RuntimeError naming stage, epoch and step of the first NaN/infinite loss among `losses`.
+
+    With several processes every rank checks every rank's losses (a collective), so all of them stop
+    together instead of the others waiting in the next gradient all-reduce.
+    """
+    values = torch.stack(losses).float()
+    bad = (~torch.isfinite(values)).to(torch.int32)
+    if context is not None and context.enabled:
+        local = bad.clone()
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        bad, local = bad.cpu(), local.cpu()
+    else:
+        bad = local = bad.cpu()
+    steps = bad.nonzero()
+    if len(steps):
+        index = int(steps[0, 0])
+        value = values[index].item() if local[index] else "not finite in another process"
         raise RuntimeError(
-            f"{stage}: the training loss became {values[index].item()} at epoch {epoch}, step "
+            f"{stage}: the training loss became {value} at epoch {epoch}, step "
             f"{first_step + index + 1}; training stopped (lower the learning rate, check the inputs for "
             "NaN values, or turn off mixed precision)"
         )
@@ -473,7 +524,7 @@ def _train_one_epoch(
             first_pending = step
         pending.append(loss.detach())
         if len(pending) >= config.check_every:
-            _raise_if_nonfinite(pending, first_pending, config.stage, epoch)
+            _raise_if_nonfinite(pending, first_pending, config.stage, epoch, context)
             bar.set_postfix(loss=f"{pending[-1].item():.4f}", refresh=False)
             pending = []
         optimizer.zero_grad(set_to_none=True)
@@ -482,7 +533,7 @@ def _train_one_epoch(
         total += loss.detach().double() * len(y)
         count += len(y)
     if pending:
-        _raise_if_nonfinite(pending, first_pending, config.stage, epoch)
+        _raise_if_nonfinite(pending, first_pending, config.stage, epoch, context)
     if context.enabled:
         sums = torch.stack([total, count])
         dist.all_reduce(sums)
@@ -514,8 +565,8 @@ def evaluate(
     labels: list[np.ndarray] = []
     for batch in loader:
         x, y = _batch_to(batch, device, config.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-            outputs = _to_float(model(x))
+        # Full precision: bf16 logits would quantise the scores (ties in the AUC) and the stopping loss.
+        outputs = model(x)
         loss_sum += float(loss_fn(outputs, y)) * len(y)
         n += len(y)
         scores.append(malignant_scores(outputs).cpu().numpy())
@@ -579,7 +630,7 @@ def fit(
     if resume is not None and _stage_done(resume, config):
         return _finished_result(resume, model, run_dir)
     if resume is None:
-        set_seed(config.seed, config.deterministic)
+        set_seed(config.seed + context.rank, config.deterministic)
     else:
         choose_kernels(config.deterministic)
 
@@ -594,6 +645,7 @@ def fit(
     history: list[dict[str, float]] = []
     if resume is not None:
         stopper, history = _resume_into(resume, model, optimizer, scheduler, config)
+        _restore_rng(_own_rng_state(resume, context), device)
     start_epoch = len(history)
 
     step_model: nn.Module = model
@@ -642,6 +694,7 @@ def fit(
         }
         history.append(row)
         epochs.set_postfix(val_loss=f"{val['loss']:.4f}", val_auc=f"{val['auc']:.3f}", refresh=False)
+        rng_by_rank = _rng_states_by_rank(device, context)
         if context.is_main:
             state = model.state_dict()
             if improved:
@@ -649,7 +702,8 @@ def fit(
             training_state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
+                "rng": rng_by_rank[0],
+                "rng_by_rank": rng_by_rank,
                 "early_stopping": stopper.state(),
                 "history": history,
                 "finished": stopper.stopped or epoch >= config.epochs,
@@ -681,11 +735,10 @@ def _resume_into(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: FitConfig,
 ) -> tuple[_EarlyStopping, list[dict[str, float]]]:
-    """Put a last.pt's weights, optimiser, scheduler and RNG states back; its early stopping and history."""
+    """Put a last.pt's weights, optimiser and scheduler back; return its early stopping and history."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    _restore_rng(checkpoint["rng"])
     stopper = _EarlyStopping(**checkpoint["early_stopping"])
     stopper.patience, stopper.stopped = config.patience, False
     history = [dict(row) for row in checkpoint["history"]]
@@ -1209,7 +1262,7 @@ def benchmark_train(
         "flop_per_image": flops,
         "gflop_per_image": round(flops / 1e9, 3),
         "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
+        "cuda": _cuda_description(devices),
         "torch": torch.__version__,
         "rows": rows,
     }
@@ -1227,6 +1280,17 @@ def benchmark_train(
         result["best"] = {k: best[k] for k in shown}
         result["speedup"] = round(best["images_per_s"] / base["images_per_s"], 2)
     return result
+
+
+def _cuda_description(devices: Sequence[str]) -> dict[str, Any] | None:
+    """The GPU benchmarked and whether its "fp32" rows may use TF32 (torch's defaults: convolutions yes)."""
+    if not any(name.startswith("cuda") for name in devices):
+        return None
+    return {
+        "name": torch.cuda.get_device_name(),
+        "tf32_convolutions": torch.backends.cudnn.allow_tf32,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+    }
 
 
 def _bench_row(

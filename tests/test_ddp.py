@@ -101,3 +101,95 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     best = training.load_checkpoint(run / "best.pt")
     for key, value in best["model"].items():
         assert torch.equal(value, ranks[0]["state"][key]), key
+
+
+class Killed(Exception):
+    """Stands for the process dying after an epoch's training, before its checkpoint."""
+
+
+def _resume_worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """Train two epochs uninterrupted, then again killed after epoch 1 and resumed; save both results."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    context = training.init_distributed("cpu")
+    config = training.FitConfig(stage="stage2", epochs=2, batch_size=3, progress=False, seed=0)
+
+    def fresh_model():
+        torch.manual_seed(7)
+        return models.build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8),
+                                  input_size=SIZE, dropout=0.5)
+
+    def run(folder: str, kill_at_epoch: int | None = None):
+        train_loader = training.make_loader(RandomPatients(12, seed=1), config, shuffle=True, context=context)
+        val_loader = training.make_loader(RandomPatients(5, seed=2), config, shuffle=False, context=context)
+        model = fresh_model()
+        real_evaluate, calls = training.evaluate, {"n": 0}
+
+        def evaluate_or_die(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == kill_at_epoch:
+                raise Killed
+            return real_evaluate(*args, **kwargs)
+
+        training.evaluate = evaluate_or_die
+        try:
+            result = training.fit(model, models.fusion_loss, train_loader, val_loader, config, out / folder,
+                                  context=context)
+        finally:
+            training.evaluate = real_evaluate
+        return model.state_dict(), result.history
+
+    reference = run("reference")
+    try:
+        run("killed", kill_at_epoch=2)
+    except Killed:
+        pass
+    # Something in this process draws random numbers between the kill and the restart.
+    torch.rand(1000)
+    resumed = run("killed")
+    torch.save({"reference": reference, "resumed": resumed}, out / f"resume{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_resumed_multi_process_run_ends_like_an_uninterrupted_one(tmp_path):
+    mp.spawn(_resume_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    for rank in range(2):
+        saved = torch.load(tmp_path / f"resume{rank}.pt", weights_only=True)
+        (ref_state, ref_history), (state, history) = saved["reference"], saved["resumed"]
+        strip = [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+        ref_strip = [{k: v for k, v in row.items() if k != "seconds"} for row in ref_history]
+        assert strip == ref_strip and len(strip) == 2
+        for key, value in ref_state.items():
+            assert torch.equal(value, state[key]), (rank, key)
+    # Each rank's random-number state travels in last.pt, and the ranks draw different dropout masks.
+    last = training.load_checkpoint(tmp_path / "killed" / "last.pt")
+    by_rank = last["rng_by_rank"]
+    assert len(by_rank) == 2 and not torch.equal(by_rank[0]["torch"], by_rank[1]["torch"])
+    assert torch.equal(last["rng"]["torch"], by_rank[0]["torch"])
+
+
+def _nan_worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """Rank 1 alone sees a NaN loss at its third step: both ranks must stop with the same step named."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
+    context = training.init_distributed("cpu")
+    losses = [torch.tensor(0.7), torch.tensor(0.6), torch.tensor(float("nan") if rank == 1 else 0.5)]
+    try:
+        training._raise_if_nonfinite(losses, 10, "stage2", 4, context)
+        message = "no error"
+    except RuntimeError as exc:
+        message = str(exc)
+    (out / f"nan{rank}.txt").write_text(message)
+    dist.destroy_process_group()
+
+
+def test_a_nan_loss_in_one_process_stops_every_process(tmp_path):
+    mp.spawn(_nan_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    own, other = (tmp_path / "nan1.txt").read_text(), (tmp_path / "nan0.txt").read_text()
+    assert "loss became nan at epoch 4, step 13" in own
+    assert "not finite in another process at epoch 4, step 13" in other

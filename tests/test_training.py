@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cemlib import cli, models, training
+from cemlib import cli, data, models, training
 from cemlib.manifest import Manifest
 from cemlib.profiles import load_profile
 from tests.factories import tiny_study
@@ -305,6 +305,33 @@ def test_cuda_profile_without_gpu_says_so(tiny, tmp_path):
     with pytest.raises(RuntimeError, match="no CUDA GPU is available; use --set device=cpu"):
         training.train(profile_for(tiny, device="cuda"), "mf_concat", "cem", tmp_path / "run",
                        manifest=tiny["manifest"], cache=tiny["cache"])
+
+
+def test_devices_are_checked_before_use():
+    assert training.inference_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert training.inference_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        training.inference_device("tpu")
+    two_processes = training.DistContext(rank=1, world_size=2, local_rank=1)
+    with pytest.raises(ValueError, match="names one GPU, but 2 processes train together"):
+        training.resolve_device("cuda:1", two_processes)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on machines without a GPU")
+def test_scoring_on_a_missing_gpu_says_so():
+    with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
+        training.inference_device("cuda")
+
+
+def test_validation_runs_in_full_precision_under_mixed_precision_training(tiny, reference):
+    model = training.model_from_checkpoint(training.load_checkpoint(reference.best_checkpoint))
+    dataset = data.PatientDataset(tiny["manifest"], tiny["cache"], "val", inputs="cem")
+    results = []
+    for amp in (False, True):
+        config = training.FitConfig(stage="stage2", epochs=1, amp=amp, batch_size=4, progress=False)
+        loader = training.make_loader(dataset, config, shuffle=False)
+        results.append(training.evaluate(model, models.fusion_loss, loader, config, torch.device("cpu")))
+    assert results[0] == results[1]
 
 
 # ------------------------------------------------------------------------------------------------- CLI
