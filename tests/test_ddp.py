@@ -38,14 +38,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
-    """One rank, set up the way torchrun sets up its processes (environment variables)."""
+def _join(rank: int, world_size: int, port: int) -> training.DistContext:
+    """Join the process group the way a torchrun process does (environment variables), one thread each."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    context = training.init_distributed("cpu")
+    return training.init_distributed("cpu")
+
+
+def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """One rank: two epochs of fit on its shard; saves its weights, history and shard."""
+    context = _join(rank, world_size, port)
     config = training.FitConfig(stage="stage2", epochs=2, batch_size=3, progress=False, seed=0)
     # Each rank initialises with its own seed: DDP must make the replicas equal (rank 0's weights).
     torch.manual_seed(100 + rank)
@@ -109,12 +114,7 @@ class Killed(Exception):
 
 def _resume_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     """Train two epochs uninterrupted, then again killed after epoch 1 and resumed; save both results."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
-    context = training.init_distributed("cpu")
+    context = _join(rank, world_size, port)
     config = training.FitConfig(stage="stage2", epochs=2, batch_size=3, progress=False, seed=0)
 
     def fresh_model():
@@ -173,11 +173,7 @@ def test_a_resumed_multi_process_run_ends_like_an_uninterrupted_one(tmp_path):
 
 def _nan_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     """Rank 1 alone sees a NaN loss at its third step: both ranks must stop with the same step named."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
-        LOCAL_RANK=str(rank),
-    )
-    context = training.init_distributed("cpu")
+    context = _join(rank, world_size, port)
     losses = [torch.tensor(0.7), torch.tensor(0.6), torch.tensor(float("nan") if rank == 1 else 0.5)]
     try:
         training._raise_if_nonfinite(losses, 10, "stage2", 4, context)

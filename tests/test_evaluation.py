@@ -56,7 +56,8 @@ def test_one_row_per_breast_with_the_contract_columns(tiny, concat_checkpoint):
 
 
 def test_breast_scores_are_the_models_malignant_probabilities(tiny, concat_checkpoint):
-    result = evaluation.predict_tables(concat_checkpoint, tiny["manifest"], tiny["cache"], split="val")
+    result = evaluation.predict_tables(concat_checkpoint, tiny["manifest"], tiny["cache"], split="val",
+                                       device="cpu")
     assert result.images is None
     model = training.model_from_checkpoint(training.load_checkpoint(concat_checkpoint)).eval()
     dataset = PatientDataset(tiny["manifest"], tiny["cache"], "val", inputs="cem")
