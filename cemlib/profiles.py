@@ -44,8 +44,8 @@ def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = No
         profile = yaml.safe_load(fh)
     if not isinstance(profile, dict):
         raise ValueError(f"{path}: a profile must be a YAML mapping")
-    profile = copy.deepcopy(profile)
-    for dotted, value in (overrides or {}).items():
+    # Copies of the override values: a later "a.b.c" override must not write into the caller's "a.b" dict.
+    for dotted, value in copy.deepcopy(overrides or {}).items():
         set_dotted(profile, dotted, value)
     root = project_root(path.parent)
     _resolve_paths(profile, root)

@@ -362,11 +362,13 @@ def prepare_external(cfg: dict[str, Any], name: str):
     if not spec.get("root"):
         raise ValueError(f"profile {cfg.get('name', '?')!r} has no external.{name}.root")
     root = Path(spec["root"])
+    folder = external_manifest_dir(cfg, name)
+    if spec.get("synth"):
+        _check_replica(name, root, spec["synth"], cfg, folder)
     if not root.exists() and spec.get("synth"):
         write_replica(name, root, spec["synth"], cfg)
     if not root.exists():
         raise FileNotFoundError(f"{EXTERNAL_NAMES[name]} not found at {root}: set external.{name}.root")
-    folder = external_manifest_dir(cfg, name)
     manifest = manifest_mod.load_or_build(folder, root, name, seed=int(cfg.get("seed", 0)))
     # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
     dataset_cfg = {**cfg, "preprocess": {**cfg["preprocess"], **(spec.get("preprocess") or {})}}
@@ -374,14 +376,32 @@ def prepare_external(cfg: dict[str, Any], name: str):
     return manifest, cache
 
 
+def _replica_settings(synth: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """patients, seed and scale of an external replica (scale defaults to the internal cohort's)."""
+    scale = synth.get("scale", cfg["data"].get("synth", {}).get("scale", 0.08))
+    return {"patients": int(synth.get("patients", 30)), "seed": int(synth.get("seed", 0)),
+            "scale": float(scale)}
+
+
+def _check_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any],
+                   manifest_dir: Path) -> None:
+    """A replica already at `root` must be the one the profile describes, by today's generator."""
+    import importlib
+
+    from cemlib.synthetic import GENERATOR_VERSION, check_generated
+
+    module = importlib.import_module(f"cemlib.sources.{name}")
+    expected = {"version": GENERATOR_VERSION, **_replica_settings(synth, cfg)}
+    check_generated(root, module.REPLICA_FILE, expected, manifest_dir)
+
+
 def write_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any]) -> Path:
     """Write the phantom cohort as an exact on-disk replica of an external release."""
     import importlib
 
     module = importlib.import_module(f"cemlib.sources.{name}")
-    scale = synth.get("scale", cfg["data"].get("synth", {}).get("scale", 0.08))
-    return module.write_replica(root, patients=int(synth.get("patients", 30)), seed=int(synth.get("seed", 0)),
-                                scale=float(scale), workers=int(cfg["preprocess"].get("workers", 2)))
+    return module.write_replica(root, **_replica_settings(synth, cfg),
+                                workers=int(cfg["preprocess"].get("workers", 2)))
 
 
 def class_composition(manifest) -> pd.DataFrame:

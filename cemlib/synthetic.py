@@ -400,6 +400,29 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
     return out
 
 
+def check_generated(root: str | os.PathLike, marker: str, expected: dict[str, object],
+                    manifest_dir: str | os.PathLike) -> None:
+    """Raise a ValueError when data cemlib wrote under `root` (settings in `marker`) differ from `expected`.
+
+    A cohort left on disk by an earlier generator version or other profile settings would otherwise be
+    reused silently, and every later step would report on data the profile does not describe.
+    """
+    path = Path(root) / marker
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    differing = {key: (recorded.get(key), value) for key, value in expected.items()
+                 if recorded.get(key) != value}
+    if differing:
+        found = ", ".join(f"{key} {old!r}" for key, (old, _) in differing.items())
+        wanted = ", ".join(f"{key} {new!r}" for key, (_, new) in differing.items())
+        raise ValueError(
+            f"{path} records a cohort written with {found}, but the profile asks for {wanted}: delete "
+            f"{Path(root)} and the manifest folder {Path(manifest_dir)} to have both written again, or "
+            "point the profile elsewhere"
+        )
+
+
 def benchmark_synth(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, scale: float = 0.08,
                     workers: int | None = 2, seed: int = 0) -> dict:
     """Time the generation of a cohort and measure its size on disk."""

@@ -840,6 +840,8 @@ def prepare_manifest(profile: Mapping[str, Any], workers: int | None = None):
     root, manifest_dir = Path(data["root"]), Path(data["manifest"])
     workers = _prep_workers(profile, workers)
     dataset = str(data.get("dataset", "synthetic"))
+    if dataset == "synthetic":
+        _check_synthetic_cohort(root, dict(data.get("synth") or {}), manifest_dir)
     if not (manifest_dir / "manifest.json").is_file():
         if dataset == "synthetic" and not (root / "labels.csv").is_file():
             _write_synthetic_cohort(root, dict(data.get("synth") or {}), workers)
@@ -850,17 +852,30 @@ def prepare_manifest(profile: Mapping[str, Any], workers: int | None = None):
     return manifest_mod.load_or_build(manifest_dir, root, layout, int(profile.get("seed", 0)), ratios)
 
 
+def _synth_settings(synth: Mapping[str, Any]) -> dict[str, Any]:
+    """patients, scale and seed of a profile's data.synth section, with the generator's defaults."""
+    from cemlib import synthetic
+
+    return {
+        "patients": int(synth.get("patients", synthetic.DEFAULT_PATIENTS)),
+        "scale": float(synth.get("scale", 0.08)),
+        "seed": int(synth.get("seed", 0)),
+    }
+
+
+def _check_synthetic_cohort(root: Path, synth: Mapping[str, Any], manifest_dir: Path) -> None:
+    """A cohort already at `root` must be the one the profile describes, by today's generator."""
+    from cemlib import synthetic
+
+    expected = {"version": synthetic.GENERATOR_VERSION, **_synth_settings(synth)}
+    synthetic.check_generated(root, "cohort.json", expected, manifest_dir)
+
+
 def _write_synthetic_cohort(root: Path, synth: Mapping[str, Any], workers: int) -> None:
     """Write the embedded synthetic cohort the profile describes (data.synth: patients, scale, seed)."""
     from cemlib import synthetic
 
-    synthetic.write_cohort(
-        root,
-        patients=int(synth.get("patients", synthetic.DEFAULT_PATIENTS)),
-        scale=float(synth.get("scale", 0.08)),
-        seed=int(synth.get("seed", 0)),
-        workers=workers,
-    )
+    synthetic.write_cohort(root, **_synth_settings(synth), workers=workers)
 
 
 def check_training_data(manifest: Any, inputs: str) -> None:

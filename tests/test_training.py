@@ -30,6 +30,7 @@ def tiny(tmp_path_factory) -> dict:
     base = study["base"]
     overrides = {
         "data.root": str(study["root"]),
+        "data.synth": {"patients": 16, "scale": 0.08, "seed": 3},
         "data.manifest": str(base / "manifest"),
         "preprocess.cache": str(base / "cache"),
         **TINY_MODEL,
@@ -337,6 +338,13 @@ def test_validation_runs_in_full_precision_under_mixed_precision_training(tiny, 
 # ------------------------------------------------------------------------------------------------- CLI
 
 
+def test_profile_overrides_leave_the_callers_values_alone():
+    synth = {"patients": 3, "seed": 4}
+    profile = load_profile("smoke", {"data.synth": synth, "data.synth.patients": 5})
+    assert profile["data"]["synth"] == {"patients": 5, "seed": 4}
+    assert synth == {"patients": 3, "seed": 4}
+
+
 def test_parse_overrides_types_values():
     parsed = training.parse_overrides(["train.stage2_epochs=2", "model.head=[8, 4]", "device=cpu", "x.y=0.5"])
     assert parsed == {"train.stage2_epochs": 2, "model.head": [8, 4], "device": "cpu", "x.y": 0.5}
@@ -433,3 +441,18 @@ def test_prepare_data_runs_the_missing_earlier_steps_once(tmp_path):
     again, _ = training.prepare_data(profile, progress=False)
     assert (tmp_path / "manifest" / "images.csv").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again.breasts, manifest.breasts)
+
+
+def test_a_cohort_on_disk_that_the_profile_does_not_describe_is_refused(tmp_path):
+    overrides = {"data.root": str(tmp_path / "cohort"), "data.manifest": str(tmp_path / "manifest"),
+                 "data.synth": {"patients": 3, "scale": 0.05, "seed": 4}, "preprocess.workers": 1}
+    training.prepare_manifest(load_profile("smoke", overrides))
+    more = load_profile("smoke", {**overrides, "data.synth.patients": 5})
+    with pytest.raises(ValueError, match=r"cohort.json records a cohort written with patients 3, but the "
+                                         r"profile asks for patients 5: delete .*cohort and the manifest"):
+        training.prepare_manifest(more)
+    # A cohort from an earlier generator is refused too, even when the manifest was built from it.
+    record = tmp_path / "cohort" / "cohort.json"
+    record.write_text(record.read_text().replace('"version": "2"', '"version": "1"'))
+    with pytest.raises(ValueError, match="written with version '1', but the profile asks for version '2'"):
+        training.prepare_manifest(load_profile("smoke", overrides))

@@ -918,7 +918,7 @@ def write_replica(
     from tqdm import tqdm
 
     from cemlib import __version__
-    from cemlib.synthetic import sample_cohort
+    from cemlib.synthetic import GENERATOR_VERSION, sample_cohort
 
     if workbook_name not in WORKBOOK_NAMES:
         raise ValueError(f"workbook_name must be one of {WORKBOOK_NAMES}, got {workbook_name!r}")
@@ -949,6 +949,7 @@ def write_replica(
     _write_via_csv(out / SEGMENTATION_CSV, [row for res in results for row in res["via"]])
     settings = {
         "generator": "cemlib.sources.cddcesm",
+        "version": GENERATOR_VERSION,
         "cemlib_version": __version__,
         "format": DATASET,
         "seed": seed,

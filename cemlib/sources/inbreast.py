@@ -767,7 +767,7 @@ def write_replica(
 
     from cemlib import __version__
     from cemlib.fileio import atomic_write_bytes, atomic_write_text
-    from cemlib.synthetic import sample_cohort
+    from cemlib.synthetic import GENERATOR_VERSION, sample_cohort
 
     unknown = set(tables) - {"csv", "xls"}
     if unknown or not tables:
@@ -793,6 +793,7 @@ def write_replica(
         atomic_write_bytes(out / XLS_NAME, _xls_bytes(rows))
     settings = {
         "generator": "cemlib.sources.inbreast",
+        "version": GENERATOR_VERSION,
         "cemlib_version": __version__,
         "format": DATASET,
         "seed": seed,
