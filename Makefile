@@ -44,12 +44,15 @@ bench: $(STAMP)
 # (fp32/bf16, contiguous/channels_last, torch.compile, beside the authors' way), loader speed, and one
 # epoch of each training stage through `cem train`. Results in $(GPU_OUT). Where no venv can be built,
 # name an interpreter that has torch: make gpu-check CEM="python3 -m cemlib.cli". A dry run on a CPU:
-# make gpu-check GPU_DEVICE=cpu GPU_EXTRA="--set model.width=0.0625 --set model.global_pool=true"
+# make gpu-check GPU_DEVICE=cpu GPU_DATA=data/gpu_dry GPU_RUNS=runs/gpu_dry GPU_OUT=/tmp/gpu_dry \
+#   GPU_EXTRA="--set model.width=0.0625 --set model.global_pool=true --set data.synth.patients=40"
 CEM        ?= $(BIN)/cem
 GPU_DEVICE ?= cuda
 GPU_OUT    ?= reports/bench/gpu_check
-GPU_SET    ?= --profile paper --set data.root=data/gpu_check --set data.manifest=data/gpu_check/manifest \
-	--set preprocess.cache=data/gpu_check/cache --set runs=runs/gpu_check --set data.synth.patients=200 \
+GPU_DATA   ?= data/gpu_check
+GPU_RUNS   ?= runs/gpu_check
+GPU_SET    ?= --profile paper --set data.root=$(GPU_DATA) --set data.manifest=$(GPU_DATA)/manifest \
+	--set preprocess.cache=$(GPU_DATA)/cache --set runs=$(GPU_RUNS) --set data.synth.patients=200 \
 	--set preprocess.workers=$(shell nproc) --set device=$(GPU_DEVICE) $(GPU_EXTRA)
 GPU_STEPS  ?= --steps 10 --warmup 2
 
@@ -57,9 +60,11 @@ gpu-check: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 	mkdir -p $(GPU_OUT)
 	$(CEM) bench preprocess $(GPU_SET) --json $(GPU_OUT)/bench_preprocess.json
 	$(CEM) bench train $(GPU_SET) --device $(GPU_DEVICE) --compile $(GPU_STEPS) --json $(GPU_OUT)/bench_train.json
+	@# Train from scratch: an earlier run (a CPU dry run, say) would be resumed or found finished.
+	rm -rf $(GPU_RUNS)
 	$(CEM) train $(GPU_SET) --set train.stage1_epochs=1 --set train.stage2_epochs=1
-	cp runs/gpu_check/models/cem_stage1/log.csv $(GPU_OUT)/stage1_log.csv
-	cp runs/gpu_check/models/cem_mf_concat/stage2/log.csv $(GPU_OUT)/stage2_log.csv
+	cp $(GPU_RUNS)/models/cem_stage1/log.csv $(GPU_OUT)/stage1_log.csv
+	cp $(GPU_RUNS)/models/cem_mf_concat/stage2/log.csv $(GPU_OUT)/stage2_log.csv
 
 clean-venv:
 	rm -rf $(VENV)

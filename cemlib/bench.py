@@ -21,7 +21,7 @@ TARGETS = ("preprocess", "train", "stats", "exam")
 
 
 def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, Any]:
-    """(a) decode, (b) full preprocessing and (c) cached-loader throughput on the profile's cohort."""
+    """(a) decode, (b) full preprocessing, (c) cached loader in one process and with train.workers workers."""
     from cemlib import data, imaging, training
 
     manifest, cache = training.prepare_data(profile)
@@ -31,9 +31,16 @@ def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, An
     pairs = [(Path(manifest.root) / row.path, Path(manifest.root) / row.path_des, row.side)
              for row in joined.head(images // 2).itertuples()]
     pixels = imaging.benchmark_preprocess(pairs, training.preprocess_settings(profile))
-    loader = data.benchmark_loader(manifest, cache, inputs="cem", split="train",
-                                   batch_size=int(profile["train"]["batch_size"]))
-    return {"pixels": pixels, "loader": loader}
+    batch_size, workers = int(profile["train"]["batch_size"]), int(profile["train"].get("workers", 0))
+
+    def loader(processes: int) -> dict[str, Any]:
+        return data.benchmark_loader(manifest, cache, inputs="cem", split="train", batch_size=batch_size,
+                                     workers=processes)
+
+    result = {"pixels": pixels, "loader": loader(0)}
+    if workers > 0:
+        result["loader_workers"] = loader(workers)
+    return result
 
 
 def bench_train(profile: dict[str, Any], **options: Any) -> dict[str, Any]:

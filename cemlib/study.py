@@ -386,21 +386,22 @@ def _replica_settings(synth: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
 def _check_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any],
                    manifest_dir: Path) -> None:
     """A replica already at `root` must be the one the profile describes, by today's generator."""
+    from cemlib.synthetic import check_generated
+
+    marker = _replica_module(name).REPLICA_FILE
+    check_generated(root, marker, _replica_settings(synth, cfg), manifest_dir)
+
+
+def _replica_module(name: str):
+    """The source adapter module of an external dataset (it writes and reads its replica)."""
     import importlib
 
-    from cemlib.synthetic import GENERATOR_VERSION, check_generated
-
-    module = importlib.import_module(f"cemlib.sources.{name}")
-    expected = {"version": GENERATOR_VERSION, **_replica_settings(synth, cfg)}
-    check_generated(root, module.REPLICA_FILE, expected, manifest_dir)
+    return importlib.import_module(f"cemlib.sources.{name}")
 
 
 def write_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any]) -> Path:
     """Write the phantom cohort as an exact on-disk replica of an external release."""
-    import importlib
-
-    module = importlib.import_module(f"cemlib.sources.{name}")
-    return module.write_replica(root, **_replica_settings(synth, cfg),
+    return _replica_module(name).write_replica(root, **_replica_settings(synth, cfg),
                                 workers=int(cfg["preprocess"].get("workers", 2)))
 
 

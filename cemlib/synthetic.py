@@ -400,9 +400,11 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
     return out
 
 
-def check_generated(root: str | os.PathLike, marker: str, expected: dict[str, object],
+def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, object],
                     manifest_dir: str | os.PathLike) -> None:
-    """Raise a ValueError when data cemlib wrote under `root` (settings in `marker`) differ from `expected`.
+    """Raise a ValueError when data cemlib wrote under `root` (recorded in `marker`) differ from `settings`.
+
+    The recorded generator version must be today's too.
 
     A cohort left on disk by an earlier generator version or other profile settings would otherwise be
     reused silently, and every later step would report on data the profile does not describe.
@@ -411,6 +413,7 @@ def check_generated(root: str | os.PathLike, marker: str, expected: dict[str, ob
     if not path.is_file():
         return
     recorded = json.loads(path.read_text())
+    expected = {"version": GENERATOR_VERSION, **settings}
     differing = {key: (recorded.get(key), value) for key, value in expected.items()
                  if recorded.get(key) != value}
     if differing:

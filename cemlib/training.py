@@ -27,6 +27,7 @@ its random-number states travel in last.pt, so a resumed run continues every ran
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -53,8 +54,9 @@ from cemlib.fileio import atomic_path, atomic_write_text
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.views import VIEW_ORDER
 
-#: How long ranks wait for each other (NCCL's default of 10 minutes is shorter than preparing the data).
-PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
+#: How long the other ranks wait while rank 0 writes the cohort and fills the cache (tens of minutes at
+#: paper size, longer than the 10 minutes NCCL allows a collective); training collectives keep the default.
+DATA_WAIT_TIMEOUT = timedelta(hours=3)
 #: inputs name -> number of channels per view (cem: LE in channel 0, DES in channel 1).
 INPUT_CHANNELS = {"cem": 2, "le": 1}
 #: energies each inputs choice needs in the manifest.
@@ -159,8 +161,7 @@ def init_distributed(device: str = "cpu") -> DistContext:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local)
-        # Rank 0 may prepare the cohort and cache (tens of minutes at paper size) while the others wait.
-        dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
+        dist.init_process_group(backend)
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local)
 
 
@@ -364,7 +365,10 @@ def _restore_rng(state: Mapping[str, Any], device: torch.device) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+        cuda_state = state["cuda"]
+        if isinstance(cuda_state, list | tuple):  # earlier checkpoints: one state per visible GPU
+            cuda_state = cuda_state[min(device.index or 0, len(cuda_state) - 1)]
+        torch.cuda.set_rng_state(cuda_state.cpu(), device)
 
 
 def _rng_states_by_rank(device: torch.device, context: DistContext) -> list[dict[str, Any]]:
@@ -867,8 +871,7 @@ def _check_synthetic_cohort(root: Path, synth: Mapping[str, Any], manifest_dir: 
     """A cohort already at `root` must be the one the profile describes, by today's generator."""
     from cemlib import synthetic
 
-    expected = {"version": synthetic.GENERATOR_VERSION, **_synth_settings(synth)}
-    synthetic.check_generated(root, "cohort.json", expected, manifest_dir)
+    synthetic.check_generated(root, "cohort.json", _synth_settings(synth), manifest_dir)
 
 
 def _write_synthetic_cohort(root: Path, synth: Mapping[str, Any], workers: int) -> None:
@@ -1102,12 +1105,21 @@ def _data(profile: Mapping[str, Any], manifest: Any, cache: Any, context: DistCo
     if manifest is not None or cache is not None:
         raise ValueError("give both manifest and cache, or neither (the profile's data is used)")
     if context.enabled and not context.is_main:
-        dist.barrier()
+        wait_for_rank0()
         return prepare_data(profile, progress=False)
     prepared = prepare_data(profile)
     if context.enabled:
-        dist.barrier()
+        wait_for_rank0()
     return prepared
+
+
+def wait_for_rank0(timeout: timedelta = DATA_WAIT_TIMEOUT) -> None:
+    """A barrier with a long timeout, on a CPU (gloo) group of its own; every rank calls it."""
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1261,13 +1273,20 @@ def benchmark_train(
     devices = bench_devices(devices)
     variants = BENCH_VARIANTS + ((BenchVariant(True, True, True),) if compiled else ())
     rows: list[dict[str, Any]] = []
-    for name in devices:
-        device = resolve_device(name, DistContext())
-        resident = (x.to(device), y.to(device))
-        for variant in variants:
-            timing = _timed_steps(arch, lambda _i, r=resident: r, device, variant, steps, warmup)
-            rows.append(_bench_row(device, variant, batch_size, steps, timing, flops,
-                                   "cached batch in memory"))
+    with _kernel_choice_restored():
+        for name in devices:
+            device = resolve_device(name, DistContext())
+            resident = (x.to(device), y.to(device))
+            for variant in variants:
+                timing = _timed_steps(arch, lambda _i, r=resident: r, device, variant, steps, warmup)
+                rows.append(_bench_row(device, variant, batch_size, steps, timing, flops,
+                                       "cached batch in memory"))
+        if baseline:
+            device = resolve_device(devices[-1], DistContext())
+            batches = _authors_batches(manifest, preprocess_settings(profile), inputs, 2)
+            timing = _timed_steps(arch, batches, device, BenchVariant(), steps, min(warmup, 1))
+            base = _bench_row(device, BenchVariant(), 2, steps, timing, flops,
+                              "authors' way: DICOM decoded every step")
     result: dict[str, Any] = {
         "what": "training step images/s (one image = one view through the shared encoder)",
         "fusion": fusion,
@@ -1282,19 +1301,26 @@ def benchmark_train(
         "rows": rows,
     }
     if baseline:
-        device = resolve_device(devices[-1], DistContext())
-        batches = _authors_batches(manifest, preprocess_settings(profile), inputs, 2)
-        timing = _timed_steps(arch, batches, device, BenchVariant(), steps, min(warmup, 1))
-        base = _bench_row(device, BenchVariant(), 2, steps, timing, flops,
-                          "authors' way: DICOM decoded every step")
+        best = max((r for r in rows if r["device"] == base["device"]), key=lambda r: r["images_per_s"])
         rows.append(base)
-        best = max((r for r in rows if r["device"] == base["device"] and r is not base),
-                   key=lambda r: r["images_per_s"])
         result["baseline_images_per_s"] = base["images_per_s"]
         shown = ("device", "precision", "channels_last", "compiled", "images_per_s", "tflop_per_s")
         result["best"] = {k: best[k] for k in shown}
         result["speedup"] = round(best["images_per_s"] / base["images_per_s"], 2)
     return result
+
+
+@contextlib.contextmanager
+def _kernel_choice_restored() -> Iterator[None]:
+    """Put back the process's deterministic-kernel and cuDNN-autotuning settings the timings change."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    autotune = torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = autotune
 
 
 def _cuda_description(devices: Sequence[str]) -> dict[str, Any] | None:

@@ -405,6 +405,7 @@ def test_benchmark_train_reports_every_variant_and_the_authors_baseline(tiny):
         assert row["peak_memory_gib"] is None  # measured on CUDA only
 
 
+@pytest.mark.slow
 def test_compiled_training_step_runs_on_the_cpu(tiny):
     result = training.benchmark_train(profile_for(tiny), steps=1, warmup=1, devices="cpu", baseline=False,
                                       manifest=tiny["manifest"], cache=tiny["cache"], compiled=True)
