@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("cemlib.evaluation", "score breasts from a checkpoint (a manifest or one exam folder)"),
     "tables": ("cemlib.tables", "regenerate the paper's tables and figures from predictions"),
     "reproduce": ("cemlib.pipeline", "run the study notebooks end to end with papermill"),
-    "bench": ("cemlib.bench", "measure speed: preprocess, train, stats"),
+    "bench": ("cemlib.bench", "measure speed: preprocess, train, stats, exam"),
 }
 
 
