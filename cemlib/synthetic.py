@@ -404,10 +404,9 @@ def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, ob
                     manifest_dir: str | os.PathLike) -> None:
     """Raise a ValueError when data cemlib wrote under `root` (recorded in `marker`) differ from `settings`.
 
-    The recorded generator version must be today's too.
-
-    A cohort left on disk by an earlier generator version or other profile settings would otherwise be
-    reused silently, and every later step would report on data the profile does not describe.
+    The recorded generator version must be today's too: a cohort left on disk by an earlier generator or
+    other profile settings would otherwise be reused silently, and every later step would report on data
+    the profile does not describe.
     """
     path = Path(root) / marker
     if not path.is_file():

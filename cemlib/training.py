@@ -478,14 +478,11 @@ def _raise_if_nonfinite(
     together instead of the others waiting in the next gradient all-reduce.
     """
     values = torch.stack(losses).float()
-    bad = (~torch.isfinite(values)).to(torch.int32)
+    local = (~torch.isfinite(values)).to(torch.int32)
+    anywhere = local.clone()
     if context is not None and context.enabled:
-        local = bad.clone()
-        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        bad, local = bad.cpu(), local.cpu()
-    else:
-        bad = local = bad.cpu()
-    steps = bad.nonzero()
+        dist.all_reduce(anywhere, op=dist.ReduceOp.MAX)
+    local, steps = local.cpu(), anywhere.cpu().nonzero()
     if len(steps):
         index = int(steps[0, 0])
         value = values[index].item() if local[index] else "not finite in another process"
@@ -730,13 +727,16 @@ def fit(
     )
 
 
+def uses_fused_sgd(device: torch.device, fused: bool | None = None) -> bool:
+    """Whether SGD runs fused: as asked, else on CUDA (there the 288M-parameter update is memory-bound)."""
+    return device.type == "cuda" if fused is None else fused
+
+
 def make_sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float, device: torch.device,
              fused: bool | None = None) -> torch.optim.SGD:
-    """The paper's SGD; on CUDA by default fused into one kernel (a memory-bound 288M-parameter update)."""
-    if fused is None:
-        fused = device.type == "cuda"
+    """The paper's SGD, fused into one kernel where `uses_fused_sgd` says so."""
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                           fused=fused or None)
+                           fused=uses_fused_sgd(device, fused) or None)
 
 
 def _resume_into(
@@ -851,11 +851,12 @@ def prepare_manifest(profile: Mapping[str, Any], workers: int | None = None):
     root, manifest_dir = Path(data["root"]), Path(data["manifest"])
     workers = _prep_workers(profile, workers)
     dataset = str(data.get("dataset", "synthetic"))
+    synth = dict(data.get("synth") or {})
     if dataset == "synthetic":
-        _check_synthetic_cohort(root, dict(data.get("synth") or {}), manifest_dir)
+        _check_synthetic_cohort(root, synth, manifest_dir)
     if not (manifest_dir / "manifest.json").is_file():
         if dataset == "synthetic" and not (root / "labels.csv").is_file():
-            _write_synthetic_cohort(root, dict(data.get("synth") or {}), workers)
+            _write_synthetic_cohort(root, synth, workers)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root} (set data.root in the profile)")
     layout = "ge" if dataset == "synthetic" else (None if dataset == "auto" else dataset)
@@ -1360,7 +1361,7 @@ def _bench_row(
         "precision": variant.precision,
         "channels_last": variant.channels_last,
         "compiled": variant.compiled,
-        "fused_sgd": variant.fused if variant.fused is not None else device.type == "cuda",
+        "fused_sgd": uses_fused_sgd(device, variant.fused),
         "batch": batch,
         "data": data,
         "steps": steps,
