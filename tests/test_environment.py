@@ -27,7 +27,7 @@ def test_environment_is_json_and_names_torch_and_packages(monkeypatch):
     env = json.loads(json.dumps(environment.describe_environment()))
     assert env["torch"]["version"].startswith("2.")
     assert env["torch"]["threads"] >= 1
-    assert env["packages"]["torch"] == env["torch"]["version"]
+    assert env["torch"]["version"].startswith(env["packages"]["torch"])
     assert "numpy" in env["packages"] and "pandas" in env["packages"]
     assert env["kernel_variables"] == {"ATEN_CPU_CAPABILITY": "avx2"}
     summary = environment.environment_summary(env)
