@@ -7,8 +7,8 @@ an editable install use the files a developer edits.
 
 Where the kit writes (data, runs, reports): relative profile paths resolve against the work folder,
 which is the folder named by --workdir (or the CEM_WORKDIR environment variable), else the clone's root
-when the profile lives in a clone (or the nearest folder above a YAML file holding pyproject.toml), else
-the current folder (a profile shipped in the installed package).
+when the profile lives in a clone (or the nearest folder above a YAML file holding pyproject.toml, else
+the YAML file's own folder), and the current folder for a profile shipped in the installed package.
 """
 
 from __future__ import annotations
@@ -76,4 +76,4 @@ def work_root(profile_file: Path, workdir: str | os.PathLike | None = None) -> P
     folder = profile_file.resolve().parent
     if folder.is_relative_to(PACKAGE_DIR):  # a profile shipped inside the installed package
         return Path.cwd().resolve()
-    return project_root(folder) or Path.cwd().resolve()
+    return project_root(folder) or folder
