@@ -37,7 +37,7 @@ from cemlib.imaging import preprocess_pair, read_pixels
 from cemlib.manifest import Manifest
 from cemlib.predict import load_for_inference
 from cemlib.prepare import prepare_data, preprocess_settings
-from cemlib.profiles import add_override_option, load_profile, parse_overrides
+from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
 from cemlib.synthetic import sample_cohort, write_patient
 from cemlib.training import arch_from_profile, check_choices, make_sgd, uses_fused_sgd
 from cemlib.training.loop import to_float32
@@ -48,7 +48,7 @@ from cemlib.vocab import input_channels
 TARGETS = ("preprocess", "train", "stats", "exam")
 
 
-def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, Any]:
+def bench_preprocess(profile: Settings, images: int = 200) -> dict[str, Any]:
     """(a) decode, (b) full preprocessing, (c) cached loader in one process and with train.workers workers."""
     manifest, cache = prepare_data(profile)
     keys = ["patient_id", "side", "view"]
@@ -57,12 +57,12 @@ def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, An
     pairs = [(Path(manifest.root) / row.path, Path(manifest.root) / row.path_des, row.side)
              for row in joined.head(images // 2).itertuples()]
     pixels = imaging.benchmark_preprocess(pairs, preprocess_settings(profile))
-    batch_size, workers = int(profile["train"]["batch_size"]), int(profile["train"].get("workers", 0))
+    batch_size, workers = profile.train.batch_size, profile.train.workers
 
     def loader(processes: int) -> dict[str, Any]:
         return benchmark_loader(manifest, cache, inputs="cem", split="train", batch_size=batch_size,
-                                workers=processes, seed=int(profile.get("seed", 0)),
-                                pin_memory=str(profile.get("device", "cpu")).startswith("cuda"))
+                                workers=processes, seed=profile.seed,
+                                pin_memory=profile.device.startswith("cuda"))
 
     result = {"pixels": pixels, "loader": loader(0)}
     if workers > 0:
@@ -70,7 +70,7 @@ def bench_preprocess(profile: dict[str, Any], images: int = 200) -> dict[str, An
     return result
 
 
-def bench_train(profile: dict[str, Any], **options: Any) -> dict[str, Any]:
+def bench_train(profile: Settings, **options: Any) -> dict[str, Any]:
     """Training-step throughput variants and the authors'-style baseline (options of benchmark_train)."""
     return benchmark_train(profile, **options)
 
@@ -254,7 +254,7 @@ def bench_devices(requested: str | Sequence[str] | None = None) -> list[str]:
 
 
 def benchmark_train(
-    profile: Mapping[str, Any],
+    profile: Settings,
     fusion: str = "mf_concat",
     inputs: str = "cem",
     steps: int = 10,
@@ -278,7 +278,7 @@ def benchmark_train(
     manifest, cache = data_for(profile, manifest, cache, DistContext())
     arch = arch_from_profile(profile, fusion, inputs)
     flops = models.training_flops_per_image(arch)
-    batch_size = int((profile.get("train") or {}).get("batch_size", 8))
+    batch_size = profile.train.batch_size
     dataset = PatientDataset(manifest, cache, "train", inputs=inputs, augment=None)
     items = [dataset[i % len(dataset)] for i in range(batch_size)]
     x = torch.stack([item["x"] for item in items])

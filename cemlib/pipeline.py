@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cemlib.fileio import atomic_write_bytes, atomic_write_text
-from cemlib.profiles import add_override_option, load_profile, parse_overrides, profile_path
+from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
 from cemlib.resources import WORKDIR_ENV, notebooks_dir
 from cemlib.study import write_index
 
@@ -72,9 +72,9 @@ def step_fingerprint(notebook: Path, parameters: dict[str, Any], previous: str, 
     return digest.hexdigest()
 
 
-def executed_dir(profile: dict[str, Any]) -> Path:
+def executed_dir(profile: Settings) -> Path:
     """Folder holding the executed notebooks of a profile's run."""
-    return Path(profile["reports"]) / "executed"
+    return Path(profile.reports) / "executed"
 
 
 @contextlib.contextmanager
@@ -121,7 +121,7 @@ def run_pipeline(
     profile = load_profile(profile_name, overrides, workdir)
     out_dir = executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = Path(profile["runs"]) / STATE_FILE
+    state_path = Path(profile.runs) / STATE_FILE
     state = {} if force else _load_state(state_path)
     parameters = {"profile": str(profile_path(profile_name)), "overrides": overrides or {}}
     # The profile's settings (not only its path) are an input of every step.
@@ -194,7 +194,7 @@ def merged_notebook(paths: list[Path]):
     return merged
 
 
-def export_report(profile: dict[str, Any]) -> dict[str, Path]:
+def export_report(profile: Settings) -> dict[str, Path]:
     """Write the study report as HTML (nbconvert, code hidden) and PDF (WeasyPrint) into reports/."""
     from nbconvert import HTMLExporter
 
@@ -205,7 +205,7 @@ def export_report(profile: dict[str, Any]) -> dict[str, Path]:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(merged_notebook(executed))
-    reports = Path(profile["reports"])
+    reports = Path(profile.reports)
     html_path = reports / "report.html"
     atomic_write_text(html_path, body)
     pdf_path = reports / "report.pdf"

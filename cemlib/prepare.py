@@ -11,6 +11,7 @@ the internal cohort's, which fall back to SYNTH_DEFAULTS: one set of defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cemlib import synthetic
 from cemlib.cache import FillResult, TensorCache, apply_exclusions
 from cemlib.imaging import PreprocessSettings
 from cemlib.manifest import Manifest
+from cemlib.profiles import PreprocessSettingsSection, Settings
 from cemlib.sources import cddcesm, inbreast, load_or_build
 
 INTERNAL = "internal"
@@ -44,7 +46,7 @@ class DatasetPlan:
     manifest_dir: Path
     layout: str | None  # adapter layout; None = detect
     synth: dict[str, Any] | None  # patients, scale, seed when the data is synthetic
-    preprocess: dict[str, Any]  # the profile's preprocess section with the dataset's overrides
+    preprocess: PreprocessSettingsSection  # the profile's, with the dataset's overrides
     seed: int
     ratios: tuple[float, ...]
 
@@ -62,46 +64,53 @@ def synth_settings(section: Mapping[str, Any] | None, fallback: Mapping[str, Any
             "seed": int(merged["seed"])}
 
 
-def prep_workers(profile: Mapping[str, Any], workers: int | None = None) -> int:
-    """Processes for writing synthetic data and filling the cache (preprocess.workers, default 2)."""
-    return workers if workers is not None else int((profile.get("preprocess") or {}).get("workers", 2))
+#: Processes writing synthetic data and filling the cache when the profile sets no preprocess.workers.
+DEFAULT_PREP_WORKERS = 2
 
 
-def preprocess_settings(profile: Mapping[str, Any]) -> PreprocessSettings:
+def prep_workers(profile: Settings, workers: int | None = None) -> int:
+    """Processes for writing synthetic data and filling the cache (preprocess.workers)."""
+    if workers is not None:
+        return workers
+    return profile.preprocess.workers if profile.preprocess.workers is not None else DEFAULT_PREP_WORKERS
+
+
+def preprocess_settings(profile: Settings) -> PreprocessSettings:
     """The cache's PreprocessSettings for a profile (its preprocess section)."""
-    return PreprocessSettings.from_profile(dict(profile))
+    return PreprocessSettings.from_profile(profile)
 
 
-def external_manifest_dir(profile: Mapping[str, Any], name: str) -> Path:
+def external_manifest_dir(profile: Settings, name: str) -> Path:
     """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
-    return Path(profile["runs"]) / "manifests" / name
+    return Path(_required(profile.runs, profile, "runs")) / "manifests" / name
 
 
-def plan_dataset(profile: Mapping[str, Any], name: str = INTERNAL) -> DatasetPlan:
+def _required(value: Any, profile: Settings, key: str) -> Any:
+    """A setting the step cannot do without; a ValueError naming it when the profile leaves it out."""
+    if value is None or value == "":
+        raise ValueError(f"profile {profile.name!r} has no {key}")
+    return value
+
+
+def plan_dataset(profile: Settings, name: str = INTERNAL) -> DatasetPlan:
     """The DatasetPlan of the internal cohort or of external dataset `name`, from the profile."""
-    data = dict(profile.get("data") or {})
-    preprocess = dict(profile.get("preprocess") or {})
-    seed = int(profile.get("seed", 0))
+    data = profile.data
     if name == INTERNAL:
-        for key in ("root", "manifest"):
-            if not data.get(key):
-                raise ValueError(f"profile {profile.get('name', '?')!r} has no data.{key}")
-        dataset = str(data.get("dataset", "synthetic"))
-        ratios = tuple(float(r) for r in data.get("split", manifest_mod.DEFAULT_RATIOS))
-        layout = "ge" if dataset == "synthetic" else (None if dataset == "auto" else dataset)
-        synth = synth_settings(data.get("synth")) if dataset == "synthetic" else None
-        return DatasetPlan(INTERNAL, Path(data["root"]), Path(data["manifest"]), layout, synth, preprocess,
-                           seed, ratios)
+        root = _required(data.root, profile, "data.root")
+        manifest_dir = _required(data.manifest, profile, "data.manifest")
+        layout = "ge" if data.dataset == "synthetic" else (None if data.dataset == "auto" else data.dataset)
+        synth = synth_settings(data.synth) if data.dataset == "synthetic" else None
+        return DatasetPlan(INTERNAL, Path(root), Path(manifest_dir), layout, synth, profile.preprocess,
+                           profile.seed, tuple(data.split))
     if name not in REPLICA_WRITERS:
         raise ValueError(f"unknown external dataset {name!r}; expected one of {sorted(REPLICA_WRITERS)}")
-    spec = dict((profile.get("external") or {}).get(name) or {})
-    if not spec.get("root"):
-        raise ValueError(f"profile {profile.get('name', '?')!r} has no external.{name}.root")
-    synth = synth_settings(spec["synth"], data.get("synth")) if spec.get("synth") else None
+    spec = profile.external.get(name)
+    root = _required(spec.root if spec is not None else None, profile, f"external.{name}.root")
+    synth = synth_settings(spec.synth, data.synth) if spec.synth is not None else None
     # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
-    preprocess = {**preprocess, **(spec.get("preprocess") or {})}
-    return DatasetPlan(name, Path(spec["root"]), external_manifest_dir(profile, name), name, synth,
-                       preprocess, seed, manifest_mod.DEFAULT_RATIOS)
+    preprocess = dataclasses.replace(profile.preprocess, **dict(spec.preprocess or {}))
+    return DatasetPlan(name, Path(root), external_manifest_dir(profile, name), name, synth, preprocess,
+                       profile.seed, manifest_mod.DEFAULT_RATIOS)
 
 
 def write_synthetic(plan: DatasetPlan, workers: int) -> None:
@@ -136,15 +145,13 @@ def _root_key(plan: DatasetPlan) -> str:
     return "data.root" if plan.name == INTERNAL else f"external.{plan.name}.root"
 
 
-def fill_cache(profile: Mapping[str, Any], manifest: Manifest, manifest_dir: str | os.PathLike,
+def fill_cache(profile: Settings, manifest: Manifest, manifest_dir: str | os.PathLike,
                workers: int | None = None, progress: bool = True) -> tuple[TensorCache, FillResult]:
     """Fill the profile's tensor cache for `manifest`; images that fail exclude their patients (saved).
 
     Returns (TensorCache, FillResult).
     """
-    cache_dir = (profile.get("preprocess") or {}).get("cache")
-    if not cache_dir:
-        raise ValueError(f"profile {profile.get('name', '?')!r} has no preprocess.cache")
+    cache_dir = _required(profile.preprocess.cache, profile, "preprocess.cache")
     cache = TensorCache(cache_dir, preprocess_settings(profile))
     result = cache.fill(manifest, workers=prep_workers(profile, workers), progress=progress)
     if apply_exclusions(manifest, result.exclusions):
@@ -152,18 +159,18 @@ def fill_cache(profile: Mapping[str, Any], manifest: Manifest, manifest_dir: str
     return cache, result
 
 
-def prepare_manifest(profile: Mapping[str, Any], workers: int | None = None, name: str = INTERNAL
+def prepare_manifest(profile: Settings, workers: int | None = None, name: str = INTERNAL
                      ) -> Manifest:
     """A dataset's Manifest (the internal cohort by default), writing and scanning it when missing."""
     return ensure_manifest(plan_dataset(profile, name), prep_workers(profile, workers))
 
 
-def prepare_data(profile: Mapping[str, Any], workers: int | None = None, progress: bool = True,
+def prepare_data(profile: Settings, workers: int | None = None, progress: bool = True,
                  name: str = INTERNAL) -> tuple[Manifest, TensorCache]:
     """(Manifest, filled TensorCache) of the internal cohort or of external dataset `name`."""
     plan = plan_dataset(profile, name)
     workers = prep_workers(profile, workers)
     manifest = ensure_manifest(plan, workers)
-    cache, _ = fill_cache({**profile, "preprocess": plan.preprocess}, manifest, plan.manifest_dir, workers,
-                          progress)
+    cache, _ = fill_cache(dataclasses.replace(profile, preprocess=plan.preprocess), manifest,
+                          plan.manifest_dir, workers, progress)
     return manifest, cache

@@ -40,32 +40,33 @@ def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None)
     return load_profile(profile, overrides)
 
 
-def show_profile(cfg: dict[str, Any]) -> None:
+def show_profile(cfg: Settings) -> None:
     """Print the settings that shape the results (no paths, which differ per machine)."""
-    model, train, pre = cfg.get("model", {}), cfg.get("train", {}), cfg.get("preprocess", {})
+    model, train, pre = cfg.model, cfg.train, cfg.preprocess
+    size = list(pre.size) if pre.size is not None else None
     print(
-        f"profile {cfg['name']}: device {cfg.get('device')}, seed {cfg.get('seed')}, "
-        f"dataset {cfg['data'].get('dataset')}; input {pre.get('size')} ({pre.get('window')} window); "
-        f"VGG16-BN width {model.get('width')}, head {model.get('head')}, "
-        f"global pool {model.get('global_pool')}; "
-        f"SGD lr {train.get('lr')}, batch {train.get('batch_size')}, epochs "
-        f"{train.get('stage1_epochs')}+{train.get('stage2_epochs')}, patience {train.get('patience')}"
+        f"profile {cfg.name}: device {cfg.device}, seed {cfg.seed}, "
+        f"dataset {cfg.data.dataset}; input {size} ({pre.window} window); "
+        f"VGG16-BN width {model.width}, head {list(model.head)}, "
+        f"global pool {model.global_pool}; "
+        f"SGD lr {train.lr}, batch {train.batch_size}, epochs "
+        f"{train.stage1_epochs}+{train.stage2_epochs}, patience {train.patience}"
     )
 
 
-def tables_dir(cfg: dict[str, Any]) -> Path:
+def tables_dir(cfg: Settings) -> Path:
     """reports/<profile>/tables: CSV, Markdown and LaTeX tables."""
-    return Path(cfg["reports"]) / "tables"
+    return Path(cfg.reports) / "tables"
 
 
-def figures_dir(cfg: dict[str, Any]) -> Path:
+def figures_dir(cfg: Settings) -> Path:
     """reports/<profile>/figures: PNG and PDF figures."""
-    return Path(cfg["reports"]) / "figures"
+    return Path(cfg.reports) / "figures"
 
 
-def predictions_dir(cfg: dict[str, Any]) -> Path:
+def predictions_dir(cfg: Settings) -> Path:
     """runs/<profile>/predictions: per-breast scores of every model on every dataset."""
-    return Path(cfg["runs"]) / "predictions"
+    return Path(cfg.runs) / "predictions"
 
 
 def model_label(fusion: str, inputs: str) -> str:
@@ -73,7 +74,7 @@ def model_label(fusion: str, inputs: str) -> str:
     return model_name(fusion, inputs)
 
 
-def keep_figure(cfg: dict[str, Any], figure, name: str):
+def keep_figure(cfg: Settings, figure, name: str):
     """Write a figure as PNG and PDF into reports/<profile>/figures and return it for display."""
     save_figure(figure, figures_dir(cfg) / name, formats=("png", "pdf"))
     return figure
@@ -86,7 +87,7 @@ def show_table(table: pd.DataFrame | None):
     return table.style.hide(axis="index")
 
 
-def show_figure(cfg: dict[str, Any], name: str):
+def show_figure(cfg: Settings, name: str):
     """Display a saved figure (PNG) inline."""
     from IPython.display import Image
 
@@ -97,7 +98,7 @@ def show_figure(cfg: dict[str, Any], name: str):
 # 00 cohort
 
 
-def prepare_manifest(cfg: dict[str, Any]):
+def prepare_manifest(cfg: Settings):
     """The profile's manifest: writes the synthetic cohort and scans the dataset when missing."""
     return prepare.prepare_manifest(cfg)
 
@@ -123,7 +124,7 @@ def flow_counts(manifest) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "patients"])
 
 
-def flow_figure(cfg: dict[str, Any], manifest):
+def flow_figure(cfg: Settings, manifest):
     """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
     counts = flow_counts(manifest)
     steps = list(counts.itertuples(index=False))
@@ -151,7 +152,7 @@ def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
     return manifest.exclusions[columns].head(limit)
 
 
-def cohort_tables(cfg: dict[str, Any], manifest) -> dict[str, pd.DataFrame]:
+def cohort_tables(cfg: Settings, manifest) -> dict[str, pd.DataFrame]:
     """Table 1, Table 2 and the Fig. 1 counts, written to reports/<profile>/tables."""
     out = {
         "table1_characteristics": tables.table1_characteristics(manifest.breasts),
@@ -168,14 +169,14 @@ def cohort_tables(cfg: dict[str, Any], manifest) -> dict[str, pd.DataFrame]:
 # 01 preprocessing
 
 
-def prepare_cache(cfg: dict[str, Any]):
+def prepare_cache(cfg: Settings):
     """(manifest, cache, fill summary): the tensor cache filled for the profile's manifest."""
     manifest = prepare.prepare_manifest(cfg)
-    cache, result = prepare.fill_cache(cfg, manifest, cfg["data"]["manifest"])
+    cache, result = prepare.fill_cache(cfg, manifest, cfg.data.manifest)
     return manifest, cache, result.summary()
 
 
-def qc_figure(cfg: dict[str, Any], manifest, patients: int = 2):
+def qc_figure(cfg: Settings, manifest, patients: int = 2):
     """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
     breasts = manifest.breasts[manifest.breasts["split"] == "train"]
     malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
@@ -185,10 +186,10 @@ def qc_figure(cfg: dict[str, Any], manifest, patients: int = 2):
     return keep_figure(cfg, figure, "qc_preprocessing")
 
 
-def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
+def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
     """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
     dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
-                                  augment=data.Augment.from_profile(cfg), seed=int(cfg.get("seed", 0)))
+                                  augment=data.Augment.from_profile(cfg), seed=cfg.seed)
     figure = Figure(figsize=(8, 2.3 * 2 * patients), layout="constrained")
     axes = figure.subplots(2 * patients, 4, squeeze=False)
     for p in range(patients):
@@ -207,7 +208,7 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
 # 02 training and 03 ablations
 
 
-def train_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest=None, cache=None) -> Path:
+def train_model(cfg: Settings, fusion: str, inputs: str, manifest=None, cache=None) -> Path:
     """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint.
 
     Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
@@ -215,7 +216,7 @@ def train_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest=None, ca
     return training.train_with_shared_stage1(cfg, fusion, inputs, manifest, cache)
 
 
-def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
+def training_logs(cfg: Settings, fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
     """Per-epoch logs of stage 1 and stage 2 of a model."""
     logs = {}
     folders = (("stage 1", training.stage1_dir(cfg, inputs)),
@@ -227,7 +228,7 @@ def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd
     return logs
 
 
-def learning_curves(cfg: dict[str, Any], fusion: str, inputs: str):
+def learning_curves(cfg: Settings, fusion: str, inputs: str):
     """Training and validation loss, and validation AUC, per epoch for both stages."""
     logs = training_logs(cfg, fusion, inputs)
     figure = Figure(figsize=(9, 3.2), layout="constrained")
@@ -243,7 +244,7 @@ def learning_curves(cfg: dict[str, Any], fusion: str, inputs: str):
     return keep_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
 
 
-def training_summary(cfg: dict[str, Any], fusion: str, inputs: str) -> pd.DataFrame:
+def training_summary(cfg: Settings, fusion: str, inputs: str) -> pd.DataFrame:
     """Best epoch, validation loss and AUC, and time of each stage."""
     rows = []
     for stage, log in training_logs(cfg, fusion, inputs).items():
@@ -255,7 +256,7 @@ def training_summary(cfg: dict[str, Any], fusion: str, inputs: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def predictions_path(cfg: dict[str, Any], fusion: str, inputs: str, dataset: str) -> Path:
+def predictions_path(cfg: Settings, fusion: str, inputs: str, dataset: str) -> Path:
     """Where one model's per-breast scores on one dataset are kept."""
     return predictions_dir(cfg) / f"{model_name(fusion, inputs, form='folder')}__{dataset}.csv"
 
@@ -269,7 +270,7 @@ def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str, manifest, cache,
+def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
                 split: str | None, dataset: str) -> pd.DataFrame:
     """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
     path = predictions_path(cfg, fusion, inputs, dataset)
@@ -278,13 +279,13 @@ def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str,
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
     scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
-                                device=cfg.get("device", "cpu"))
+                                device=cfg.device)
     atomic_write_text(path, scores.to_csv(index=False))
     atomic_write_text(key_path, key)
     return scores
 
 
-def run_ablations(cfg: dict[str, Any]) -> pd.DataFrame:
+def run_ablations(cfg: Settings) -> pd.DataFrame:
     """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set."""
     manifest, cache = prepare.prepare_data(cfg)
     frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
@@ -293,7 +294,7 @@ def run_ablations(cfg: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
+def all_predictions(cfg: Settings) -> pd.DataFrame:
     """Every per-breast score computed so far (internal and external)."""
     paths = sorted(predictions_dir(cfg).glob("*.csv"))
     if not paths:
@@ -301,7 +302,7 @@ def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
 
 
-def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
     """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk."""
     predictions = tables.validate_predictions(all_predictions(cfg))
     # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
@@ -321,12 +322,12 @@ def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 # 04 external validation
 
 
-def external_manifest_dir(cfg: dict[str, Any], name: str) -> Path:
+def external_manifest_dir(cfg: Settings, name: str) -> Path:
     """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
     return prepare.external_manifest_dir(cfg, name)
 
 
-def prepare_external(cfg: dict[str, Any], name: str):
+def prepare_external(cfg: Settings, name: str):
     """(manifest, cache) of an external dataset; writes its replica first when the profile asks for one."""
     return prepare.prepare_data(cfg, name=name)
 
@@ -338,7 +339,7 @@ def class_composition(manifest) -> pd.DataFrame:
     return classes.rename_axis("patient class").reset_index(name="patients")
 
 
-def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
+def external_validation(cfg: Settings) -> dict[str, Any]:
     """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
     internal = prepare.prepare_data(cfg)
     compositions, frames = [], []
@@ -367,11 +368,11 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
 # 05 CAMs
 
 
-def _explained_malignant_exams(cfg: dict[str, Any], checkpoint: Path, inputs: str, manifest, cache,
+def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest, cache,
                                split: str | None):
     """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
     model = load_model(checkpoint)
-    model.to(inference_device(cfg.get("device", "cpu"))).eval()
+    model.to(inference_device(cfg.device)).eval()
     dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
     for index in range(len(dataset)):
         item = dataset[index]
@@ -379,7 +380,7 @@ def _explained_malignant_exams(cfg: dict[str, Any], checkpoint: Path, inputs: st
             yield item, cams.explain_exam(model, item["x"])
 
 
-def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataFrame:
+def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts."""
     manifest, cache = prepare.prepare_data(cfg)
     rows = []
@@ -405,7 +406,7 @@ def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataF
     return table
 
 
-def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) -> list:
+def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
     """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
     internal = prepare.prepare_data(cfg)
     if where == "internal":
@@ -446,12 +447,12 @@ INDEX_TABLES = (
 )
 
 
-def write_index(cfg: dict[str, Any], seconds: float | None = None) -> Path:
+def write_index(cfg: Settings, seconds: float | None = None) -> Path:
     """reports/<profile>/README.md: the run's key tables inline and a link to every file."""
-    reports = Path(cfg["reports"])
-    lines = [f"# Results of the `{cfg['name']}` profile", ""]
+    reports = Path(cfg.reports)
+    lines = [f"# Results of the `{cfg.name}` profile", ""]
     if seconds is not None:
-        lines += [f"`cem reproduce --profile {cfg['name']}` ran in {seconds / 60:.1f} minutes.", ""]
+        lines += [f"`cem reproduce --profile {cfg.name}` ran in {seconds / 60:.1f} minutes.", ""]
     lines += ["Full report: [report.pdf](report.pdf); each run also writes `report.html` beside it (the same "
               "report as one web page, over 5 MB, not kept in git). "
               "Everything below is regenerated by the study notebooks.", ""]

@@ -43,6 +43,7 @@ from cemlib.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, remove_stale_
 from cemlib.data import make_loader, set_loader_epoch
 from cemlib.devices import DistContext, choose_kernels, resolve_device, set_seed
 from cemlib.fileio import atomic_write_text
+from cemlib.profiles import Settings
 
 STAGES = ("stage1", "stage2")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds")
@@ -85,26 +86,23 @@ class FitConfig:
             raise ValueError(f"{self.stage}: patience must be at least 1, got {self.patience}")
 
     @classmethod
-    def from_profile(cls, profile: Mapping[str, Any], stage: str, **changes: Any) -> FitConfig:
+    def from_profile(cls, profile: Settings, stage: str, **changes: Any) -> FitConfig:
         """The stage's settings from a profile: train.{stage}_epochs, batch_size, lr, milestones, ..."""
-        section = dict(profile.get("train") or {})
-        key = f"{stage}_epochs"
-        if key not in section:
-            raise ValueError(f"profile {profile.get('name', '?')!r} has no train.{key}")
-        device = str(profile.get("device", "cpu"))
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        train, device = profile.train, profile.device
         values: dict[str, Any] = {
             "stage": stage,
-            "epochs": int(section[key]),
-            "seed": int(profile.get("seed", 0)),
+            "epochs": getattr(train, f"{stage}_epochs"),
+            "seed": profile.seed,
             "device": device,
-            "deterministic": bool(section.get("deterministic", not device.startswith("cuda"))),
-            "check_every": int(section.get("check_every", 1 if device == "cpu" else 25)),
+            "deterministic": (not device.startswith("cuda")) if train.deterministic is None
+            else train.deterministic,
+            "check_every": (1 if device == "cpu" else 25) if train.check_every is None else train.check_every,
         }
-        known = {f.name for f in fields(cls)}
-        for name in known - {"stage", "epochs", "seed", "device", "deterministic", "check_every"}:
-            if name in section:
-                values[name] = section[name]
-        values["milestones"] = tuple(int(m) for m in values.get("milestones", cls.milestones))
+        fixed = set(values)
+        values |= {f.name: getattr(train, f.name) for f in fields(cls)
+                   if f.name not in fixed and hasattr(train, f.name)}
         values.update(changes)
         return cls(**values)
 

@@ -33,7 +33,7 @@ from cemlib import data, models
 from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder
 from cemlib.devices import DistContext, init_distributed, set_seed
 from cemlib.prepare import prepare_data
-from cemlib.profiles import add_override_option, load_profile, parse_overrides
+from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
 from cemlib.training.loop import FitConfig, FitResult, LossFn, fit, image_loss, loader_for
 from cemlib.vocab import (
     FUSIONS,
@@ -51,18 +51,18 @@ from cemlib.vocab import (
 DATA_WAIT_TIMEOUT = timedelta(hours=3)
 
 
-def arch_from_profile(profile: Mapping[str, Any], fusion: str, inputs: str) -> dict[str, Any]:
+def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, Any]:
     """The model's arch dict (see cemlib.models) for a fusion and an inputs choice under a profile."""
     check_choices(fusion, inputs)
-    model = dict(profile.get("model") or {})
-    size = (profile.get("preprocess") or {}).get("size", models.PAPER_INPUT_SIZE)
+    model = profile.model
+    size = profile.preprocess.size or models.PAPER_INPUT_SIZE
     return {
         "fusion": fusion,
         "in_channels": input_channels(inputs),
-        "width": float(model.get("width", 1.0)),
-        "global_pool": bool(model.get("global_pool", False)),
-        "head": [int(h) for h in model.get("head", models.PAPER_HEAD)],
-        "dropout": float(model.get("dropout", 0.5)),
+        "width": model.width,
+        "global_pool": model.global_pool,
+        "head": list(model.head),
+        "dropout": model.dropout,
         "input_size": [int(s) for s in size],
     }
 
@@ -114,7 +114,7 @@ def check_item_fits(dataset: Dataset, arch: Mapping[str, Any], name: str) -> Non
 
 
 def build_datasets(
-    profile: Mapping[str, Any], manifest: Any, cache: Any, inputs: str, stage: str, seed: int
+    profile: Settings, manifest: Any, cache: Any, inputs: str, stage: str, seed: int
 ) -> tuple[Dataset, Dataset]:
     """(train, val) datasets of a stage: images for stage 1, patients for stage 2; train is augmented."""
     cls = data.ImageDataset if stage == "stage1" else data.PatientDataset
@@ -153,21 +153,20 @@ class StagePlan:
         )
 
 
-def _meta(profile: Mapping[str, Any], manifest: Any, fusion: str, inputs: str) -> dict[str, Any]:
+def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[str, Any]:
     """Plain-type facts stored in checkpoints: what the model takes and how its inputs were made."""
-    section = profile.get("preprocess") or {}
-    preprocess = {k: (list(v) if isinstance(v, tuple) else v) for k, v in section.items()}
+    preprocess = profile.preprocess.as_dict()
     return {
         "fusion": fusion,
         "inputs": inputs,
-        "profile": str(profile.get("name", "")),
+        "profile": profile.name,
         "dataset": str(manifest.dataset),
         "preprocess": preprocess,
     }
 
 
 def plan_stage1(
-    profile: Mapping[str, Any], inputs: str, run_dir: str | os.PathLike, manifest: Any, cache: Any
+    profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Any, cache: Any
 ) -> StagePlan:
     """Stage 1: the ImageClassifier on every training image, checked against the data."""
     config = FitConfig.from_profile(profile, "stage1")
@@ -184,7 +183,7 @@ def plan_stage1(
 
 
 def plan_stage2(
-    profile: Mapping[str, Any],
+    profile: Settings,
     fusion: str,
     inputs: str,
     run_dir: str | os.PathLike,
@@ -212,14 +211,13 @@ def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
     return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size")}
 
 
-def _pretrained(profile: Mapping[str, Any]) -> str | None:
+def _pretrained(profile: Settings) -> str | None:
     """The profile's model.pretrained (a local state-dict path or "imagenet"), or None."""
-    value = (profile.get("model") or {}).get("pretrained")
-    return str(value) if value else None
+    return profile.model.pretrained or None
 
 
 def train_stage1(
-    profile: Mapping[str, Any],
+    profile: Settings,
     inputs: str,
     run_dir: str | os.PathLike,
     manifest: Any = None,
@@ -227,14 +225,14 @@ def train_stage1(
 ) -> Path:
     """Train (or resume, or reuse when finished) stage 1 in `run_dir`; returns its best checkpoint."""
     check_choices(IMAGE_MODEL, inputs)
-    context = init_distributed(str(profile.get("device", "cpu")))
+    context = init_distributed(profile.device)
     manifest, cache = data_for(profile, manifest, cache, context)
     plan = plan_stage1(profile, inputs, run_dir, manifest, cache)
     return plan.run(context).best_checkpoint
 
 
 def train(
-    profile: Mapping[str, Any],
+    profile: Settings,
     fusion: str,
     inputs: str,
     run_dir: str | os.PathLike,
@@ -251,7 +249,7 @@ def train(
     if fusion == IMAGE_MODEL:
         raise ValueError(f"fusion must be one of {FUSIONS}")
     run_dir = Path(run_dir)
-    context = init_distributed(str(profile.get("device", "cpu")))
+    context = init_distributed(profile.device)
     manifest, cache = data_for(profile, manifest, cache, context)
     stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
     if stage1_checkpoint is None:
@@ -262,24 +260,31 @@ def train(
     return stage2.run(context).best_checkpoint
 
 
-def stage1_dir(profile: Mapping[str, Any], inputs: str) -> Path:
+def stage1_dir(profile: Settings, inputs: str) -> Path:
     """runs/<profile>/models/<inputs>_stage1: the stage-1 CNN shared by the fusions of one input type."""
-    return Path(profile["runs"]) / "models" / model_name("stage1", inputs, form="folder")
+    return runs_dir(profile) / "models" / model_name("stage1", inputs, form="folder")
 
 
-def fusion_dir(profile: Mapping[str, Any], fusion: str, inputs: str) -> Path:
+def fusion_dir(profile: Settings, fusion: str, inputs: str) -> Path:
     """runs/<profile>/models/<inputs>_<fusion>: one fusion model (its stage 2 in ./stage2)."""
-    return Path(profile["runs"]) / "models" / model_name(fusion, inputs, form="folder")
+    return runs_dir(profile) / "models" / model_name(fusion, inputs, form="folder")
 
 
-def train_with_shared_stage1(profile: Mapping[str, Any], fusion: str, inputs: str, manifest: Any = None,
+def runs_dir(profile: Settings) -> Path:
+    """The profile's runs folder (checkpoints, logs, predictions)."""
+    if not profile.runs:
+        raise ValueError(f"profile {profile.name!r} has no runs folder")
+    return Path(profile.runs)
+
+
+def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manifest: Any = None,
                              cache: Any = None) -> Path:
     """Train (or resume, or reuse) one model in the study layout; returns its best stage-2 checkpoint.
 
     Stage 1 lives in models/<inputs>_stage1 and is shared by the four fusions of that input type;
     stage 2 lives in models/<inputs>_<fusion>/stage2. `cem train` and the notebooks both use it.
     """
-    context = init_distributed(str(profile.get("device", "cpu")))
+    context = init_distributed(profile.device)
     manifest, cache = data_for(profile, manifest, cache, context)
     stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
     return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
@@ -290,7 +295,7 @@ def load_stage1(model: nn.Module, checkpoint: str | os.PathLike) -> None:
     load_encoder(model, checkpoint)
 
 
-def data_for(profile: Mapping[str, Any], manifest: Any, cache: Any, context: DistContext) -> tuple[Any, Any]:
+def data_for(profile: Settings, manifest: Any, cache: Any, context: DistContext) -> tuple[Any, Any]:
     """Given data, or the profile's (prepared by rank 0 first when several processes train together)."""
     if manifest is not None and cache is not None:
         return manifest, cache
