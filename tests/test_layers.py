@@ -51,6 +51,10 @@ KNOWN_UPWARD = {
     ("cemlib.sources.cddcesm", "cemlib.phantom"), ("cemlib.sources.cddcesm", "cemlib.synthetic"),
     ("cemlib.sources.inbreast", "cemlib.phantom"), ("cemlib.sources.inbreast", "cemlib.synthetic"),
 }
+#: Modules over the size limit whose split belongs to their owners' changes (pixel code; the replica
+#: writers leaving the two adapters).
+SIZE_LIMIT = 700
+OVER_SIZE_PENDING = {"cemlib.imaging", "cemlib.sources.cddcesm", "cemlib.sources.inbreast"}
 #: Files whose function-local imports are the replica writers' (moving to the synthetic subpackage).
 LOCAL_IMPORTS_PENDING_MOVE = {"cemlib.sources.cddcesm", "cemlib.sources.inbreast"}
 
@@ -147,6 +151,12 @@ def private_names(edges: list[Edge]) -> list[str]:
     """An explanation for each import of another module's underscore name."""
     return [f"{e.where()}: {e.importer} imports {', '.join(e.private)} from {e.target}" for e in edges
             if e.private]
+
+
+def test_no_module_is_over_the_size_limit():
+    lines = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
+    over = {m: n for m, n in lines.items() if n > SIZE_LIMIT and m not in OVER_SIZE_PENDING}
+    assert not over, f"modules over {SIZE_LIMIT} lines: {over}"
 
 
 def test_imports_go_down_the_layers():
