@@ -64,7 +64,7 @@ def test_an_installed_package_finds_its_shipped_files_and_writes_under_the_work_
 
 def test_a_missing_resource_folder_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "PACKAGE_DIR", tmp_path / "cemlib")
-    with pytest.raises(FileNotFoundError, match="notebooks/ folder is missing.*reinstall cemlib"):
+    with pytest.raises(FileNotFoundError, match=r"notebooks/ folder is missing.*reinstall cemlib"):
         resources.notebooks_dir()
 
 
