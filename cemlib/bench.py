@@ -107,7 +107,7 @@ def benchmark_loader(manifest: Manifest, cache: TensorCache, inputs: str = "cem"
         torch.set_num_threads(previous_threads)
     channels = input_channels(inputs)
     return {
-        "what": "cached patient-level loader",
+        "what": "the loader training uses (cemlib.data.make_loader), cached patient-level items",
         "inputs": inputs,
         "size": tuple(int(n) for n in cache.settings.size),
         "batch_size": batch_size,
