@@ -7,14 +7,15 @@ PROFILE ?= smoke
 
 .PHONY: reproduce test test-all lint lab report bench gpu-check clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@# The PDF report renders with WeasyPrint, which needs Pango from the system.
 	@ldconfig -p | grep -q libpangoft2-1.0 || (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0) \
 		|| echo "warning: install Pango (libpango-1.0-0 libpangoft2-1.0-0) for the PDF report"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch/torchvision pinned to the builds this machine serves from local disk (no multi-GB download).
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The exact versions of requirements.lock (torch/torchvision: the builds this machine serves from
+	# local disk, no multi-GB download), then cemlib itself on top without touching them.
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 reproduce: $(STAMP)
@@ -31,7 +32,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 lab: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,lab]'
 	$(BIN)/jupyter lab notebooks/
 
 report: $(STAMP)

@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.manifest import EXCLUSION_COLUMNS, Manifest
+from cemlib.profiles import add_override_option, load_profile, parse_overrides
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -549,14 +550,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--keep-manifest", action="store_true",
         help="do not record failed images as patient exclusions in the manifest folder",
     )
+    add_override_option(parser, "preprocess.window=fixed")
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[PreprocessSettings, Path, Path]:
     """Preprocessing settings, manifest folder and cache folder from a profile plus explicit options."""
-    from cemlib.profiles import load_profile
-
     profile_name = args.profile or (None if args.manifest else "smoke")
-    profile: dict[str, Any] = load_profile(profile_name) if profile_name else {}
+    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    profile: dict[str, Any] = load_profile(profile_name, overrides).as_dict() if profile_name else {}
     section = dict(profile.get("preprocess") or {})
     if args.size:
         section["size"] = list(args.size)

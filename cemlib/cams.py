@@ -20,9 +20,7 @@ Score of a breast ("malignant" target): its malignancy log-odds log p(malignant)
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +29,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 from torch import nn
 
-from cemlib.fileio import atomic_path
-from cemlib.models import FusionNet, ImageClassifier, ViewEncoder
+from cemlib.models import FusionNet, ImageClassifier, ViewEncoder, malignant_probability
 from cemlib.views import SIDES, VIEW_ORDER, VIEWS, view_index
 
 TARGETS = ("malignant", "benign")
@@ -210,7 +207,7 @@ def explain_exam(model: FusionNet, x: torch.Tensor, layer: nn.Module | None = No
     if x.ndim != 4:
         raise ValueError(f"explain_exam expects one exam (4, C, H, W), got shape {tuple(x.shape)}")
     by_side, outputs = _fusion_cams_and_outputs(model, x[None], SIDES, "malignant", layer)
-    probs = outputs["breast_logprob"][0, :, 1].exp().cpu().tolist()
+    probs = malignant_probability(outputs)[0].cpu().tolist()
     cams = {side: by_side[side][0] for side in SIDES}
     return {"scores": dict(zip(SIDES, probs, strict=True)), "cams": cams, "own": own_breast_maps(cams)}
 
@@ -306,12 +303,3 @@ def plot_exam_cams(
                 ax.axis("off")
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
-    """Write a figure atomically; the format follows the file's extension (png, pdf, svg)."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-    return path

@@ -10,14 +10,16 @@ import argparse
 import importlib
 import sys
 
+from cemlib.profiles import SettingsError
+
 #: verb -> (module, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("cemlib.synthetic", "write a synthetic CEM cohort (GE DICOM layout or an external replica)"),
-    "manifest": ("cemlib.manifest", "scan a dataset folder into the images/breasts/exclusions tables"),
+    "manifest": ("cemlib.sources", "scan a dataset folder into the images/breasts/exclusions tables"),
     "preprocess": ("cemlib.cache", "fill the preprocessed tensor cache for a manifest"),
     "train": ("cemlib.training", "train stage 1 (CNN) and stage 2 (fusion) for one model"),
     "predict": ("cemlib.evaluation", "score breasts from a checkpoint (a manifest or one exam folder)"),
-    "tables": ("cemlib.tables", "regenerate the paper's tables and figures from predictions"),
+    "tables": ("cemlib.results", "regenerate the paper's tables and figures from predictions"),
     "reproduce": ("cemlib.pipeline", "run the study notebooks end to end with papermill"),
     "bench": ("cemlib.bench", "measure speed: preprocess, train, stats, exam"),
 }
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
         return int(args._run(args) or 0)
+    except SettingsError as exc:  # a usage error, as argparse's own: exit code 2
+        print(f"cem {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"cem {args.command}: error: {exc}", file=sys.stderr)
         return 1

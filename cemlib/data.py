@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from cemlib.cache import CacheError, Entry, TensorCache
 from cemlib.manifest import Manifest
 from cemlib.views import SIDES, VIEW_ORDER, VIEWS
+from cemlib.vocab import INPUT_ENERGIES, check_inputs
 
-INPUT_CHANNELS = {"le": ("LE",), "cem": ("LE", "DES")}
 KNOWN_SPLITS = ("train", "val", "test", "external")
 
 
@@ -169,9 +168,8 @@ class Augment:
 
 def _check_inputs(inputs: str, manifest: Manifest) -> tuple[str, ...]:
     """Channel names of an input kind; a clear error when the manifest lacks them (FFDM has no DES)."""
-    if inputs not in INPUT_CHANNELS:
-        raise ValueError(f"inputs must be one of {sorted(INPUT_CHANNELS)}, got {inputs!r}")
-    channels = INPUT_CHANNELS[inputs]
+    check_inputs(inputs)
+    channels = INPUT_ENERGIES[inputs]
     if "DES" in channels and not (manifest.images["energy"] == "DES").any():
         raise ValueError(
             f"dataset {manifest.dataset!r} has no DES (recombined) images, only low energy "
@@ -273,7 +271,7 @@ class _CachedViews(Dataset):
         return x, np.zeros(stack.shape[-2:], dtype=stack.dtype)
 
     def _resolve(self, index: int | tuple[int, int]) -> tuple[int, int]:
-        """(epoch, index) from a plain index (uses the dataset's epoch) or an EpochSampler pair."""
+        """(epoch, index) from a plain index (uses the dataset's epoch) or an (epoch, index) pair."""
         if isinstance(index, tuple):
             return int(index[0]), int(index[1])
         return self.epoch, int(index)
@@ -355,30 +353,6 @@ class PatientDataset(_CachedViews):
 # Loading
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields (epoch, index) pairs, shuffled by a permutation seeded from (seed, epoch) when asked.
-
-    The epoch is read from ``dataset.epoch`` when iteration starts and travels with every index, so
-    persistent loader workers (which hold their own copy of the dataset) still augment for the right
-    epoch, and the order depends only on (seed, epoch): resumable and independent of the worker count.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int, shuffle: bool = True):
-        self.dataset, self.seed, self.shuffle = dataset, int(seed), shuffle
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = int(getattr(self.dataset, "epoch", 0))
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(seed_for(self.seed, epoch, -1))
-            order = torch.randperm(len(self), generator=generator).tolist()
-        else:
-            order = range(len(self))
-        return ((epoch, index) for index in order)
-
-
 def seed_worker(worker_id: int) -> None:
     """worker_init_fn: seed python/numpy from torch's per-worker seed and use one thread per worker."""
     worker_seed = torch.initial_seed() % 2**32
@@ -387,95 +361,52 @@ def seed_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int = 0,
-                drop_last: bool = False, pin_memory: bool | None = None) -> DataLoader:
-    """A DataLoader whose order and augmentation depend only on (seed, epoch): call dataset.set_epoch(e).
+class ShardSampler(Sampler[int]):
+    """Every world_size-th index starting at rank, in order: a padding-free evaluation shard."""
 
-    Works with any map-style dataset; the datasets of this module also take the epoch from the sampler,
-    which lets workers persist across epochs (no start-up cost per epoch).
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, workers: int = 0,
+                pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """THE DataLoader of the kit (training, validation, prediction, `cem bench preprocess`).
+
+    Its order depends only on (seed, epoch): shuffled shards for training (DistributedSampler, also for
+    one process), the fixed order split into shards for evaluation. Call `set_loader_epoch` before each
+    epoch so that a resumed run sees the same batches and augmentations as an uninterrupted one.
     """
-    epoch_aware = isinstance(dataset, _CachedViews)
-    sampler = EpochSampler(dataset, seed, shuffle) if epoch_aware or shuffle else None
-    if sampler is not None and not epoch_aware:
-        sampler = _IndexOnly(sampler)
+    sampler: Sampler[int]
+    if shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    else:
+        sampler = ShardSampler(len(dataset), rank, world_size)  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        shuffle=False,
         num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker if workers > 0 else None,
-        generator=torch.Generator().manual_seed(int(seed)),
-        drop_last=drop_last,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        persistent_workers=workers > 0 and epoch_aware,
+        persistent_workers=False,
     )
 
 
-class _IndexOnly(Sampler[int]):
-    """The indices of an EpochSampler without the epoch, for datasets that take plain indices."""
-
-    def __init__(self, sampler: EpochSampler):
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[int]:
-        return (index for _, index in self.sampler)
-
-
-def benchmark_loader(manifest: Manifest, cache: TensorCache, inputs: str = "cem", split: str | None = None,
-                     batch_size: int = 8, workers: int = 0, augment: bool = True, max_batches: int = 100,
-                     seed: int = 0, threads: int | None = 1) -> dict[str, Any]:
-    """Throughput of the cached patient-level loader: items and images (views x channels) per second.
-
-    `threads` sets torch's intra-op threads of this process during the measurement (restored after):
-    batches of small tensors are collated fastest by one thread, and on a busy machine a multi-thread
-    pool can make each collate 100x slower. None keeps the current setting.
-    """
-    dataset = PatientDataset(manifest, cache, split, inputs=inputs, augment=Augment() if augment else None,
-                             seed=seed)
-    if len(dataset) == 0:
-        raise ValueError(f"benchmark_loader: no patients to load in split {split!r}")
-    loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, workers=workers, pin_memory=False)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        batches, items, seconds = _time_batches(loader, dataset, max_batches)
-    finally:
-        torch.set_num_threads(previous_threads)
-    channels = len(INPUT_CHANNELS[inputs])
-    return {
-        "what": "cached patient-level loader",
-        "inputs": inputs,
-        "size": tuple(int(n) for n in cache.settings.size),
-        "batch_size": batch_size,
-        "workers": workers,
-        "augment": augment,
-        "threads": torch.get_num_threads() if threads is None else threads,
-        "batches": batches,
-        "patients": items,
-        "seconds": round(seconds, 3),
-        "patients_per_s": round(items / seconds, 1),
-        "views_per_s": round(4 * items / seconds, 1),
-        "images_per_s": round(4 * channels * items / seconds, 1),
-    }
-
-
-def _time_batches(loader: DataLoader, dataset: PatientDataset, max_batches: int) -> tuple[int, int, float]:
-    """Iterate up to max_batches batches (over several epochs if needed): (batches, items, seconds)."""
-    batches = items = 0
-    start = time.perf_counter()
-    while batches < max_batches:
-        for batch in loader:
-            batches += 1
-            items += batch["x"].shape[0]
-            if batches >= max_batches:
-                break
-        dataset.set_epoch(dataset.epoch + 1)
-    return batches, items, time.perf_counter() - start
+def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Key a make_loader loader's shuffling, worker seeds and its dataset's augmentation to (seed, epoch)."""
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 1_000_003 + epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
 
 
 def patient_table(dataset: ImageDataset | PatientDataset) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 The per-breast table has one row per breast of the scored patients: dataset, patient_id, side, label,
 score (probability of malignancy in [0, 1]), model
-(e.g. "CEM mf_concat" = INPUTS fusion, as cemlib.tables names models), split, plus
+(cemlib.vocab.model_name, e.g. "CEM mf_concat"), split, plus
 fusion and inputs. It is the input of the statistics and tables.
 
 How a breast gets its score:
@@ -26,20 +26,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from cemlib import models
+from cemlib.cache import TensorCache, apply_exclusions
+from cemlib.checkpoints import load_checkpoint
+from cemlib.data import PatientDataset, make_loader
+from cemlib.exam import run_study_cli
 from cemlib.fileio import atomic_write_text
-from cemlib.training import INPUT_CHANNELS, inference_device, load_checkpoint, model_from_checkpoint
-from cemlib.views import SIDES, VIEW_ORDER, view_index
+from cemlib.manifest import Manifest
+from cemlib.predict import load_for_inference, score_batch, settings_of
+from cemlib.views import SIDES, VIEW_ORDER
+from cemlib.vocab import IMAGE_MODEL, INPUTS
 
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split", "fusion", "inputs")
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "label", "score", "model", "split")
 #: Fusions whose views are scored one by one (and so also get a per-image table).
-PER_IMAGE_FUSIONS = ("none", "left_right", models.IMAGE_MODEL)
+PER_IMAGE_FUSIONS = ("none", "left_right", IMAGE_MODEL)
 
 
 @dataclass
@@ -51,30 +53,8 @@ class Predictions:
     model: str
 
 
-def model_name(fusion: str, inputs: str) -> str:
-    """The `model` column's value, e.g. ('mf_concat', 'cem') -> 'CEM mf_concat', as cemlib.tables names it."""
-    return f"{inputs.upper()} {fusion}"
-
-
-def inputs_of(checkpoint: Mapping[str, Any], inputs: str | None, path: str | os.PathLike) -> str:
-    """The inputs the checkpoint's model takes; a ValueError when `inputs` asks for something else."""
-    channels = int(checkpoint["arch"]["in_channels"])
-    native = str((checkpoint.get("meta") or {}).get("inputs") or {2: "cem", 1: "le"}[channels])
-    if inputs is None:
-        return native
-    if inputs not in INPUT_CHANNELS:
-        raise ValueError(f"unknown inputs {inputs!r}; expected one of {tuple(INPUT_CHANNELS)}")
-    if INPUT_CHANNELS[inputs] != channels:
-        raise ValueError(
-            f"{path}: the model takes {channels} channel(s) per view ({native}) but inputs={inputs!r} "
-            f"gives {INPUT_CHANNELS[inputs]}"
-        )
-    return inputs
-
-
-def _check_cache_fits(checkpoint: Mapping[str, Any], cache: Any, path: str | os.PathLike) -> None:
+def _check_cache_fits(arch: Mapping[str, Any], cache: Any, path: str | os.PathLike) -> None:
     """The cache's image size must be the one the model was trained at."""
-    arch = checkpoint["arch"]
     size = [int(s) for s in cache.settings.size]
     if size != [int(s) for s in arch["input_size"]]:
         raise ValueError(
@@ -94,27 +74,6 @@ def _check_split(manifest: Any, split: str | None) -> None:
         raise ValueError(f"dataset {manifest.dataset!r} has no breasts to score")
 
 
-def _view_logprob(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(breast_logprob (B, 2, 2), None) for multi-feature fusions, else (None, image_logprob (B, 4, 2))."""
-    if isinstance(model, models.ImageClassifier):
-        batch = x.shape[0]
-        image_lp = F.log_softmax(model(x.flatten(0, 1)).float(), dim=-1).view(batch, len(VIEW_ORDER), 2)
-        return None, image_lp
-    outputs = model(x)
-    image_lp = outputs.get("image_logprob")
-    if image_lp is not None:
-        return None, image_lp.float()
-    return outputs["breast_logprob"].float(), None
-
-
-def _breast_from_images(image_prob: np.ndarray) -> np.ndarray:
-    """(N, 4) malignant probabilities per view -> (N, 2) per breast: mean of the CC and MLO views."""
-    out = np.empty((image_prob.shape[0], len(SIDES)))
-    for k, side in enumerate(SIDES):
-        out[:, k] = (image_prob[:, view_index(side, "CC")] + image_prob[:, view_index(side, "MLO")]) / 2.0
-    return out
-
-
 @torch.no_grad()
 def predict_tables(
     checkpoint: str | os.PathLike,
@@ -127,35 +86,25 @@ def predict_tables(
     progress: bool = True,
 ) -> Predictions:
     """Score every patient of `manifest` (or of one split) with a stage-2 (or stage-1) checkpoint."""
-    from cemlib.data import PatientDataset
-
-    state = load_checkpoint(checkpoint)
-    inputs = inputs_of(state, inputs, checkpoint)
-    fusion = str(state["arch"]["fusion"])
-    _check_cache_fits(state, cache, checkpoint)
-    model = model_from_checkpoint(state, checkpoint)
-    torch_device = inference_device(device)
-    model.to(torch_device).eval()
+    loaded = load_for_inference(checkpoint, inputs, device, need_settings=False)
+    inputs, fusion, name = loaded.inputs, loaded.fusion, loaded.name
+    _check_cache_fits(loaded.arch, cache, checkpoint)
     _check_split(manifest, split)
     dataset = PatientDataset(manifest, cache, split, inputs=inputs, augment=None)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = make_loader(dataset, batch_size, shuffle=False, pin_memory=False)
     patients: list[str] = []
     breast_probs: list[np.ndarray] = []
     image_probs: list[np.ndarray] = []
     for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
-        breast_lp, image_lp = _view_logprob(model, batch["x"].to(torch_device))
+        breast, views = score_batch(loaded.model, batch["x"].to(loaded.device))
         patients += [str(p) for p in batch["patient_id"]]
-        if image_lp is not None:
-            image_probs.append(image_lp[..., 1].exp().cpu().numpy())
-        elif breast_lp is not None:
-            breast_probs.append(breast_lp[..., 1].exp().cpu().numpy())
-    name = model_name(fusion, inputs)
-    if image_probs:
+        breast_probs.append(breast.cpu().numpy())
+        if views is not None:
+            image_probs.append(views.cpu().numpy())
+    per_breast = np.concatenate(breast_probs) if patients else np.zeros((0, len(SIDES)))
+    per_image = None
+    if fusion in PER_IMAGE_FUSIONS:
         per_image = np.concatenate(image_probs) if patients else np.zeros((0, len(VIEW_ORDER)))
-        per_breast = _breast_from_images(per_image)
-    else:
-        per_image = None
-        per_breast = np.concatenate(breast_probs) if patients else np.zeros((0, len(SIDES)))
     breasts = _breast_table(manifest, patients, per_breast, name, fusion, inputs)
     images = _image_table(manifest, patients, per_image, name) if per_image is not None else None
     return Predictions(breasts=breasts, images=images, model=name)
@@ -226,7 +175,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="with STUDY_DIR: skip the Grad-CAM++ maps (scores and report only)")
     parser.add_argument("--split", help="score only this split (train, val, test, external)")
     parser.add_argument("--cache", help="tensor cache folder (default: the one the model was trained with)")
-    parser.add_argument("--inputs", choices=tuple(INPUT_CHANNELS), help="default: the model's own inputs")
+    parser.add_argument("--inputs", choices=INPUTS, help="default: the model's own inputs")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="processes filling the cache")
@@ -234,9 +183,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):
     """The TensorCache with the preprocessing settings recorded in the checkpoint."""
-    from cemlib.cache import TensorCache
-    from cemlib.exam import settings_of
-
     settings = settings_of(checkpoint, path)
     folder = cache_dir or (checkpoint.get("meta") or {}).get("preprocess", {}).get("cache")
     if not folder:
@@ -246,12 +192,7 @@ def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):
 
 def run_cli(args: argparse.Namespace) -> int:
     """Score a manifest's breasts and write (or print) the per-breast and per-image tables."""
-    from cemlib.cache import apply_exclusions
-    from cemlib.manifest import Manifest
-
     if args.study:
-        from cemlib.exam import run_study_cli
-
         return run_study_cli(args)
     if not args.manifest:
         raise ValueError("give --manifest DIR (the patients to score)")

@@ -36,23 +36,32 @@ import base64
 import html
 import os
 import re
-import statistics
-import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cemlib import __version__, models
-from cemlib.fileio import atomic_write_text
+from cemlib.cams import explain_exam, image_cams, plot_exam_cams
+from cemlib.fileio import atomic_write_text, save_figure
 from cemlib.imaging import PreprocessSettings, preprocess_pair, read_pixels
-from cemlib.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
+from cemlib.predict import LoadedModel, load_for_inference
+from cemlib.sources import cddcesm, ge, inbreast, mfmodel
+from cemlib.sources.dicom import (
+    ImageRejected,
+    check_mg_header,
+    header_energies,
+    header_text,
+    header_view,
+    read_header,
+)
+from cemlib.views import SIDES, VIEW_ORDER, VIEWS
+from cemlib.vocab import INPUT_ENERGIES, check_inputs
 
 #: Default report folder inside STUDY.
 REPORT_DIR = "cem_report"
@@ -127,9 +136,7 @@ class ExamFiles:
     def label(self) -> str:
         """The exam's name as shown: the folder name (MF_MODEL: the adapter's pseudonym), redacted."""
         if MFMODEL in self.layouts:
-            from cemlib.sources.mfmodel import pseudonym
-
-            return pseudonym(self.folder.name)
+            return mfmodel.pseudonym(self.folder.name)
         return self.redact(self.folder.name)
 
     def shown_name(self, item: ExamFile) -> str:
@@ -167,8 +174,6 @@ def _is_dicom(path: Path) -> bool:
 
 def parse_file_name(path: Path) -> ExamFile | str | None:
     """What a file's name says (a known layout), a reason to leave it out, or None for an unknown name."""
-    from cemlib.sources import cddcesm, ge, inbreast, mfmodel
-
     name, suffix = path.name, path.suffix.lower()
     if suffix in JPEG_SUFFIXES:
         parsed = cddcesm.parse_image_name(name)
@@ -201,13 +206,11 @@ def _private_values(ds: Any) -> list[str]:
 
 def _from_tags(path: Path, ds: Any) -> ExamFile | str:
     """Side, view and energy of an unnamed DICOM from its header, or the reason it is left out."""
-    from cemlib.sources import _header_energies, _header_text, _header_view
-
-    modality = _header_text(ds.get("Modality"))
+    modality = header_text(ds.get("Modality"))
     if modality != "MG":
         return f"{path.name}: Modality {modality or 'missing'}, not a mammogram (MG)"
-    side = _header_text(ds.get("ImageLaterality")) or _header_text(ds.get("Laterality"))
-    stated = _header_view(ds)
+    side = header_text(ds.get("ImageLaterality")) or header_text(ds.get("Laterality"))
+    stated = header_view(ds)
     if side not in SIDES:
         raise ExamError(f"{path}: the file name is not one of a known layout and ImageLaterality is "
                         f"{side or 'missing'!s}; cannot tell which breast it shows")
@@ -216,7 +219,7 @@ def _from_tags(path: Path, ds: Any) -> ExamFile | str:
                         "(ViewPosition); cannot tell CC from MLO")
     if stated[0] not in VIEWS:
         return f"{path.name}: {stated[1]} is not CC or MLO"
-    energies = _header_energies(ds)
+    energies = header_energies(ds)
     if "HE" in energies and len(energies) == 1:
         return f"{path.name}: a high-energy image (only LE and DES are used)"
     energies.discard("HE")
@@ -227,8 +230,6 @@ def _from_tags(path: Path, ds: Any) -> ExamFile | str:
 
 def _check_named_header(item: ExamFile, ds: Any) -> None:
     """A named DICOM's header must agree with its name (modality, side, view, energy)."""
-    from cemlib.sources import ImageRejected, check_mg_header
-
     try:
         check_mg_header(item.path, item.side, item.view, item.energy)
     except ImageRejected as exc:
@@ -237,10 +238,8 @@ def _check_named_header(item: ExamFile, ds: Any) -> None:
 
 def _header(path: Path) -> Any:
     """A DICOM header (pixels deferred); ExamError naming the file when unreadable."""
-    from cemlib.sources import ImageRejected, _read_header
-
     try:
-        return _read_header(path)
+        return read_header(path)
     except ImageRejected as exc:
         raise ExamError(f"{path}: {exc.reason}") from exc
 
@@ -321,9 +320,8 @@ def _check_one_exam(exam: ExamFiles) -> None:
 
 def energies_for(inputs: str) -> tuple[str, ...]:
     """Energies a model's inputs need: ('LE', 'DES') for cem, ('LE',) for le."""
-    if inputs not in ("cem", "le"):
-        raise ValueError(f"unknown inputs {inputs!r}; expected 'cem' or 'le'")
-    return ENERGIES if inputs == "cem" else ("LE",)
+    check_inputs(inputs)
+    return INPUT_ENERGIES[inputs]
 
 
 def select_views(exam: ExamFiles, inputs: str) -> dict[str, tuple[ExamFile, ExamFile | None]]:
@@ -367,74 +365,32 @@ def load_views(views: Mapping[str, tuple[ExamFile, ExamFile | None]], settings: 
 # ------------------------------------------------------------------------------------------------ model
 
 
-def settings_of(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> PreprocessSettings:
-    """The preprocessing settings recorded in a checkpoint (those of its training cache)."""
-    preprocess = dict((checkpoint.get("meta") or {}).get("preprocess") or {})
-    if not preprocess:
-        raise ValueError(f"{path}: the checkpoint records no preprocessing settings (not made by cem train), "
-                         "so the exam cannot be prepared the way the model was trained")
-    settings = PreprocessSettings.from_profile({"preprocess": preprocess})
-    size = [int(s) for s in checkpoint["arch"]["input_size"]]
-    if list(settings.size) != size:
-        raise ValueError(f"{path}: the checkpoint's preprocessing size {list(settings.size)} differs from "
-                         f"its model's input size {size}")
-    return settings
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint's network, ready to score exams."""
-
-    path: Path
-    model: nn.Module
-    arch: dict[str, Any]
-    inputs: str
-    name: str
-    settings: PreprocessSettings
-    device: torch.device
-    epoch: int | None = None
-
-
 def load_exam_model(checkpoint: str | os.PathLike, inputs: str | None = None, device: str | None = None
                     ) -> LoadedModel:
     """Load a stage-2 (or stage-1) checkpoint with its preprocessing settings, in evaluation mode."""
-    from cemlib.evaluation import inputs_of, model_name
-    from cemlib.training import inference_device, load_checkpoint, model_from_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    inputs = inputs_of(state, inputs, checkpoint)
-    settings = settings_of(state, checkpoint)
-    model = model_from_checkpoint(state, checkpoint)
-    torch_device = inference_device(device)
-    model.to(torch_device).eval()
-    arch = dict(state["arch"])
-    epoch = state.get("epoch")
-    name = model_name(str(arch["fusion"]), inputs)
-    return LoadedModel(Path(checkpoint), model, arch, inputs, name, settings, torch_device,
-                       int(epoch) if isinstance(epoch, int) else None)
+    return load_for_inference(checkpoint, inputs, device)
 
 
 def _probabilities(model: nn.Module, outputs: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(breast (2,), view (4,) or None) malignant probabilities from one exam's model outputs."""
-    from cemlib.evaluation import _breast_from_images
-
     if isinstance(model, models.ImageClassifier):
-        image_lp = F.log_softmax(outputs.float(), dim=-1)[None]
+        views = models.malignant_probability(outputs)[None]
     else:
-        image_lp = outputs.get("image_logprob")
-    if image_lp is not None:
-        views = image_lp[0, :, 1].float().exp().detach().cpu().numpy().astype(np.float64)
-        return _breast_from_images(views[None])[0], views
-    breast = outputs["breast_logprob"][0, :, 1].float().exp().detach().cpu().numpy().astype(np.float64)
-    return breast, None
+        views = models.view_probability(outputs)
+    if views is not None:  # in float64: the report's mean matches the shown views' mean exactly
+        views = views.double()
+    breast = models.breast_from_views(views) if views is not None else models.malignant_probability(outputs)
+
+    def plain(values: torch.Tensor) -> np.ndarray:
+        return values[0].detach().cpu().numpy().astype(np.float64)
+
+    return plain(breast), None if views is None else plain(views)
 
 
 def run_model(model: nn.Module, x: torch.Tensor, cams: bool = True
               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Score one exam x (4, C, H, W): (breast probabilities (2,), view probabilities (4,) or None,
     each view's Grad-CAM++ map for its own breast (4, H, W) or None), from a single forward pass."""
-    from cemlib import cams as cam_lib
-
     device = next(model.parameters()).device
     is_image_model = isinstance(model, models.ImageClassifier)
     if not cams:
@@ -446,9 +402,9 @@ def run_model(model: nn.Module, x: torch.Tensor, cams: bool = True
     handle = model.register_forward_hook(lambda module, args, output: captured.append(output))
     try:
         if is_image_model:
-            maps = cam_lib.image_cams(model, x, target_class=1)
+            maps = image_cams(model, x, target_class=1)
         else:
-            maps = cam_lib.explain_exam(model, x)["own"]
+            maps = explain_exam(model, x)["own"]
     finally:
         handle.remove()
     return (*_probabilities(model, captured[-1]), np.asarray(maps, dtype=np.float32))
@@ -599,14 +555,12 @@ checkpoint {esc(loaded.path.name)}; preprocessing {esc(loaded.settings.window)} 
 
 def write_report(result: ExamPrediction, out: str | os.PathLike) -> dict[str, Path]:
     """Write the overlay figure (cams.png, when maps exist) and report.html into `out`."""
-    from cemlib.cams import plot_exam_cams, save_figure
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     if result.cams is not None:
         fig = plot_exam_cams(result.x, result.cams, result.breast, mirror_right=True)
-        written["cams"] = save_figure(fig, out / "cams.png")
+        written["cams"] = save_figure(fig, out / "cams.png", dpi=150, tight=True)[0]
     atomic_write_text(out / "report.html", render_html(result, written.get("cams")))
     written["html"] = out / "report.html"
     return written
@@ -633,73 +587,3 @@ def run_study_cli(args: argparse.Namespace) -> int:
         print(f"wrote {result.exam.redact(str(path))}")
     print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f} s" for k, v in result.timings.items()))
     return 0
-
-
-# -------------------------------------------------------------------------------------------- benchmark
-
-
-def save_random_checkpoint(path: str | os.PathLike, fusion: str = "mf_concat", inputs: str = "cem",
-                           width: float = 1.0, size: Sequence[int] = models.PAPER_INPUT_SIZE,
-                           head: Sequence[int] = models.PAPER_HEAD, global_pool: bool = False,
-                           seed: int = 0) -> Path:
-    """A randomly initialised model saved the way training saves its best checkpoint (for timings)."""
-    from cemlib.training import CHECKPOINT_FORMAT, INPUT_CHANNELS, save_checkpoint
-
-    torch.manual_seed(seed)
-    model = models.build_model(fusion, INPUT_CHANNELS[inputs], width=width, global_pool=global_pool,
-                               head=head, input_size=size)
-    meta = {"fusion": fusion, "inputs": inputs, "profile": "benchmark", "dataset": "synthetic",
-            "preprocess": {"size": [int(s) for s in size]}}
-    payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "stage": "stage2", "meta": meta,
-               "model": model.state_dict(), "epoch": 0}
-    return save_checkpoint(payload, Path(path))
-
-
-def benchmark_exam(scale: float = 0.25, width: float = 1.0, fusion: str = "mf_concat", inputs: str = "cem",
-                   size: Sequence[int] = models.PAPER_INPUT_SIZE, repeat: int = 3, seed: int = 0,
-                   workdir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Seconds to score one synthetic exam with a random-weight paper-profile model, with and without CAMs.
-
-    Writes one synthetic patient at `scale` (0.25 is the paper profile's cohort; 1.0 the full 3062 x 2394
-    detector) and a random checkpoint, loads the model once, then times `repeat` runs of each step.
-    """
-    from cemlib.synthetic import sample_cohort, write_patient
-
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        spec = sample_cohort(1, seed)[0]
-        write_patient(spec, Path(tmp), scale, seed)
-        checkpoint = save_random_checkpoint(Path(tmp) / "random.pt", fusion, inputs, width, size, seed=seed)
-        started = time.perf_counter()
-        loaded = load_exam_model(checkpoint, device="cpu")
-        load_s = time.perf_counter() - started
-        study = Path(tmp) / spec.patient_id
-        runs: dict[str, list[float]] = {"find_s": [], "preprocess_s": [], "model_s": [],
-                                        "model_and_cams_s": [], "report_s": [], "exam_cpu_s": [],
-                                        "exam_with_cams_cpu_s": []}
-        for _ in range(max(1, int(repeat))):
-            # CPU seconds (all threads) beside wall seconds: on a shared machine they vary far less
-            cpu = time.process_time()
-            plain = predict_exam(study, loaded, cams=False)
-            runs["exam_cpu_s"].append(time.process_time() - cpu)
-            cpu = time.process_time()
-            full = predict_exam(study, loaded, cams=True)
-            runs["exam_with_cams_cpu_s"].append(time.process_time() - cpu)
-            mark = time.perf_counter()
-            write_report(full, Path(tmp) / "report")
-            runs["report_s"].append(time.perf_counter() - mark)
-            for key in ("find_s", "preprocess_s"):
-                runs[key].append(full.timings[key])
-            runs["model_s"].append(plain.timings["model_s"])
-            runs["model_and_cams_s"].append(full.timings["model_and_cams_s"])
-        rows, cols = read_pixels(study / "L_CC_LE.dcm").shape
-    median = {k: statistics.median(v) for k, v in runs.items()}
-    return {
-        "model": loaded.name, "width": width, "input_size": [int(s) for s in size],
-        "parameters": models.count_parameters(loaded.model), "image_shape": [rows, cols], "scale": scale,
-        "threads": torch.get_num_threads(), "repeat": int(repeat), "load_model_s": load_s,
-        **{f"median_{k}": v for k, v in median.items()},
-        "exam_s": median["find_s"] + median["preprocess_s"] + median["model_s"],
-        "exam_with_cams_s": median["find_s"] + median["preprocess_s"] + median["model_and_cams_s"],
-        "exam_with_cams_and_report_s": (median["find_s"] + median["preprocess_s"]
-                                        + median["model_and_cams_s"] + median["report_s"]),
-    }

@@ -1,13 +1,21 @@
-"""Atomic file writes and checksums shared by every step that writes to disk."""
+"""Atomic file writes (files, figures) and checksums shared by every step that writes to disk.
+
+Files are written to a temporary file beside the target and renamed into place, so readers see the old
+file or the whole new one. The result gets the permissions a plain `open(..., "w")` would give under
+the process's umask (0644 under the usual 022), not the 0600 of a temporary file: colleagues on a
+shared server can read reports and checkpoints.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -16,6 +24,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -24,6 +33,13 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
@@ -44,3 +60,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def save_figure(fig: Any, path: str | os.PathLike, formats: Sequence[str] | None = None, dpi: int = 300,
+                tight: bool = False) -> list[Path]:
+    """THE figure writer: a matplotlib figure written atomically, one file per format; returns the paths.
+
+    `formats` None: `path` is the file and its extension the format (png when none); else `path` is a
+    stem and each format is written to `path.<format>`. PDF and PNG carry no creation date or software
+    tag, so the bytes repeat run to run.
+    """
+    path = Path(path)
+    if formats is None:
+        targets = {path.suffix.lstrip(".").lower() or "png": path}
+    else:
+        targets = {fmt: path.parent / f"{path.name}.{fmt}" for fmt in formats}
+    written = []
+    for fmt, target in targets.items():
+        buffer = io.BytesIO()
+        metadata = {"CreationDate": None} if fmt == "pdf" else ({"Software": None} if fmt == "png" else None)
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, bbox_inches="tight" if tight else None)
+        atomic_write_bytes(target, buffer.getvalue())
+        written.append(target)
+    return written

@@ -1,4 +1,4 @@
-"""The manifest: the dataset-agnostic tables every later step reads, and the `cem manifest` verb.
+"""The manifest: the dataset-agnostic tables every later step reads (`cem manifest` is in cemlib.sources).
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
@@ -18,7 +18,6 @@ adds checksums. `split_patients` makes the patient-level split stratified by pat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from cemlib import __version__
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
+from cemlib.vocab import PATIENT_CLASSES, patient_classes
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
                  "mask_path")
@@ -41,8 +41,6 @@ BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "birads", "pathology
 EXCLUSION_COLUMNS = ("dataset", "patient_id", "side", "path", "reason", "kind")
 SPLITS = ("train", "val", "test")
 EXTERNAL_SPLIT = "external"
-#: Patient classes of the paper's Table 2, indexed by the number of malignant breasts.
-PATIENT_CLASSES = ("bilateral benign", "unilateral malignant", "bilateral malignant")
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
 
@@ -451,10 +449,10 @@ def _final_exclusions(rows: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------------------------- split
 
-def patient_classes(breasts: pd.DataFrame) -> pd.Series:
-    """Patient class (PATIENT_CLASSES) per patient_id from the number of malignant breasts."""
-    malignant = breasts.groupby("patient_id")["label"].apply(lambda s: int(np.sum(s.astype(int) == 1)))
-    return malignant.map(lambda n: PATIENT_CLASSES[min(n, 2)]).rename("patient_class")
+def class_by_patient(breasts: pd.DataFrame) -> pd.Series:
+    """Patient class (PATIENT_CLASSES) per patient_id from its number of malignant breasts alone."""
+    patients = patient_classes(breasts, count_breasts=False, sort=True)
+    return patients.set_index("patient_id")["patient_class"]
 
 
 def normalise_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -480,7 +478,7 @@ def allocate(n: int, ratios: Sequence[float]) -> list[int]:
 def split_patients(breasts: pd.DataFrame, ratios: Sequence[float] = DEFAULT_RATIOS,
                    seed: int = 0) -> pd.DataFrame:
     """Breasts with `split` filled: patients shuffled per class with `seed`, cut by exact allocation."""
-    classes = patient_classes(breasts)
+    classes = class_by_patient(breasts)
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
     for patient_class in PATIENT_CLASSES:
@@ -502,7 +500,7 @@ def mark_external(breasts: pd.DataFrame) -> pd.DataFrame:
 
 def split_summary(breasts: pd.DataFrame) -> pd.DataFrame:
     """Patients per class (rows) and split (columns) with totals: the shape of the paper's Table 2."""
-    per_patient = pd.DataFrame({"patient_class": patient_classes(breasts)})
+    per_patient = pd.DataFrame({"patient_class": class_by_patient(breasts)})
     per_patient["split"] = breasts.groupby("patient_id")["split"].first()
     present = [s for s in (*SPLITS, EXTERNAL_SPLIT) if s in set(per_patient["split"])]
     table = pd.crosstab(per_patient["patient_class"], per_patient["split"])
@@ -512,39 +510,6 @@ def split_summary(breasts: pd.DataFrame) -> pd.DataFrame:
     table.index.name, table.columns.name = "patient class", None
     return table.astype(np.int64)
 
-
-# ------------------------------------------------------------------------------------------------- CLI
-
-def build(root: str | Path, layout: str | None = None, seed: int = 0,
-          ratios: Sequence[float] = DEFAULT_RATIOS, workers: int | None = None,
-          dataset: str | None = None) -> tuple[Manifest, str]:
-    """Scan a dataset folder (layout auto-detected when None) and split it; returns (manifest, layout)."""
-    from cemlib import sources
-
-    root = Path(root)
-    ratios = normalise_ratios(ratios)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    layout = layout or sources.detect_layout(root)
-    options = {"workers": workers} | ({"dataset": dataset} if dataset else {})
-    manifest = sources.scan(root, layout, **options)
-    if layout in sources.EXTERNAL:
-        manifest.breasts = mark_external(manifest.breasts)
-        manifest.split_seed, manifest.split_ratios = None, None
-    else:
-        manifest.breasts = split_patients(manifest.breasts, ratios, seed)
-        manifest.split_seed, manifest.split_ratios = seed, tuple(ratios)
-    return manifest, layout
-
-
-def load_or_build(folder: str | Path, root: str | Path, layout: str | None = None, seed: int = 0,
-                  ratios: Sequence[float] = DEFAULT_RATIOS) -> Manifest:
-    """The manifest saved in `folder`; scans `root` (see build) and saves it there first when missing."""
-    folder = Path(folder)
-    if not (folder / "manifest.json").is_file():
-        built, _ = build(root, layout, seed=seed, ratios=ratios)
-        built.save(folder)
-    return Manifest.load(folder)
 
 
 def describe(manifest: Manifest) -> str:
@@ -561,57 +526,3 @@ def describe(manifest: Manifest) -> str:
         lines.append("patients per class and split:")
         lines += ["  " + line for line in split_summary(manifest.breasts).to_string().splitlines()]
     return "\n".join(lines)
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of `cem manifest`."""
-    parser.add_argument("target", nargs="?",
-                        help="dataset folder (layout auto-detected), or a layout name "
-                             "(ge, mfmodel, cddcesm, inbreast) used with --root")
-    parser.add_argument("--root", help="dataset folder when TARGET names the layout")
-    parser.add_argument("--out", help="manifest folder to write (default: DATASET/manifest)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patient-level split (default 0)")
-    parser.add_argument("--split", nargs=3, type=float, default=list(DEFAULT_RATIOS),
-                        metavar=("TRAIN", "VAL", "TEST"), help="split ratios (default 0.7 0.1 0.2)")
-    parser.add_argument("--dataset", help="dataset name written into the tables (default: from the layout)")
-    parser.add_argument("--workers", type=int, default=None, help="threads for reading files")
-    parser.add_argument("--verify", metavar="MANIFEST_DIR",
-                        help="check the files of an existing manifest against its sha256 column")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run `cem manifest`: scan and write a manifest, or verify one; 1 when verification fails."""
-    from cemlib import sources
-
-    if args.verify:
-        return _run_verify(Path(args.verify), args.workers)
-    if not args.target:
-        raise ValueError("give a dataset folder (cem manifest DIR), a layout with --root, or --verify DIR")
-    if args.target in sources.ADAPTERS:
-        if not args.root:
-            raise ValueError(f"layout {args.target!r} needs --root DATASET_DIR")
-        layout, root = args.target, Path(args.root)
-    elif args.root:
-        raise ValueError(f"unknown layout {args.target!r}; expected one of {sorted(sources.ADAPTERS)}")
-    else:
-        layout, root = None, Path(args.target)
-    manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset)
-    out = Path(args.out) if args.out else root / "manifest"
-    manifest.save(out)
-    print(f"layout {layout} at {manifest.root}")
-    print(describe(manifest))
-    print(f"wrote {out}/: images.csv, breasts.csv, exclusions.csv, manifest.json")
-    return 0
-
-
-def _run_verify(folder: Path, workers: int | None) -> int:
-    """Print the files of a manifest that changed or vanished; 0 when all match."""
-    manifest = Manifest.load(folder)
-    problems = verify(manifest, workers)
-    if problems.empty:
-        print(f"all {len(manifest.images)} files of {folder} match their sha256")
-        return 0
-    print(f"{len(problems)} of {len(manifest.images)} files differ from {folder} (root {manifest.root}):")
-    for row in problems.itertuples():
-        print(f"  {row.status}: {row.path}")
-    return 1

@@ -44,12 +44,9 @@ import torchvision
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from cemlib.fileio import atomic_path
-from cemlib.views import VIEW_ORDER, contralateral, view_index
+from cemlib.views import SIDES, VIEW_ORDER, contralateral, view_index
+from cemlib.vocab import FUSIONS, IMAGE_MODEL
 
-FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
-#: `fusion` value in the arch dict of the stage-1 single-image classifier.
-IMAGE_MODEL = "image"
 #: Arch keys that decide the encoder's weights' shapes (and so whether an encoder state dict fits).
 ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size")
 ARCH_KEYS = ("fusion", *ENCODER_ARCH_KEYS, "dropout")
@@ -474,40 +471,6 @@ def load_model_state(
     model.load_state_dict(state_dict)
 
 
-def save_model(model: FusionNet | ImageClassifier, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write {"arch", "model": state dict, **extra} atomically; read it back with load_model."""
-    payload = {"arch": arch_of(model), "model": model.state_dict(), **extra}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
-def load_model(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> FusionNet | ImageClassifier:
-    """Rebuild the network stored by save_model (or any checkpoint with "arch" and "model") and load it."""
-    checkpoint = _read_checkpoint(path, map_location)
-    if "model" not in checkpoint:
-        raise ValueError(f"{path}: checkpoint has no 'model' state dict (keys: {sorted(checkpoint)})")
-    model = model_from_arch(checkpoint["arch"])
-    try:
-        load_model_state(model, checkpoint["model"])
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-    return model
-
-
-def _read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """torch.load(weights_only=True) of a cemlib checkpoint, with a clear error when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, Mapping) or "arch" not in checkpoint:
-        raise ValueError(f"{path}: not a cemlib checkpoint (no 'arch' entry)")
-    return dict(checkpoint)
-
-
 def encoder_checkpoint(model: FusionNet | ImageClassifier) -> dict[str, Any]:
     """{"arch", "encoder": state dict, "classifier": state dict or None} of a model's shared encoder."""
     classifier = getattr(model, "classifier", None)
@@ -516,13 +479,6 @@ def encoder_checkpoint(model: FusionNet | ImageClassifier) -> dict[str, Any]:
         "encoder": model.encoder.state_dict(),
         "classifier": classifier.state_dict() if isinstance(classifier, nn.Linear) else None,
     }
-
-
-def save_encoder(model: FusionNet | ImageClassifier, path: str | os.PathLike) -> Path:
-    """Atomically write the encoder (and single-image classifier, if any) for the next training stage."""
-    with atomic_path(path) as tmp:
-        torch.save(encoder_checkpoint(model), tmp)
-    return Path(path)
 
 
 def _split_full_state(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -534,19 +490,16 @@ def _split_full_state(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def load_encoder(
     model: FusionNet | ImageClassifier,
-    source: str | os.PathLike | Mapping[str, Any],
+    checkpoint: Mapping[str, Any],
     with_classifier: bool = True,
+    where: str = "encoder weights",
 ) -> list[str]:
-    """Load encoder weights from a save_encoder/save_model file or dict (or a bare model state dict).
+    """Load encoder weights from an encoder_checkpoint or full checkpoint dict (or a bare state dict).
 
     The single-image classifier comes along when both sides have one ("none" fusion or stage-1 model).
-    Returns the names of the parts loaded. Raises a ValueError naming any mismatch.
+    Returns the names of the parts loaded. Raises a ValueError naming any mismatch (and `where`).
+    Files are read through cemlib.checkpoints.load_encoder.
     """
-    where = str(source) if not isinstance(source, Mapping) else "encoder weights"
-    if isinstance(source, Mapping):
-        checkpoint: Mapping[str, Any] = source
-    else:
-        checkpoint = _read_checkpoint(source)
     if "model" in checkpoint and "encoder" not in checkpoint:
         parts = {"arch": checkpoint.get("arch"), **_split_full_state(checkpoint["model"])}
     elif "encoder" in checkpoint:
@@ -590,9 +543,33 @@ def fusion_loss(outputs: Mapping[str, torch.Tensor | None], y: torch.Tensor) -> 
     return F.nll_loss(breast_lp[:, 0], y[:, 0]) + F.nll_loss(breast_lp[:, 1], y[:, 1])
 
 
-def malignancy_scores(outputs: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
-    """Malignant probability per breast (B, 2) = [left, right] from FusionNet outputs."""
-    return outputs["breast_logprob"][..., 1].exp()
+def view_probability(outputs: Mapping[str, torch.Tensor | None] | torch.Tensor) -> torch.Tensor | None:
+    """Malignant probability per view (B, 4) of a view-level model ("none", "left_right"), else None.
+
+    Image-classifier logits (N, 2) give the probability per image (N,).
+    """
+    if isinstance(outputs, torch.Tensor):
+        return torch.softmax(outputs.float(), dim=-1)[..., 1]
+    image_lp = outputs.get("image_logprob")
+    return None if image_lp is None else image_lp[..., 1].float().exp()
+
+
+def breast_from_views(view_prob: torch.Tensor) -> torch.Tensor:
+    """(B, 4) per-view probabilities in VIEW_ORDER -> (B, 2) per breast: the mean of its CC and MLO views."""
+    sides = [(view_prob[..., view_index(side, "CC")] + view_prob[..., view_index(side, "MLO")]) / 2.0
+             for side in SIDES]
+    return torch.stack(sides, dim=-1)
+
+
+def malignant_probability(outputs: Mapping[str, torch.Tensor | None] | torch.Tensor) -> torch.Tensor:
+    """THE malignant probability of a model's outputs: per breast (B, 2) = [left, right] for FusionNet
+    outputs (view-level fusions: the mean of the breast's CC and MLO views), per image (N,) for logits."""
+    views = view_probability(outputs)
+    if isinstance(outputs, torch.Tensor):
+        return views
+    if views is not None:
+        return breast_from_views(views)
+    return outputs["breast_logprob"][..., 1].float().exp()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -9,18 +9,22 @@ change and resumes from the first one that failed or changed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cemlib.fileio import atomic_write_text
-from cemlib.profiles import add_override_option, load_profile, parse_overrides, profile_path
+from cemlib.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
+from cemlib.resources import WORKDIR_ENV, notebooks_dir
+from cemlib.study import write_index
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 STEPS = (
     "00_cohort",
     "01_preprocessing",
@@ -68,9 +72,23 @@ def step_fingerprint(notebook: Path, parameters: dict[str, Any], previous: str, 
     return digest.hexdigest()
 
 
-def executed_dir(profile: dict[str, Any]) -> Path:
+def executed_dir(profile: Settings) -> Path:
     """Folder holding the executed notebooks of a profile's run."""
-    return Path(profile["reports"]) / "executed"
+    return Path(profile.reports) / "executed"
+
+
+@contextlib.contextmanager
+def kernel_workdir(folder: str) -> Iterator[None]:
+    """CEM_WORKDIR set to `folder` while notebooks run (their kernels inherit it), then put back."""
+    previous = os.environ.get(WORKDIR_ENV)
+    os.environ[WORKDIR_ENV] = folder
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WORKDIR_ENV, None)
+        else:
+            os.environ[WORKDIR_ENV] = previous
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -89,19 +107,25 @@ def run_pipeline(
     kernel_name: str | None = KERNEL_NAME,
     report: bool = True,
     overrides: dict[str, Any] | None = None,
-    notebook_dir: Path = NOTEBOOK_DIR,
+    notebook_dir: Path | None = None,
+    workdir: str | Path | None = None,
 ) -> list[StepResult]:
-    """Execute the notebooks in order; skip unchanged finished steps; stop at the first failure."""
+    """Execute the notebooks in order; skip unchanged finished steps; stop at the first failure.
+
+    Data, runs and reports go under the work folder (see cemlib.resources.work_root); the notebooks'
+    kernels are told it through the CEM_WORKDIR environment variable.
+    """
     import papermill
 
-    profile = load_profile(profile_name, overrides)
+    notebook_dir = Path(notebook_dir) if notebook_dir is not None else notebooks_dir()
+    profile = load_profile(profile_name, overrides, workdir)
     out_dir = executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = Path(profile["runs"]) / STATE_FILE
+    state_path = Path(profile.runs) / STATE_FILE
     state = {} if force else _load_state(state_path)
     parameters = {"profile": str(profile_path(profile_name)), "overrides": overrides or {}}
     # The profile's settings (not only its path) are an input of every step.
-    code = source_digest() + json.dumps(profile, sort_keys=True, default=str)
+    code = source_digest() + json.dumps(profile.as_dict(), sort_keys=True, default=str)
     previous = ""
     results: list[StepResult] = []
     for index, name in enumerate(steps, start=1):
@@ -118,14 +142,15 @@ def run_pipeline(
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=parameters,
-                kernel_name=kernel_name,
-                cwd=str(notebook_dir),
-                progress_bar=sys.stderr.isatty(),
-            )
+            with kernel_workdir(str(profile.root)):
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(output),
+                    parameters=parameters,
+                    kernel_name=kernel_name,
+                    cwd=str(notebook_dir),
+                    progress_bar=sys.stderr.isatty(),
+                )
         except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
             state.pop(name, None)
             atomic_write_text(state_path, json.dumps(state, indent=2))
@@ -139,8 +164,6 @@ def run_pipeline(
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
         results.append(StepResult(name, "ran", seconds, output))
     if report and tuple(steps) == STEPS:
-        from cemlib.study import write_index
-
         paths = export_report(profile)
         paths["index"] = write_index(profile, sum(r.seconds for r in results))
         for path in paths.values():
@@ -171,7 +194,7 @@ def merged_notebook(paths: list[Path]):
     return merged
 
 
-def export_report(profile: dict[str, Any]) -> dict[str, Path]:
+def export_report(profile: Settings) -> dict[str, Path]:
     """Write the study report as HTML (nbconvert, code hidden) and PDF (WeasyPrint) into reports/."""
     from nbconvert import HTMLExporter
 
@@ -182,7 +205,7 @@ def export_report(profile: dict[str, Any]) -> dict[str, Path]:
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(merged_notebook(executed))
-    reports = Path(profile["reports"])
+    reports = Path(profile.reports)
     html_path = reports / "report.html"
     atomic_write_text(html_path, body)
     pdf_path = reports / "report.pdf"
@@ -205,8 +228,6 @@ def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
 
     document = weasyprint.HTML(filename=str(html_path))
     pdf_bytes = document.write_pdf(stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
-    from cemlib.fileio import atomic_write_bytes
-
     atomic_write_bytes(pdf_path, pdf_bytes)
     return pdf_path
 
@@ -217,6 +238,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
     parser.add_argument("--steps", nargs="+", choices=STEPS, help="run only these notebooks")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
+    parser.add_argument("--workdir", help="folder for data, runs and reports (default: the clone's root, or "
+                        "the current folder when cemlib is installed)")
     parser.add_argument("--report-only", action="store_true",
                         help="only export the HTML/PDF report from the notebooks already executed")
     add_override_option(parser)
@@ -225,14 +248,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
     if args.report_only:
-        for path in export_report(load_profile(args.profile, parse_overrides(args.overrides))).values():
+        profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+        for path in export_report(profile).values():
             print(f"report: {path}", flush=True)
         return 0
     steps = tuple(args.steps) if args.steps else STEPS
     started = time.perf_counter()
     try:
         run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
-                     overrides=parse_overrides(args.overrides))
+                     overrides=parse_overrides(args.overrides), workdir=args.workdir)
     except StepFailed as exc:
         print(f"cem reproduce: {exc}", file=sys.stderr)
         return 1

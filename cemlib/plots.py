@@ -1,17 +1,16 @@
-"""Figures of the paper: Fig. 4, ROC curves of the LE models (a) and the CEM models (b)."""
+"""Figures of the paper: Fig. 4, ROC curves of the LE models (a) and the CEM models (b).
+
+Figures are written by cemlib.fileio.save_figure.
+"""
 
 from __future__ import annotations
-
-import io
-from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from cemlib import stats
-from cemlib.fileio import atomic_write_bytes
-from cemlib.tables import FUSION_LABELS, FUSIONS
+from cemlib.vocab import FUSION_LABELS, FUSIONS, model_name
 
 FUSION_STYLES = {
     "none": ("tab:gray", ":"),
@@ -26,7 +25,7 @@ def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", t
     part = predictions[predictions["split"] == split]
     drawn, missing = [], []
     for fusion in FUSIONS:
-        model = f"{inputs} {fusion}"
+        model = model_name(fusion, inputs.lower())
         rows = part[part["model"] == model]
         y = rows["label"].to_numpy()
         if rows.empty or y.min() == y.max():
@@ -75,17 +74,3 @@ def roc_figure(predictions: pd.DataFrame, split: str = "test") -> Figure:
     roc_panel(axes[0], predictions, "LE", split, "(a) LE models")
     roc_panel(axes[1], predictions, "CEM", split, "(b) CEM models")
     return fig
-
-
-def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 300) -> dict[str, Path]:
-    """Write name.png and name.pdf atomically; returns {file name: path}."""
-    written = {}
-    for fmt in ("png", "pdf"):
-        buffer = io.BytesIO()
-        # A fixed creation date keeps the PDF bytes reproducible.
-        metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
-        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
-        path = Path(out_dir) / f"{name}.{fmt}"
-        atomic_write_bytes(path, buffer.getvalue())
-        written[path.name] = path
-    return written

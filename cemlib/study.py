@@ -12,67 +12,71 @@ Where things go, for a profile P:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from cemlib.profiles import load_profile
-from cemlib.tables import FUSIONS
+from cemlib import cams, data, evaluation, plots, prepare, qc, results, tables, training
+from cemlib.checkpoints import load_model
+from cemlib.devices import inference_device
+from cemlib.fileio import atomic_write_text, save_figure
+from cemlib.manifest import describe as describe_manifest
+from cemlib.profiles import Settings, load_profile
+from cemlib.views import SIDES, VIEW_ORDER
+from cemlib.vocab import FUSIONS, INPUTS, model_name, patient_classes
 
-INPUTS = ("le", "cem")
 #: The paper's main model, and the model each external dataset is scored with (INbreast is FFDM: LE).
 MAIN_MODEL = ("mf_concat", "cem")
 EXTERNAL_MODELS = {"inbreast": ("mf_concat", "le"), "cddcesm": ("mf_concat", "cem")}
-EXTERNAL_NAMES = {"inbreast": "INbreast", "cddcesm": "CDD-CESM"}
+EXTERNAL_NAMES = {name: prepare.DATASET_NAMES[name] for name in EXTERNAL_MODELS}
 
 
-def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The profile as a dict with absolute paths (a notebook's first call)."""
+def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None) -> Settings:
+    """The profile's settings tree with absolute paths (a notebook's first call)."""
     return load_profile(profile, overrides)
 
 
-def show_profile(cfg: dict[str, Any]) -> None:
+def show_profile(cfg: Settings) -> None:
     """Print the settings that shape the results (no paths, which differ per machine)."""
-    model, train, pre = cfg.get("model", {}), cfg.get("train", {}), cfg.get("preprocess", {})
+    model, train, pre = cfg.model, cfg.train, cfg.preprocess
+    size = list(pre.size) if pre.size is not None else None
     print(
-        f"profile {cfg['name']}: device {cfg.get('device')}, seed {cfg.get('seed')}, "
-        f"dataset {cfg['data'].get('dataset')}; input {pre.get('size')} ({pre.get('window')} window); "
-        f"VGG16-BN width {model.get('width')}, head {model.get('head')}, "
-        f"global pool {model.get('global_pool')}; "
-        f"SGD lr {train.get('lr')}, batch {train.get('batch_size')}, epochs "
-        f"{train.get('stage1_epochs')}+{train.get('stage2_epochs')}, patience {train.get('patience')}"
+        f"profile {cfg.name}: device {cfg.device}, seed {cfg.seed}, "
+        f"dataset {cfg.data.dataset}; input {size} ({pre.window} window); "
+        f"VGG16-BN width {model.width}, head {list(model.head)}, "
+        f"global pool {model.global_pool}; "
+        f"SGD lr {train.lr}, batch {train.batch_size}, epochs "
+        f"{train.stage1_epochs}+{train.stage2_epochs}, patience {train.patience}"
     )
 
 
-def tables_dir(cfg: dict[str, Any]) -> Path:
+def tables_dir(cfg: Settings) -> Path:
     """reports/<profile>/tables: CSV, Markdown and LaTeX tables."""
-    return Path(cfg["reports"]) / "tables"
+    return Path(cfg.reports) / "tables"
 
 
-def figures_dir(cfg: dict[str, Any]) -> Path:
+def figures_dir(cfg: Settings) -> Path:
     """reports/<profile>/figures: PNG and PDF figures."""
-    return Path(cfg["reports"]) / "figures"
+    return Path(cfg.reports) / "figures"
 
 
-def predictions_dir(cfg: dict[str, Any]) -> Path:
+def predictions_dir(cfg: Settings) -> Path:
     """runs/<profile>/predictions: per-breast scores of every model on every dataset."""
-    return Path(cfg["runs"]) / "predictions"
+    return Path(cfg.runs) / "predictions"
 
 
 def model_label(fusion: str, inputs: str) -> str:
     """The name a model has in tables and figures, e.g. 'CEM mf_concat'."""
-    from cemlib.evaluation import model_name
-
     return model_name(fusion, inputs)
 
 
-def save_figure(cfg: dict[str, Any], figure, name: str):
+def keep_figure(cfg: Settings, figure, name: str):
     """Write a figure as PNG and PDF into reports/<profile>/figures and return it for display."""
-    from cemlib import plots
-
-    plots.save_figure(figure, figures_dir(cfg), name)
+    save_figure(figure, figures_dir(cfg) / name, formats=("png", "pdf"))
     return figure
 
 
@@ -83,7 +87,7 @@ def show_table(table: pd.DataFrame | None):
     return table.style.hide(axis="index")
 
 
-def show_figure(cfg: dict[str, Any], name: str):
+def show_figure(cfg: Settings, name: str):
     """Display a saved figure (PNG) inline."""
     from IPython.display import Image
 
@@ -94,17 +98,13 @@ def show_figure(cfg: dict[str, Any], name: str):
 # 00 cohort
 
 
-def prepare_manifest(cfg: dict[str, Any]):
+def prepare_manifest(cfg: Settings):
     """The profile's manifest: writes the synthetic cohort and scans the dataset when missing."""
-    from cemlib import training
-
-    return training.prepare_manifest(cfg)
+    return prepare.prepare_manifest(cfg)
 
 
 def describe(manifest) -> str:
     """Readable counts of a manifest (patients, breasts, images, exclusions, split by class)."""
-    from cemlib.manifest import describe as describe_manifest
-
     return describe_manifest(manifest)
 
 
@@ -124,10 +124,8 @@ def flow_counts(manifest) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "patients"])
 
 
-def flow_figure(cfg: dict[str, Any], manifest):
+def flow_figure(cfg: Settings, manifest):
     """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
-    from matplotlib.figure import Figure
-
     counts = flow_counts(manifest)
     steps = list(counts.itertuples(index=False))
     figure = Figure(figsize=(6.5, 0.55 * len(steps) + 0.6), layout="constrained")
@@ -145,7 +143,7 @@ def flow_figure(cfg: dict[str, Any], manifest):
             ax.annotate("", xy=(0.35, -row + 0.3), xytext=(0.35, -row + 0.7),
                         arrowprops={"arrowstyle": "->", "color": "#555"})
     ax.set_title("Fig. 1: patients found, excluded (with reason), kept and split", fontsize=10)
-    return save_figure(cfg, figure, "fig1_flow")
+    return keep_figure(cfg, figure, "fig1_flow")
 
 
 def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
@@ -154,17 +152,15 @@ def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
     return manifest.exclusions[columns].head(limit)
 
 
-def cohort_tables(cfg: dict[str, Any], manifest) -> dict[str, pd.DataFrame]:
+def cohort_tables(cfg: Settings, manifest) -> dict[str, pd.DataFrame]:
     """Table 1, Table 2 and the Fig. 1 counts, written to reports/<profile>/tables."""
-    from cemlib import tables
-
     out = {
         "table1_characteristics": tables.table1_characteristics(manifest.breasts),
         "table2_patient_classes": tables.table2_patient_classes(manifest.breasts),
         "fig1_flow_counts": flow_counts(manifest),
     }
     for name, table in out.items():
-        tables.write_table(table, tables_dir(cfg), name, tables.CAPTIONS.get(name, ""))
+        results.write_table(table, tables_dir(cfg), name, results.CAPTIONS.get(name, ""))
     return {"table1": out["table1_characteristics"], "table2": out["table2_patient_classes"],
             "flow": out["fig1_flow_counts"]}
 
@@ -173,36 +169,27 @@ def cohort_tables(cfg: dict[str, Any], manifest) -> dict[str, pd.DataFrame]:
 # 01 preprocessing
 
 
-def prepare_cache(cfg: dict[str, Any]):
+def prepare_cache(cfg: Settings):
     """(manifest, cache, fill summary): the tensor cache filled for the profile's manifest."""
-    from cemlib import training
-
-    manifest = training.prepare_manifest(cfg)
-    cache, result = training.fill_cache(cfg, manifest, cfg["data"]["manifest"])
+    manifest = prepare.prepare_manifest(cfg)
+    cache, result = prepare.fill_cache(cfg, manifest, cfg.data.manifest)
     return manifest, cache, result.summary()
 
 
-def qc_figure(cfg: dict[str, Any], manifest, patients: int = 2):
+def qc_figure(cfg: Settings, manifest, patients: int = 2):
     """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
-    from cemlib import qc, training
-
     breasts = manifest.breasts[manifest.breasts["split"] == "train"]
     malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
     benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
     chosen = [*benign, *malignant.tolist()]
-    figure = qc.qc_figure(manifest, chosen, training.preprocess_settings(cfg))
-    return save_figure(cfg, figure, "qc_preprocessing")
+    figure = qc.qc_figure(manifest, chosen, prepare.preprocess_settings(cfg))
+    return keep_figure(cfg, figure, "qc_preprocessing")
 
 
-def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
+def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
     """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
-    from matplotlib.figure import Figure
-
-    from cemlib import data
-    from cemlib.views import VIEW_ORDER
-
     dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
-                                  augment=data.Augment.from_profile(cfg), seed=int(cfg.get("seed", 0)))
+                                  augment=data.Augment.from_profile(cfg), seed=cfg.seed)
     figure = Figure(figsize=(8, 2.3 * 2 * patients), layout="constrained")
     axes = figure.subplots(2 * patients, 4, squeeze=False)
     for p in range(patients):
@@ -214,39 +201,35 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
                 label = int(item["y"][v // 2])
                 ax.set_title(f"{item['patient_id']} {view} {energy} (label {label})", fontsize=7)
                 ax.set_axis_off()
-    return save_figure(cfg, figure, "loader_batch")
+    return keep_figure(cfg, figure, "loader_batch")
 
 
 # ---------------------------------------------------------------------------------------------------
 # 02 training and 03 ablations
 
 
-def train_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest=None, cache=None) -> Path:
+def train_model(cfg: Settings, fusion: str, inputs: str, manifest=None, cache=None) -> Path:
     """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint.
 
     Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
     """
-    from cemlib import training
-
     return training.train_with_shared_stage1(cfg, fusion, inputs, manifest, cache)
 
 
-def training_logs(cfg: dict[str, Any], fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
+def training_logs(cfg: Settings, fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
     """Per-epoch logs of stage 1 and stage 2 of a model."""
     logs = {}
-    from cemlib.training import fusion_dir, stage1_dir
-
-    for stage, folder in (("stage 1", stage1_dir(cfg, inputs)), ("stage 2", fusion_dir(cfg, fusion, inputs))):
+    folders = (("stage 1", training.stage1_dir(cfg, inputs)),
+               ("stage 2", training.fusion_dir(cfg, fusion, inputs)))
+    for stage, folder in folders:
         found = sorted(folder.rglob("log.csv"))
         if found:
             logs[stage] = pd.read_csv(found[0])
     return logs
 
 
-def learning_curves(cfg: dict[str, Any], fusion: str, inputs: str):
+def learning_curves(cfg: Settings, fusion: str, inputs: str):
     """Training and validation loss, and validation AUC, per epoch for both stages."""
-    from matplotlib.figure import Figure
-
     logs = training_logs(cfg, fusion, inputs)
     figure = Figure(figsize=(9, 3.2), layout="constrained")
     ax_loss, ax_auc = figure.subplots(1, 2)
@@ -258,10 +241,10 @@ def learning_curves(cfg: dict[str, Any], fusion: str, inputs: str):
     ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.4, 1.0))
     ax_loss.legend(fontsize=7)
     ax_auc.legend(fontsize=7)
-    return save_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
+    return keep_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
 
 
-def training_summary(cfg: dict[str, Any], fusion: str, inputs: str) -> pd.DataFrame:
+def training_summary(cfg: Settings, fusion: str, inputs: str) -> pd.DataFrame:
     """Best epoch, validation loss and AUC, and time of each stage."""
     rows = []
     for stage, log in training_logs(cfg, fusion, inputs).items():
@@ -273,15 +256,13 @@ def training_summary(cfg: dict[str, Any], fusion: str, inputs: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def predictions_path(cfg: dict[str, Any], fusion: str, inputs: str, dataset: str) -> Path:
+def predictions_path(cfg: Settings, fusion: str, inputs: str, dataset: str) -> Path:
     """Where one model's per-breast scores on one dataset are kept."""
-    return predictions_dir(cfg) / f"{inputs}_{fusion}__{dataset}.csv"
+    return predictions_dir(cfg) / f"{model_name(fusion, inputs, form='folder')}__{dataset}.csv"
 
 
 def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
     """What a predictions file depends on: the checkpoint's bytes, the preprocessing and the images."""
-    import hashlib
-
     stat = checkpoint.stat()
     parts = [str(checkpoint.resolve()), str(stat.st_size), str(stat.st_mtime_ns), cache.settings.digest(),
              str(split), *sorted(manifest.images["sha256"].astype(str)),
@@ -289,36 +270,31 @@ def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str, manifest, cache,
+def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
                 split: str | None, dataset: str) -> pd.DataFrame:
     """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
-    from cemlib import evaluation
-    from cemlib.fileio import atomic_write_text
-
     path = predictions_path(cfg, fusion, inputs, dataset)
     key_path = path.with_suffix(".key")
     key = scores_key(checkpoint, manifest, cache, split)
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
     scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
-                                device=cfg.get("device", "cpu"))
+                                device=cfg.device)
     atomic_write_text(path, scores.to_csv(index=False))
     atomic_write_text(key_path, key)
     return scores
 
 
-def run_ablations(cfg: dict[str, Any]) -> pd.DataFrame:
+def run_ablations(cfg: Settings) -> pd.DataFrame:
     """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set."""
-    from cemlib import training
-
-    manifest, cache = training.prepare_data(cfg)
+    manifest, cache = prepare.prepare_data(cfg)
     frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
                           cache, "test", "internal")
               for inputs in INPUTS for fusion in FUSIONS]
     return pd.concat(frames, ignore_index=True)
 
 
-def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
+def all_predictions(cfg: Settings) -> pd.DataFrame:
     """Every per-breast score computed so far (internal and external)."""
     paths = sorted(predictions_dir(cfg).glob("*.csv"))
     if not paths:
@@ -326,16 +302,14 @@ def all_predictions(cfg: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
 
 
-def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
+def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
     """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk."""
-    from cemlib import plots, tables, training
-
     predictions = tables.validate_predictions(all_predictions(cfg))
     # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
     # only through their predictions (the external table).
-    built = tables.build_tables(predictions, training.prepare_manifest(cfg).breasts)
-    tables.write_tables(built, tables_dir(cfg))
-    save_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
+    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts)
+    results.write_tables(built, tables_dir(cfg))
+    keep_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
     return {
         "table3": built["table3_le"], "table4": built["table4_cem"], "table5": built["table5_delong"],
         "external": built["table_external"], "birads": built.get("table_birads_groups"),
@@ -348,78 +322,26 @@ def ablation_tables(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 # 04 external validation
 
 
-def external_manifest_dir(cfg: dict[str, Any], name: str) -> Path:
+def external_manifest_dir(cfg: Settings, name: str) -> Path:
     """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
-    return Path(cfg["runs"]) / "manifests" / name
+    return prepare.external_manifest_dir(cfg, name)
 
 
-def prepare_external(cfg: dict[str, Any], name: str):
+def prepare_external(cfg: Settings, name: str):
     """(manifest, cache) of an external dataset; writes its replica first when the profile asks for one."""
-    from cemlib import manifest as manifest_mod
-    from cemlib import training
-
-    spec = (cfg.get("external") or {}).get(name) or {}
-    if not spec.get("root"):
-        raise ValueError(f"profile {cfg.get('name', '?')!r} has no external.{name}.root")
-    root = Path(spec["root"])
-    folder = external_manifest_dir(cfg, name)
-    if spec.get("synth"):
-        _check_replica(name, root, spec["synth"], cfg, folder)
-    if not root.exists() and spec.get("synth"):
-        write_replica(name, root, spec["synth"], cfg)
-    if not root.exists():
-        raise FileNotFoundError(f"{EXTERNAL_NAMES[name]} not found at {root}: set external.{name}.root")
-    manifest = manifest_mod.load_or_build(folder, root, name, seed=int(cfg.get("seed", 0)))
-    # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
-    dataset_cfg = {**cfg, "preprocess": {**cfg["preprocess"], **(spec.get("preprocess") or {})}}
-    cache, _ = training.fill_cache(dataset_cfg, manifest, folder)
-    return manifest, cache
-
-
-def _replica_settings(synth: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """patients, seed and scale of an external replica (scale defaults to the internal cohort's)."""
-    scale = synth.get("scale", cfg["data"].get("synth", {}).get("scale", 0.08))
-    return {"patients": int(synth.get("patients", 30)), "seed": int(synth.get("seed", 0)),
-            "scale": float(scale)}
-
-
-def _check_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any],
-                   manifest_dir: Path) -> None:
-    """A replica already at `root` must be the one the profile describes, by today's generator."""
-    from cemlib.synthetic import check_generated
-
-    marker = _replica_module(name).REPLICA_FILE
-    check_generated(root, marker, _replica_settings(synth, cfg), manifest_dir)
-
-
-def _replica_module(name: str):
-    """The source adapter module of an external dataset (it writes and reads its replica)."""
-    import importlib
-
-    return importlib.import_module(f"cemlib.sources.{name}")
-
-
-def write_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any]) -> Path:
-    """Write the phantom cohort as an exact on-disk replica of an external release."""
-    workers = int(cfg["preprocess"].get("workers", 2))
-    return _replica_module(name).write_replica(root, **_replica_settings(synth, cfg), workers=workers)
+    return prepare.prepare_data(cfg, name=name)
 
 
 def class_composition(manifest) -> pd.DataFrame:
     """Patients per class (bilateral benign / unilateral malignant / bilateral malignant)."""
-    from cemlib.manifest import patient_classes
-
-    classes = pd.Series(patient_classes(manifest.breasts)).value_counts()
+    patients = patient_classes(manifest.breasts, count_breasts=False, sort=True)
+    classes = patients["patient_class"].value_counts()
     return classes.rename_axis("patient class").reset_index(name="patients")
 
 
-def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
+def external_validation(cfg: Settings) -> dict[str, Any]:
     """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
-    from matplotlib.figure import Figure
-
-    from cemlib import plots, training
-
-    internal = training.prepare_data(cfg)
+    internal = prepare.prepare_data(cfg)
     compositions, frames = [], []
     for name, (fusion, inputs) in EXTERNAL_MODELS.items():
         manifest, cache = prepare_external(cfg, name)
@@ -437,7 +359,7 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
         inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
         title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
         plots.roc_panel(ax, frame, inputs, "external", title)
-    save_figure(cfg, figure, "external_roc")
+    keep_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
             "predictions": external}
 
@@ -446,13 +368,11 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
 # 05 CAMs
 
 
-def _explained_malignant_exams(cfg: dict[str, Any], checkpoint: Path, inputs: str, manifest, cache,
+def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest, cache,
                                split: str | None):
     """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
-    from cemlib import cams, data, training
-
-    model = training.model_from_checkpoint(training.load_checkpoint(checkpoint))
-    model.to(training.inference_device(cfg.get("device", "cpu"))).eval()
+    model = load_model(checkpoint)
+    model.to(inference_device(cfg.device)).eval()
     dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
     for index in range(len(dataset)):
         item = dataset[index]
@@ -460,12 +380,9 @@ def _explained_malignant_exams(cfg: dict[str, Any], checkpoint: Path, inputs: st
             yield item, cams.explain_exam(model, item["x"])
 
 
-def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataFrame:
+def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts."""
-    from cemlib import cams, tables, training
-    from cemlib.views import SIDES, VIEW_ORDER
-
-    manifest, cache = training.prepare_data(cfg)
+    manifest, cache = prepare.prepare_data(cfg)
     rows = []
     for inputs in INPUTS:
         maps, masks = [], []
@@ -485,15 +402,13 @@ def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataF
                      "pointing game": round(float(hits.mean()), 3) if len(hits) else float("nan")})
     table = pd.DataFrame(rows)
     caption = "Grad-CAM++ pointing game (internal test set)"
-    tables.write_table(table, tables_dir(cfg), "pointing_game", caption)
+    results.write_table(table, tables_dir(cfg), "pointing_game", caption)
     return table
 
 
-def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) -> list:
+def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
     """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
-    from cemlib import cams, training
-
-    internal = training.prepare_data(cfg)
+    internal = prepare.prepare_data(cfg)
     if where == "internal":
         sources = [("internal", MAIN_MODEL, *internal, "test")]
     else:
@@ -512,7 +427,7 @@ def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) ->
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
             figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test')}: {item['patient_id']}", fontsize=9)
             number = 5 if where == "internal" else 6
-            figures.append(save_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
+            figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
             shown += 1
     return figures
 
@@ -532,14 +447,12 @@ INDEX_TABLES = (
 )
 
 
-def write_index(cfg: dict[str, Any], seconds: float | None = None) -> Path:
+def write_index(cfg: Settings, seconds: float | None = None) -> Path:
     """reports/<profile>/README.md: the run's key tables inline and a link to every file."""
-    from cemlib.fileio import atomic_write_text
-
-    reports = Path(cfg["reports"])
-    lines = [f"# Results of the `{cfg['name']}` profile", ""]
+    reports = Path(cfg.reports)
+    lines = [f"# Results of the `{cfg.name}` profile", ""]
     if seconds is not None:
-        lines += [f"`cem reproduce --profile {cfg['name']}` ran in {seconds / 60:.1f} minutes.", ""]
+        lines += [f"`cem reproduce --profile {cfg.name}` ran in {seconds / 60:.1f} minutes.", ""]
     lines += ["Full report: [report.pdf](report.pdf); each run also writes `report.html` beside it (the same "
               "report as one web page, over 5 MB, not kept in git). "
               "Everything below is regenerated by the study notebooks.", ""]

@@ -50,12 +50,12 @@ def tiny_study(base: Path, patients: int, seed: int, scale: float = 0.08, size: 
                ratios: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict:
     """A small synthetic cohort, its saved manifest and a filled cache: {base, root, manifest, cache}."""
     from cemlib import manifest as manifest_mod
-    from cemlib import synthetic
+    from cemlib import sources, synthetic
     from cemlib.cache import TensorCache
     from cemlib.imaging import PreprocessSettings
 
     root = synthetic.write_cohort(base / "cohort", patients=patients, seed=seed, scale=scale, workers=1)
-    built, _ = manifest_mod.build(root, "ge", seed=0, ratios=ratios, workers=1)
+    built, _ = sources.build(root, "ge", seed=0, ratios=ratios, workers=1)
     built.save(base / "manifest")
     cache = TensorCache(base / "cache", PreprocessSettings(size=size))
     failed = cache.fill(built, workers=1, progress=False).failed
@@ -89,11 +89,11 @@ def save_calibrated_checkpoint(model, study: dict, name: str, inputs: str, size:
     """A model with batch norm calibrated on the tiny study's views, saved as `cem train` saves it."""
     import torch
 
-    from cemlib import models
+    from cemlib import checkpoints
     from cemlib.data import PatientDataset
 
     views = PatientDataset(study["manifest"], study["cache"], inputs=inputs)
     calibrate_batch_norm(model.encoder, torch.stack([item["x"] for item in views]).flatten(0, 1))
     model.eval()
     meta = {"inputs": inputs, "preprocess": {"size": list(size), "cache": str(study["cache"].cache_dir)}}
-    return models.save_model(model, study["base"] / f"{name}.pt", meta=meta)
+    return checkpoints.save_model(model, study["base"] / f"{name}.pt", meta=meta)

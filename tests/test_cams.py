@@ -21,9 +21,9 @@ from cemlib.cams import (
     plot_exam_cams,
     pointing_game,
     pointing_hits,
-    save_figure,
 )
-from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignancy_scores
+from cemlib.fileio import save_figure
+from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignant_probability
 from cemlib.views import SIDES, VIEW_ORDER
 from tests.factories import calibrate_batch_norm
 
@@ -170,7 +170,7 @@ def test_exam_figure_has_le_des_and_overlay_for_both_breasts(tmp_path):
         for column in ("LE", "DES", "Grad-CAM++"):
             assert any(t.endswith(f"{key} {column}") for t in titles), (key, column)
     assert sum("p(malignant) R = 0.87" in t for t in titles) == 1
-    path = save_figure(fig, tmp_path / "exam.png")
+    [path] = save_figure(fig, tmp_path / "exam.png", dpi=150, tight=True)
     with Image.open(path) as image:
         assert image.size[0] > image.size[1] > 100
     le_only = plot_exam_cams(exam[:, :1], cams)
@@ -184,12 +184,12 @@ def test_explain_exam_gives_probabilities_maps_and_a_figure(tmp_path):
     exam = _images(4, 2, 128, 64, seed=14)
     result = explain_exam(model, exam)
     with torch.no_grad():
-        expected = malignancy_scores(model(exam[None]))[0]
+        expected = malignant_probability(model(exam[None]))[0]
     assert result["scores"] == pytest.approx(dict(zip(SIDES, expected.tolist(), strict=True)), abs=1e-6)
     np.testing.assert_allclose(result["cams"]["L"], cam_for_exam(model, exam, "L"), atol=1e-5)
     np.testing.assert_allclose(result["own"][2:], result["cams"]["R"][2:])
     fig = plot_exam_cams(exam, result["own"], scores=result["scores"])
-    assert save_figure(fig, tmp_path / "exam.pdf").stat().st_size > 1000
+    assert save_figure(fig, tmp_path / "exam.pdf")[0].stat().st_size > 1000
 
 
 @pytest.mark.parametrize("size", [(512, 256), (128, 64), (64, 32)])

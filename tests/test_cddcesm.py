@@ -318,10 +318,11 @@ def test_a_listed_image_missing_on_disk_excludes_its_patient(replica, manifest, 
 
 def test_a_replica_the_profile_does_not_describe_is_refused(replica, tmp_path):
     from cemlib import study
+    from cemlib.profiles import build_settings
 
     other_seed = {"patients": N_PATIENTS, "seed": SEED + 1}
-    cfg = {"name": "t", "runs": str(tmp_path / "runs"), "data": {"synth": {"scale": SCALE}},
-           "external": {"cddcesm": {"root": str(replica), "synth": other_seed}}}
+    cfg = build_settings({"name": "t", "runs": str(tmp_path / "runs"), "data": {"synth": {"scale": SCALE}},
+                          "external": {"cddcesm": {"root": str(replica), "synth": other_seed}}})
     with pytest.raises(ValueError, match=r"replica.json records a cohort written with seed 0, but the "
                                          r"profile asks for seed 1: delete .*CDD-CESM and the manifest"):
         study.prepare_external(cfg, "cddcesm")

@@ -10,16 +10,17 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from cemlib.bench import benchmark_loader
 from cemlib.cache import CacheError, TensorCache
 from cemlib.data import (
     Augment,
     ImageDataset,
     PatientDataset,
-    benchmark_loader,
     item_generator,
     make_loader,
     rotate_images,
     seed_for,
+    set_loader_epoch,
 )
 from cemlib.fileio import sha256_file
 from cemlib.imaging import PreprocessSettings
@@ -192,8 +193,8 @@ def test_dataset_augmentation_reproducible_per_epoch_and_independent_of_workers(
     epochs: dict[int, list] = {}
     for workers in (0, 2):
         loader = make_loader(dataset, batch_size=2, shuffle=True, seed=11, workers=workers)
-        for epoch in (3, 4):  # the same loader across epochs: persistent workers must follow set_epoch
-            dataset.set_epoch(epoch)
+        for epoch in (3, 4):  # the same loader across epochs, keyed to each epoch as training does
+            set_loader_epoch(loader, 11, epoch)
             epochs.setdefault(epoch, []).append([(b["patient_id"], b["x"]) for b in loader])
     for epoch, (serial, parallel) in epochs.items():
         for (ids0, x0), (ids2, x2) in zip(serial, parallel, strict=True):
@@ -204,8 +205,8 @@ def test_dataset_augmentation_reproducible_per_epoch_and_independent_of_workers(
     order3 = [pid for ids, _ in epochs[3][0] for pid in ids]
     order4 = [pid for ids, _ in epochs[4][0] for pid in ids]
     assert sorted(order3) == sorted(order4) == dataset.patients
-    dataset.set_epoch(3)
     fresh = make_loader(dataset, 1, shuffle=True, seed=11)
+    set_loader_epoch(fresh, 11, 3)
     assert [pid for b in fresh for pid in b["patient_id"]] == order3  # resumable: depends on (seed, epoch)
 
 

@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from cemlib import models, training
+from cemlib import checkpoints, devices, models, training
+from cemlib.training import loop
 
 SIZE = (64, 32)
 
@@ -44,14 +45,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _join(rank: int, world_size: int, port: int) -> training.DistContext:
+def _join(rank: int, world_size: int, port: int) -> devices.DistContext:
     """Join the process group the way a torchrun process does (environment variables), one thread each."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank),
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    return training.init_distributed("cpu")
+    return devices.init_distributed("cpu")
 
 
 def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
@@ -62,8 +63,8 @@ def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
     torch.manual_seed(100 + rank)
     model = models.build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8), input_size=SIZE)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    train_loader = training.make_loader(RandomPatients(12, seed=1), config, shuffle=True, context=context)
-    val_loader = training.make_loader(RandomPatients(5, seed=2), config, shuffle=False, context=context)
+    train_loader = training.loader_for(RandomPatients(12, seed=1), config, shuffle=True, context=context)
+    val_loader = training.loader_for(RandomPatients(5, seed=2), config, shuffle=False, context=context)
     train_loader.sampler.set_epoch(0)
     shard = list(train_loader.sampler)
     # The weights each rank validates with at the end of every epoch (before fit reloads the best epoch).
@@ -74,7 +75,7 @@ def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
         epoch_states.append({k: v.clone() for k, v in net.state_dict().items()})
         return real_evaluate(net, *args, **kwargs)
 
-    training.evaluate = recording_evaluate
+    loop.evaluate = recording_evaluate
     result = training.fit(
         model, models.fusion_loss, train_loader, val_loader, config, out / "run", context=context
     )
@@ -109,7 +110,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "log.csv"]
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2]
-    best = training.load_checkpoint(run / "best.pt")
+    best = checkpoints.load_checkpoint(run / "best.pt")
     for key, value in best["model"].items():
         assert torch.equal(value, ranks[0]["state"][key]), key
 
@@ -129,8 +130,8 @@ def _resume_worker(rank: int, world_size: int, port: int, out: Path) -> None:
                                   input_size=SIZE, dropout=0.5)
 
     def run(folder: str, kill_at_epoch: int | None = None):
-        train_loader = training.make_loader(RandomPatients(12, seed=1), config, shuffle=True, context=context)
-        val_loader = training.make_loader(RandomPatients(5, seed=2), config, shuffle=False, context=context)
+        train_loader = training.loader_for(RandomPatients(12, seed=1), config, shuffle=True, context=context)
+        val_loader = training.loader_for(RandomPatients(5, seed=2), config, shuffle=False, context=context)
         model = fresh_model()
         real_evaluate, calls = training.evaluate, {"n": 0}
 
@@ -169,7 +170,7 @@ def test_a_resumed_multi_process_run_ends_like_an_uninterrupted_one(tmp_path):
         for key, value in ref_state.items():
             assert torch.equal(value, state[key]), (rank, key)
     # Each rank's random-number state travels in last.pt, and the ranks draw different dropout masks.
-    last = training.load_checkpoint(tmp_path / "killed" / "last.pt")
+    last = checkpoints.load_checkpoint(tmp_path / "killed" / "last.pt")
     by_rank = last["rng_by_rank"]
     assert len(by_rank) == 2 and not torch.equal(by_rank[0]["torch"], by_rank[1]["torch"])
 
@@ -179,7 +180,7 @@ def _nan_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     context = _join(rank, world_size, port)
     losses = [torch.tensor(0.7), torch.tensor(0.6), torch.tensor(float("nan") if rank == 1 else 0.5)]
     try:
-        training._raise_if_nonfinite(losses, 10, "stage2", 4, context)
+        loop.raise_if_nonfinite(losses, 10, "stage2", 4, context)
         message = "no error"
     except RuntimeError as exc:
         message = str(exc)

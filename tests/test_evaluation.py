@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from cemlib import cli, evaluation, models, training
+from cemlib import checkpoints, cli, evaluation, models, training
 from cemlib.cache import TensorCache
 from cemlib.data import PatientDataset
 from cemlib.imaging import PreprocessSettings
@@ -59,7 +59,7 @@ def test_breast_scores_are_the_models_malignant_probabilities(tiny, concat_check
     result = evaluation.predict_tables(concat_checkpoint, tiny["manifest"], tiny["cache"], split="val",
                                        device="cpu")
     assert result.images is None
-    model = training.model_from_checkpoint(training.load_checkpoint(concat_checkpoint)).eval()
+    model = checkpoints.model_from_checkpoint(checkpoints.load_checkpoint(concat_checkpoint)).eval()
     dataset = PatientDataset(tiny["manifest"], tiny["cache"], "val", inputs="cem")
     with torch.no_grad():
         for item in dataset:
@@ -83,7 +83,7 @@ def test_view_level_models_give_image_table_and_mean_of_cc_and_mlo(tiny, fusion)
     merged = breasts.merge(expected, on=["patient_id", "side"])
     np.testing.assert_allclose(merged["score"], merged["expected"], atol=1e-7)
     # ... which is also what the fusion network itself reports per breast.
-    model = training.model_from_checkpoint(training.load_checkpoint(checkpoint)).eval()
+    model = checkpoints.model_from_checkpoint(checkpoints.load_checkpoint(checkpoint)).eval()
     first = PatientDataset(tiny["manifest"], tiny["cache"], inputs="cem")[0]
     with torch.no_grad():
         probs = model(first["x"].unsqueeze(0))["breast_logprob"][0, :, 1].exp()
@@ -96,7 +96,7 @@ def test_stage1_classifier_is_scored_per_view(tiny):
     checkpoint = saved(models.build_image_classifier(1, **ARCH), tiny, "stage1_le", inputs="le")
     result = evaluation.predict_tables(checkpoint, tiny["manifest"], tiny["cache"], split="train")
     assert result.model == "LE image" and result.images is not None
-    model = training.model_from_checkpoint(training.load_checkpoint(checkpoint)).eval()
+    model = checkpoints.model_from_checkpoint(checkpoints.load_checkpoint(checkpoint)).eval()
     row = result.images.iloc[0]
     dataset = PatientDataset(tiny["manifest"], tiny["cache"], "train", inputs="le")
     item = next(it for it in dataset if it["patient_id"] == row["patient_id"])

@@ -13,10 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cemlib import cli, evaluation, exam, models
-from cemlib import manifest as manifest_mod
+from cemlib import bench, checkpoints, cli, evaluation, exam, models
 from cemlib.phantom import grid_shape
-from cemlib.sources import cddcesm, inbreast
+from cemlib.sources import build, cddcesm, inbreast
 from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)
@@ -174,7 +173,7 @@ def test_folder_named_after_the_patient_is_redacted(tiny, cem_checkpoint, tmp_pa
 
 def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
     root = cddcesm.write_replica(tmp_path / "cdd", patients=2, seed=0, scale=0.06, workers=1)
-    built, _ = manifest_mod.build(root, "cddcesm", workers=1)
+    built, _ = build(root, "cddcesm", workers=1)
     assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
     patient = sorted(set(built.images["patient_id"]))[0]
     study = tmp_path / "exam"
@@ -192,7 +191,7 @@ def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
 
 def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoint, tmp_path):
     root = inbreast.write_replica(tmp_path / "inb", patients=2, seed=0, scale=0.05, workers=1)
-    built, _ = manifest_mod.build(root, "inbreast", workers=1)
+    built, _ = build(root, "inbreast", workers=1)
     assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
     by_patient: dict[str, list[Path]] = {}
     for path in sorted((root / inbreast.DICOM_DIR).glob("*.dcm")):
@@ -272,13 +271,13 @@ def test_contradictory_files_are_errors(tiny, cem_checkpoint, tmp_path):
 
 def test_checkpoint_without_preprocessing_settings_is_refused(tiny, tmp_path):
     torch.manual_seed(4)
-    bare = models.save_model(models.build_model("mf_concat", 2, **ARCH), tmp_path / "bare.pt")
+    bare = checkpoints.save_model(models.build_model("mf_concat", 2, **ARCH), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="records no preprocessing settings"):
         exam.predict_exam(tiny["root"] / "SYN0001", bare)
 
 
 def test_benchmark_exam_times_each_step(tmp_path):
-    result = exam.benchmark_exam(scale=0.05, width=0.0625, size=SIZE, repeat=1, workdir=tmp_path)
+    result = bench.benchmark_exam(scale=0.05, width=0.0625, size=SIZE, repeat=1, workdir=tmp_path)
     assert result["model"] == "CEM mf_concat" and result["input_size"] == list(SIZE)
     assert result["image_shape"] == list(grid_shape(0.05))
     for key in ("median_preprocess_s", "median_model_s", "median_model_and_cams_s", "exam_with_cams_s"):

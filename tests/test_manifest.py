@@ -14,19 +14,19 @@ from cemlib.manifest import (
     BREAST_COLUMNS,
     EXCLUSION_COLUMNS,
     IMAGE_COLUMNS,
-    PATIENT_CLASSES,
     Manifest,
     allocate,
     assemble,
+    class_by_patient,
     exclusion,
     normalise_ratios,
     parse_label,
-    patient_classes,
     split_patients,
     split_summary,
     verify,
 )
 from cemlib.views import SIDES, VIEWS
+from cemlib.vocab import PATIENT_CLASSES
 from tests.test_sources_internal import FAKE_MRN, FAKE_NAME, write_ge_cohort
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -192,7 +192,7 @@ def test_split_is_patient_level_stratified_and_seeded():
     assert not (members["train"] & members["val"] or members["train"] & members["test"]
                 or members["val"] & members["test"])
     assert set().union(*members.values()) == set(breasts.patient_id)
-    classes = patient_classes(split)
+    classes = class_by_patient(split)
     first_split = per_patient.map(lambda s: next(iter(s)))
     for patient_class, n in zip(PATIENT_CLASSES, (61, 137, 9), strict=True):
         counts = first_split[classes == patient_class].value_counts()
@@ -259,7 +259,7 @@ def test_external_layouts_get_the_external_split(tmp_path: Path, monkeypatch):
     import types
 
     from cemlib import sources
-    from cemlib.manifest import build
+    from cemlib.sources import build
 
     images, breasts = candidate_tables(tmp_path, ["X1", "X2"])
     fake = types.ModuleType("fake_external_adapter")

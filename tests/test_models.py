@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from cemlib import models
+from cemlib.checkpoints import load_encoder, load_model, save_encoder, save_model
 from cemlib.models import (
     FUSIONS,
     FusionNet,
@@ -23,13 +24,9 @@ from cemlib.models import (
     check_arch,
     count_parameters,
     fusion_loss,
-    load_encoder,
-    load_model,
     load_model_state,
-    malignancy_scores,
+    malignant_probability,
     model_from_arch,
-    save_encoder,
-    save_model,
 )
 from cemlib.views import VIEW_ORDER
 from tests.factories import calibrate_batch_norm
@@ -61,8 +58,15 @@ def test_outputs_are_normalised_log_probabilities_per_breast(fusion):
         torch.testing.assert_close(out["image_logprob"].exp().sum(-1), torch.ones(3, 4))
     else:
         assert out["image_logprob"] is None
-    scores = malignancy_scores(out)
+    scores = malignant_probability(out)
     assert scores.shape == (3, 2) and bool(((scores >= 0) & (scores <= 1)).all())
+    # view-level fusions: the breast's score is the mean of its CC and MLO views, which is what the
+    # network's own per-breast log-probability says
+    torch.testing.assert_close(scores, out["breast_logprob"][..., 1].exp(), rtol=1e-5, atol=1e-6)
+    if fusion in ("none", "left_right"):
+        views = out["image_logprob"][..., 1].exp()
+        torch.testing.assert_close(scores, torch.stack([(views[:, 0] + views[:, 1]) / 2,
+                                                        (views[:, 2] + views[:, 3]) / 2], dim=-1))
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -333,7 +337,7 @@ def test_loading_an_encoder_of_another_architecture_names_the_mismatch(tmp_path)
         load_encoder(small_model("mf_concat"), path)
     bare = {k: v for k, v in stage1.state_dict().items()}
     with pytest.raises(ValueError, match="shape mismatch"):
-        load_encoder(small_model("mf_concat"), bare)
+        models.load_encoder(small_model("mf_concat"), bare)
 
 
 def test_checkpoint_of_another_fusion_or_input_is_refused_with_its_settings(tmp_path):

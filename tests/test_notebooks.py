@@ -8,12 +8,13 @@ import nbformat
 import pytest
 
 from cemlib import pipeline
+from cemlib.resources import notebooks_dir
 
-NOTEBOOKS = [pipeline.NOTEBOOK_DIR / f"{name}.ipynb" for name in pipeline.STEPS]
+NOTEBOOKS = [notebooks_dir() / f"{name}.ipynb" for name in pipeline.STEPS]
 
 
 def test_every_pipeline_step_has_its_notebook():
-    assert [p.name for p in sorted(pipeline.NOTEBOOK_DIR.glob("*.ipynb"))] == [p.name for p in NOTEBOOKS]
+    assert [p.name for p in sorted(notebooks_dir().glob("*.ipynb"))] == [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

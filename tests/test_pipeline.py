@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from cemlib import pipeline
+from cemlib.profiles import build_settings
 
 
 def write_notebook(path: Path, body: str) -> None:
@@ -86,7 +87,7 @@ def test_report_exports_html_and_pdf_with_code_hidden(tmp_path):
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"table from {name}\n")]
         notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}"), cell])
         nbformat.write(notebook, str(executed / f"{name}.ipynb"))
-    paths = pipeline.export_report({"reports": str(tmp_path / "reports")})
+    paths = pipeline.export_report(build_settings({"reports": str(tmp_path / "reports")}))
     html = paths["html"].read_text()
     assert "table from 00_cohort" in html and "table from 01_preprocessing" in html
     assert "secret_code_line" not in html

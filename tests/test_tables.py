@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cemlib import plots, stats, tables
+from cemlib import claims, plots, results, stats, tables, vocab
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data_manifest" / "paper_reference.csv"
 BIRADS_CYCLE = ("1", "2", "3", "3-4A", "4A", "4B", "4C", "5", "0", "6")
@@ -46,7 +46,7 @@ def make_breasts(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def make_predictions(breasts: pd.DataFrame, models=tables.MODELS, seed: int = 1) -> pd.DataFrame:
+def make_predictions(breasts: pd.DataFrame, models=vocab.MODELS, seed: int = 1) -> pd.DataFrame:
     """Malignant probabilities correlated with the labels, stronger for fusion and for CEM."""
     rng = np.random.default_rng(seed)
     frames = []
@@ -78,7 +78,7 @@ def predictions(breasts) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def built(predictions, breasts) -> dict[str, pd.DataFrame]:
-    return tables.build_tables(predictions, breasts, reference=tables.load_reference(REFERENCE))
+    return results.build_tables(predictions, breasts, reference=claims.load_reference(REFERENCE))
 
 
 # ------------------------------------------------------------------ formatting
@@ -95,9 +95,9 @@ def test_format_ci_and_p_like_the_paper():
 
 def test_markdown_and_latex_writers_escape():
     df = pd.DataFrame({"Model": ["a_b | c"], "P": ["< .001"], "Age": ["53 ± 12 (17-85)"]})
-    md = tables.to_markdown(df)
+    md = results.to_markdown(df)
     assert md.splitlines()[0] == "| Model | P | Age |" and "a_b \\| c" in md
-    tex = tables.to_latex(df, "Caption 50%")
+    tex = results.to_latex(df, "Caption 50%")
     assert r"a\_b | c & $<$ .001 & 53 $\pm$ 12 (17-85) \\" in tex and r"\caption{Caption 50\%}" in tex
 
 
@@ -156,7 +156,7 @@ def test_table1_characteristics(breasts, built):
 
 def test_tables_3_and_4_match_stats(predictions, built):
     t4 = built["table4_cem"].set_index("Model")
-    assert list(t4.index) == [f"CEM {tables.FUSION_LABELS[f]}" for f in tables.FUSIONS]
+    assert list(t4.index) == [f"CEM {vocab.FUSION_LABELS[f]}" for f in vocab.FUSIONS]
     test = predictions[(predictions["model"] == "CEM mf_concat") & (predictions["split"] == "test")]
     auc = stats.auc_ci(test["label"], test["score"])
     assert t4.loc["CEM MF fusion (concatenation)", "AUC"] == tables.format_ci(*auc)
@@ -231,7 +231,7 @@ def test_scorecard_reports_claims_that_fail(predictions):
             lambda m: m.replace("LE", "TMP").replace("CEM", "LE").replace("TMP", "CEM")
         )
     )
-    card = tables.build_tables(swapped, reference=tables.load_reference(REFERENCE))["scorecard"]
+    card = results.build_tables(swapped, reference=claims.load_reference(REFERENCE))["scorecard"]
     assert (card["Verdict"][:4] == "does not hold").all()
     assert card.loc[0, "This run"].startswith("AUC ") and card.loc[0, "Paper"] == "AUC 0.93 vs 0.90"
 
@@ -241,7 +241,7 @@ def test_scorecard_reports_claims_that_fail(predictions):
 
 def test_subset_of_models_marks_missing(breasts, tmp_path):
     subset = make_predictions(breasts, models=("LE mf_concat", "CEM mf_concat"))
-    written = tables.write_all(subset, breasts, tmp_path)
+    written = results.write_all(subset, breasts, tmp_path)
     t3 = pd.read_csv(written["table3_le.csv"], dtype=str).set_index("Model")
     assert (
         t3.loc["LE No fusion", "AUC"] == "missing"
@@ -258,11 +258,11 @@ def test_external_rows_and_youden(breasts):
     ext_breasts = make_breasts(40, seed=5).assign(dataset="CDD-CESM", split="external")
     external = make_predictions(ext_breasts, models=("CEM mf_concat",), seed=3)
     both = pd.concat([internal, external], ignore_index=True)
-    built = tables.build_tables(
+    built = results.build_tables(
         both,
         pd.concat([breasts, ext_breasts]),
         threshold="youden",
-        reference=tables.load_reference(REFERENCE),
+        reference=claims.load_reference(REFERENCE),
     )
     ext = built["table_external"]
     assert ext["Dataset"].tolist() == ["CDD-CESM"] and ext.loc[0, "Breasts"] == "80"
@@ -288,7 +288,7 @@ def test_clear_errors(predictions, breasts, tmp_path):
     flipped = breasts.copy()
     flipped.loc[0, "label"] = 1 - flipped.loc[0, "label"]
     with pytest.raises(ValueError, match="differ between predictions and manifest"):
-        tables.build_tables(predictions, flipped)
+        results.build_tables(predictions, flipped)
     with pytest.raises(FileNotFoundError, match="predictions file not found"):
         tables.load_predictions(tmp_path / "nope.csv")
 
@@ -300,12 +300,12 @@ def test_write_all_and_cli(predictions, breasts, tmp_path):
     pred_path = tmp_path / "predictions.csv"
     predictions.to_csv(pred_path, index=False)
     parser = argparse.ArgumentParser()
-    tables.configure_parser(parser)
+    results.configure_parser(parser)
     out = tmp_path / "out"
     args = parser.parse_args(
         ["--predictions", str(pred_path), "--manifest", str(manifest), "--out", str(out)]
     )
-    assert tables.run_cli(args) == 0
+    assert results.run_cli(args) == 0
     for stem in (
         "table1_characteristics",
         "table2_patient_classes",
@@ -340,7 +340,7 @@ def test_roc_figure_legend_has_auc(predictions):
 
 
 def test_reference_table_holds_the_papers_values():
-    ref = tables.load_reference(REFERENCE)
+    ref = claims.load_reference(REFERENCE)
     cem = ref[(ref["model"] == "CEM mf_concat") & (ref["metric"] == "auc") & (ref["table"] == "4")].iloc[0]
     assert (cem["value"], cem["ci_low"], cem["ci_high"]) == (0.96, 0.95, 0.97)
     assert len(ref[ref["metric"] == "delong_p"]) == 8 and len(ref[ref["table"].isin(["3", "4"])]) == 48

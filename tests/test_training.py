@@ -14,9 +14,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cemlib import cli, data, models, training
+from cemlib import bench, checkpoints, cli, data, devices, models, prepare, profiles, training
 from cemlib.manifest import Manifest
 from cemlib.profiles import load_profile
+from cemlib.training import loop
 from tests.factories import tiny_study
 
 SIZE = (64, 32)
@@ -54,7 +55,7 @@ def stage2_run(tiny: dict, run_dir: Path, **changes) -> training.FitResult:
         profile_for(tiny, **changes), "mf_concat", "cem", run_dir, tiny["manifest"], tiny["cache"], None
     )
     result = plan.run()
-    result.final_state = training.load_checkpoint(run_dir / "last.pt")["model"]
+    result.final_state = checkpoints.load_checkpoint(run_dir / "last.pt")["model"]
     return result
 
 
@@ -113,11 +114,11 @@ def test_killed_run_resumes_to_the_same_result(tiny, reference, tmp_path, monkey
             raise Killed
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", evaluate_then_die)
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_die)
     with pytest.raises(Killed):
         stage2_run(tiny, run_dir)
-    assert training.load_checkpoint(run_dir / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    assert checkpoints.load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
     resumed = stage2_run(tiny, run_dir)
     assert metrics(resumed.history) == metrics(reference.history)
     assert_same_state(resumed.final_state, reference.final_state)
@@ -139,7 +140,7 @@ def test_checkpoints_load_with_weights_only(reference):
     assert set(last["rng"]) >= {"torch", "numpy", "python"}
     assert last["scheduler"]["last_epoch"] == 2
     best = torch.load(reference.best_checkpoint, map_location="cpu", weights_only=True)
-    model = training.model_from_checkpoint(best)
+    model = checkpoints.model_from_checkpoint(best)
     assert isinstance(model, models.FusionNet) and model.fusion == "mf_concat"
     assert best["epoch"] == reference.best_epoch
 
@@ -172,8 +173,8 @@ def memory_fit(run_dir: Path, train_set: Dataset, loss_fn=models.fusion_loss, **
     return training.fit(
         model,
         loss_fn,
-        training.make_loader(train_set, config, shuffle=True),
-        training.make_loader(MemoryPatients(4, seed=9), config, shuffle=False),
+        training.loader_for(train_set, config, shuffle=True),
+        training.loader_for(MemoryPatients(4, seed=9), config, shuffle=False),
         config,
         run_dir,
     )
@@ -197,7 +198,7 @@ def test_infinite_loss_names_the_step_it_happened_at(tmp_path):
 
     with pytest.raises(RuntimeError, match=r"became inf at epoch 2, step 2"):
         memory_fit(tmp_path, MemoryPatients(8), loss_fn=blows_up)
-    assert training.load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # epoch 1 kept, nothing after it
+    assert checkpoints.load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # epoch 1 kept, nothing after it
 
 
 def test_early_stopping_keeps_best_epoch(tmp_path, monkeypatch):
@@ -215,7 +216,7 @@ def test_early_stopping_keeps_best_epoch(tmp_path, monkeypatch):
     result = memory_fit(tmp_path, MemoryPatients(8), epochs=6, lr=0.0, patience=2)
     assert result.stopped_early and len(result.history) == 3
     assert result.best_epoch == 1
-    assert training.load_checkpoint(result.best_checkpoint)["epoch"] == 1
+    assert checkpoints.load_checkpoint(result.best_checkpoint)["epoch"] == 1
 
 
 # ------------------------------------------------------------------------------------------ two stages
@@ -227,19 +228,19 @@ def test_train_runs_both_stages_and_reuses_stage1(tiny, tmp_path):
                           cache=tiny["cache"])
     stage1 = tmp_path / "run" / "stage1" / "best.pt"
     assert best == tmp_path / "run" / "stage2" / "best.pt"
-    first = training.load_checkpoint(stage1)
+    first = checkpoints.load_checkpoint(stage1)
     assert first["arch"]["fusion"] == models.IMAGE_MODEL and first["stage"] == "stage1"
-    second = training.load_checkpoint(best)
+    second = checkpoints.load_checkpoint(best)
     assert second["meta"]["stage1"] == str(stage1)
     # The stage-1 encoder goes into a fusion model of another type unchanged.
     fusion = models.build_model(**training.arch_from_profile(profile, "left_right", "cem"))
-    training._load_stage1(fusion, stage1)
+    training.load_stage1(fusion, stage1)
     for key, value in fusion.encoder.state_dict().items():
         assert torch.equal(value, first["model"][f"encoder.{key}"]), key
     other = training.train(profile, "left_right", "cem", tmp_path / "lr", stage1_checkpoint=stage1,
                            manifest=tiny["manifest"], cache=tiny["cache"])
     assert other.exists() and not (tmp_path / "lr" / "stage1").exists()
-    assert training.load_checkpoint(other)["arch"]["fusion"] == "left_right"
+    assert checkpoints.load_checkpoint(other)["arch"]["fusion"] == "left_right"
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -263,7 +264,7 @@ def test_cem_inputs_on_le_only_manifest_fail_before_training(tiny, tmp_path):
 
 def test_stage1_checkpoint_of_other_architecture_fails_before_training(tiny, tmp_path):
     wrong = models.build_image_classifier(1, width=0.125, global_pool=True, head=(16, 8), input_size=SIZE)
-    path = models.save_model(wrong, tmp_path / "le_stage1.pt")
+    path = checkpoints.save_model(wrong, tmp_path / "le_stage1.pt")
     with pytest.raises(ValueError, match=r"stage-1 checkpoint .*le_stage1.pt does not fit.*in_channels=1"):
         training.train(profile_for(tiny), "mf_concat", "cem", tmp_path / "run", stage1_checkpoint=path,
                        manifest=tiny["manifest"], cache=tiny["cache"])
@@ -309,28 +310,28 @@ def test_cuda_profile_without_gpu_says_so(tiny, tmp_path):
 
 
 def test_devices_are_checked_before_use():
-    assert training.inference_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert training.inference_device("cpu") == torch.device("cpu")
+    assert devices.inference_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert devices.inference_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
-        training.inference_device("tpu")
-    two_processes = training.DistContext(rank=1, world_size=2, local_rank=1)
+        devices.inference_device("tpu")
+    two_processes = devices.DistContext(rank=1, world_size=2, local_rank=1)
     with pytest.raises(ValueError, match="names one GPU, but 2 processes train together"):
-        training.resolve_device("cuda:1", two_processes)
+        devices.resolve_device("cuda:1", two_processes)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on machines without a GPU")
 def test_scoring_on_a_missing_gpu_says_so():
     with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
-        training.inference_device("cuda")
+        devices.inference_device("cuda")
 
 
 def test_validation_runs_in_full_precision_under_mixed_precision_training(tiny, reference):
-    model = training.model_from_checkpoint(training.load_checkpoint(reference.best_checkpoint))
+    model = checkpoints.model_from_checkpoint(checkpoints.load_checkpoint(reference.best_checkpoint))
     dataset = data.PatientDataset(tiny["manifest"], tiny["cache"], "val", inputs="cem")
     results = []
     for amp in (False, True):
         config = training.FitConfig(stage="stage2", epochs=1, amp=amp, batch_size=4, progress=False)
-        loader = training.make_loader(dataset, config, shuffle=False)
+        loader = training.loader_for(dataset, config, shuffle=False)
         results.append(training.evaluate(model, models.fusion_loss, loader, config, torch.device("cpu")))
     assert results[0] == results[1]
 
@@ -341,15 +342,15 @@ def test_validation_runs_in_full_precision_under_mixed_precision_training(tiny, 
 def test_profile_overrides_leave_the_callers_values_alone():
     synth = {"patients": 3, "seed": 4}
     profile = load_profile("smoke", {"data.synth": synth, "data.synth.patients": 5})
-    assert profile["data"]["synth"] == {"patients": 5, "seed": 4}
+    assert profile.data.synth.as_dict() == {"patients": 5, "seed": 4}
     assert synth == {"patients": 3, "seed": 4}
 
 
 def test_parse_overrides_types_values():
-    parsed = training.parse_overrides(["train.stage2_epochs=2", "model.head=[8, 4]", "device=cpu", "x.y=0.5"])
+    parsed = profiles.parse_overrides(["train.stage2_epochs=2", "model.head=[8, 4]", "device=cpu", "x.y=0.5"])
     assert parsed == {"train.stage2_epochs": 2, "model.head": [8, 4], "device": "cpu", "x.y": 0.5}
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        training.parse_overrides(["train.stage2_epochs"])
+        profiles.parse_overrides(["train.stage2_epochs"])
 
 
 def test_cem_train_cli(tiny, tmp_path, capsys):
@@ -360,9 +361,9 @@ def test_cem_train_cli(tiny, tmp_path, capsys):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "best stage2 checkpoint" in out and "val_auc" in out
-    checkpoint = training.load_checkpoint(tmp_path / "run" / "stage2" / "best.pt")
+    checkpoint = checkpoints.load_checkpoint(tmp_path / "run" / "stage2" / "best.pt")
     assert checkpoint["arch"]["in_channels"] == 1 and checkpoint["meta"]["inputs"] == "le"
-    assert cli.main(["train", "--profile", "smoke", "--set", "train.stage2_epochs"]) == 1
+    assert cli.main(["train", "--profile", "smoke", "--set", "train.stage2_epochs"]) == 2  # a usage error
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
 
 
@@ -377,16 +378,16 @@ def test_compiled_training_matches_eager_training(tiny, reference):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
         assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-3)
     # The checkpoint holds the plain module's weights, so an uncompiled model loads it.
-    checkpoint = training.load_checkpoint(compiled.best_checkpoint)
+    checkpoint = checkpoints.load_checkpoint(compiled.best_checkpoint)
     assert not any(key.startswith("_orig_mod") for key in checkpoint["model"])
-    training.model_from_checkpoint(checkpoint)
+    checkpoints.model_from_checkpoint(checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- speed
 
 
 def test_benchmark_train_reports_every_variant_and_the_authors_baseline(tiny):
-    result = training.benchmark_train(profile_for(tiny), steps=1, warmup=0, devices=["cpu"],
+    result = bench.benchmark_train(profile_for(tiny), steps=1, warmup=0, devices=["cpu"],
                                       manifest=tiny["manifest"], cache=tiny["cache"])
     variants = {(r["precision"], r["channels_last"], r["compiled"])
                 for r in result["rows"] if r["batch"] == 8}
@@ -407,7 +408,7 @@ def test_benchmark_train_reports_every_variant_and_the_authors_baseline(tiny):
 
 @pytest.mark.slow
 def test_compiled_training_step_runs_on_the_cpu(tiny):
-    result = training.benchmark_train(profile_for(tiny), steps=1, warmup=1, devices="cpu", baseline=False,
+    result = bench.benchmark_train(profile_for(tiny), steps=1, warmup=1, devices="cpu", baseline=False,
                                       manifest=tiny["manifest"], cache=tiny["cache"], compiled=True)
     compiled = [r for r in result["rows"] if r["compiled"]]
     assert len(compiled) == 1 and (compiled[0]["precision"], compiled[0]["channels_last"]) == ("bf16", True)
@@ -432,14 +433,14 @@ def test_prepare_data_runs_the_missing_earlier_steps_once(tmp_path):
         "data.synth": {"patients": 10, "scale": 0.08, "seed": 4}, "preprocess.cache": str(tmp_path / "cache"),
         "preprocess.size": list(SIZE), "preprocess.workers": 1,
     })
-    manifest, cache = training.prepare_data(profile, progress=False)
+    manifest, cache = prepare.prepare_data(profile, progress=False)
     assert (tmp_path / "cohort" / "labels.csv").is_file()
     assert (tmp_path / "manifest" / "manifest.json").is_file()
     assert manifest.patients == [f"SYN{i:04d}" for i in range(1, 11)]
     assert set(manifest.breasts["split"]) <= {"train", "val", "test"}
     assert len(cache.missing(cache.attach(manifest))) == 0
     stamp = (tmp_path / "manifest" / "images.csv").stat().st_mtime_ns
-    again, _ = training.prepare_data(profile, progress=False)
+    again, _ = prepare.prepare_data(profile, progress=False)
     assert (tmp_path / "manifest" / "images.csv").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again.breasts, manifest.breasts)
 
@@ -447,13 +448,13 @@ def test_prepare_data_runs_the_missing_earlier_steps_once(tmp_path):
 def test_a_cohort_on_disk_that_the_profile_does_not_describe_is_refused(tmp_path):
     overrides = {"data.root": str(tmp_path / "cohort"), "data.manifest": str(tmp_path / "manifest"),
                  "data.synth": {"patients": 3, "scale": 0.05, "seed": 4}, "preprocess.workers": 1}
-    training.prepare_manifest(load_profile("smoke", overrides))
+    prepare.prepare_manifest(load_profile("smoke", overrides))
     more = load_profile("smoke", {**overrides, "data.synth.patients": 5})
     with pytest.raises(ValueError, match=r"cohort.json records a cohort written with patients 3, but the "
                                          r"profile asks for patients 5: delete .*cohort and the manifest"):
-        training.prepare_manifest(more)
+        prepare.prepare_manifest(more)
     # A cohort from an earlier generator is refused too, even when the manifest was built from it.
     record = tmp_path / "cohort" / "cohort.json"
     record.write_text(record.read_text().replace('"version": "2"', '"version": "1"'))
     with pytest.raises(ValueError, match="written with version '1', but the profile asks for version '2'"):
-        training.prepare_manifest(load_profile("smoke", overrides))
+        prepare.prepare_manifest(load_profile("smoke", overrides))

@@ -1,28 +1,33 @@
-"""Source adapters: one module per on-disk layout, each turning a dataset folder into a Manifest.
+"""Source adapters: one module per on-disk layout, each reading a dataset folder into a Manifest.
 
 Every adapter module exposes `detect(root) -> bool` and `scan(root, ...) -> Manifest` (through
-cemlib.manifest.assemble). Adapters are imported only when used, so a layout whose module is not
-installed does not break the others.
-
-This module also holds the DICOM header checks the DICOM layouts share: a file is used only when its
-header agrees with what its name says (modality MG, laterality, view, low energy vs recombined) and the
-file is complete. Only header tags are read (pixels are skipped); patient identifiers in the header
-(PatientName, PatientID, birth date) are never copied anywhere.
+cemlib.manifest.assemble). Adapters are imported only when used (a registry of module names), so a
+layout whose module is not installed does not break the others. The DICOM header checks the DICOM
+layouts share live in `cemlib.sources.dicom`. This module also builds a split manifest from a folder
+(`build`, `load_or_build`) and is the `cem manifest` verb.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-import pydicom
-from pydicom.errors import InvalidDicomError
+from cemlib.manifest import (
+    DEFAULT_RATIOS,
+    Manifest,
+    describe,
+    mark_external,
+    normalise_ratios,
+    split_patients,
+    verify,
+)
+from cemlib.sources.dicom import Candidate, ImageRejected, check_candidates, check_mg_header, dicom_files, rel
 
-from cemlib.manifest import Manifest, exclusion, map_files
+__all__ = ["ADAPTERS", "EXTERNAL", "Candidate", "ImageRejected", "build", "check_candidates",
+           "check_mg_header", "detect_layout", "dicom_files", "load_adapter", "load_or_build", "rel", "scan"]
 
 #: layout name -> module implementing it.
 ADAPTERS: dict[str, str] = {
@@ -77,187 +82,87 @@ def scan(root: str | Path, layout: str | None = None, **options) -> Manifest:
     return load_adapter(layout).scan(Path(root), **options)
 
 
-# ------------------------------------------------------------------------------- DICOM header checks
+# ------------------------------------------------------------------------------- a split manifest
 
-class ImageRejected(Exception):
-    """A file that cannot be used, with a short kind and a readable reason."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An image an adapter found by its file name, before its header is checked."""
-
-    patient_id: str
-    side: str
-    view: str
-    energy: str
-    path: str  # relative to the dataset root
-    mask_path: str = ""
-
-
-#: ViewPosition values accepted for each view. ML/LM (true laterals) are different projections from
-#: MLO and are rejected; XCCL/XCCM (exaggerated CC) are not the standard CC view either.
-VIEW_POSITIONS = {"CC": {"CC"}, "MLO": {"MLO"}}
-#: ViewCodeSequence codes (DICOM CID 4014, SNOMED-RT and SNOMED CT) used when ViewPosition is empty.
-VIEW_CODES = {"R-10242": "CC", "399162004": "CC", "R-10226": "MLO", "399368009": "MLO"}
-ENERGY_PATTERNS = {
-    "LE": re.compile(r"LOW[_ ]?ENERGY"),
-    "DES": re.compile(r"RECOMBINED|SUBTRACT"),
-    "HE": re.compile(r"HIGH[_ ]?ENERGY"),
-}
-ENERGY_NAMES = {"LE": "low energy", "DES": "recombined (DES)", "HE": "high energy"}
-#: Header elements larger than this are not loaded (pixel data); their offset and length are kept.
-_DEFER_BYTES = 4096
+def build(root: str | Path, layout: str | None = None, seed: int = 0,
+          ratios: Sequence[float] = DEFAULT_RATIOS, workers: int | None = None,
+          dataset: str | None = None) -> tuple[Manifest, str]:
+    """Scan a dataset folder (layout auto-detected when None) and split it; returns (manifest, layout)."""
+    root = Path(root)
+    ratios = normalise_ratios(ratios)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    layout = layout or detect_layout(root)
+    options = {"workers": workers} | ({"dataset": dataset} if dataset else {})
+    manifest = scan(root, layout, **options)
+    if layout in EXTERNAL:
+        manifest.breasts = mark_external(manifest.breasts)
+        manifest.split_seed, manifest.split_ratios = None, None
+    else:
+        manifest.breasts = split_patients(manifest.breasts, ratios, seed)
+        manifest.split_seed, manifest.split_ratios = seed, tuple(ratios)
+    return manifest, layout
 
 
-def _header_text(value) -> str:
-    """A tag value as upper-case text (multi-valued tags joined by backslashes)."""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-        return "\\".join(str(v) for v in value).upper()
-    return str(value).strip().upper()
+def load_or_build(folder: str | Path, root: str | Path, layout: str | None = None, seed: int = 0,
+                  ratios: Sequence[float] = DEFAULT_RATIOS) -> Manifest:
+    """The manifest saved in `folder`; scans `root` (see build) and saves it there first when missing."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        built, _ = build(root, layout, seed=seed, ratios=ratios)
+        built.save(folder)
+    return Manifest.load(folder)
 
 
-def _read_header(path: Path) -> pydicom.Dataset:
-    """The header of a DICOM file, pixel data deferred; ImageRejected if unreadable or truncated."""
-    try:
-        ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
-    except InvalidDicomError as exc:
-        raise ImageRejected("unreadable", f"{path.name} is not a DICOM file ({exc})") from exc
-    except Exception as exc:  # pydicom raises many types on damaged files; all mean the same here
-        raise ImageRejected("unreadable", f"{path.name} is a damaged DICOM file "
-                                          f"({type(exc).__name__}: {exc})") from exc
-    _check_complete(ds, path)
-    return ds
+# ------------------------------------------------------------------------------- cem manifest
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem manifest`."""
+    parser.add_argument("target", nargs="?",
+                        help="dataset folder (layout auto-detected), or a layout name "
+                             "(ge, mfmodel, cddcesm, inbreast) used with --root")
+    parser.add_argument("--root", help="dataset folder when TARGET names the layout")
+    parser.add_argument("--out", help="manifest folder to write (default: DATASET/manifest)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patient-level split (default 0)")
+    parser.add_argument("--split", nargs=3, type=float, default=list(DEFAULT_RATIOS),
+                        metavar=("TRAIN", "VAL", "TEST"), help="split ratios (default 0.7 0.1 0.2)")
+    parser.add_argument("--dataset", help="dataset name written into the tables (default: from the layout)")
+    parser.add_argument("--workers", type=int, default=None, help="threads for reading files")
+    parser.add_argument("--verify", metavar="MANIFEST_DIR",
+                        help="check the files of an existing manifest against its sha256 column")
 
 
-def _check_complete(ds: pydicom.Dataset, path: Path) -> None:
-    """ImageRejected when the pixel data is absent or runs past the end of the file."""
-    if "PixelData" not in ds:
-        raise ImageRejected("unreadable", f"{path.name} has no pixel data (truncated or not an image)")
-    for keyword in ("Rows", "Columns"):
-        if keyword not in ds:
-            raise ImageRejected("unreadable", f"{path.name} has no {keyword} tag")
-    raw = ds.get_item("PixelData", keep_deferred=True)
-    length = getattr(raw, "length", None)
-    offset = getattr(raw, "value_tell", None)
-    if length is None or offset is None or length == 0xFFFFFFFF:
-        return  # encapsulated pixel data was parsed fully by dcmread, so it is complete
-    size = path.stat().st_size
-    if offset + length > size:
-        raise ImageRejected("unreadable", f"{path.name} is truncated: pixel data needs {length} bytes, "
-                                          f"the file holds {max(size - offset, 0)}")
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is not None and not syntax.is_compressed:
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.get("BitsAllocated", 16)) // 8)
-        if length < expected:
-            raise ImageRejected("unreadable", f"{path.name}: pixel data holds {length} bytes, "
-                                              f"{ds.Rows} x {ds.Columns} pixels need {expected}")
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `cem manifest`: scan and write a manifest, or verify one; 1 when verification fails."""
+    if args.verify:
+        return _run_verify(Path(args.verify), args.workers)
+    if not args.target:
+        raise ValueError("give a dataset folder (cem manifest DIR), a layout with --root, or --verify DIR")
+    if args.target in ADAPTERS:
+        if not args.root:
+            raise ValueError(f"layout {args.target!r} needs --root DATASET_DIR")
+        layout, root = args.target, Path(args.root)
+    elif args.root:
+        raise ValueError(f"unknown layout {args.target!r}; expected one of {sorted(ADAPTERS)}")
+    else:
+        layout, root = None, Path(args.target)
+    manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset)
+    out = Path(args.out) if args.out else root / "manifest"
+    manifest.save(out)
+    print(f"layout {layout} at {manifest.root}")
+    print(describe(manifest))
+    print(f"wrote {out}/: images.csv, breasts.csv, exclusions.csv, manifest.json")
+    return 0
 
 
-def _header_view(ds: pydicom.Dataset) -> tuple[str, str] | None:
-    """(view the header states or the raw value, tag name), or None when the header says nothing."""
-    position = _header_text(ds.get("ViewPosition"))
-    if position:
-        view = next((v for v, accepted in VIEW_POSITIONS.items() if position in accepted), position)
-        return view, f"ViewPosition {position!r}"
-    for item in ds.get("ViewCodeSequence", []) or []:
-        code = str(item.get("CodeValue", "")).strip()
-        if code in VIEW_CODES:
-            return VIEW_CODES[code], f"ViewCodeSequence code {code}"
-    return None
-
-
-def _header_energies(ds: pydicom.Dataset) -> set[str]:
-    """Energies (LE, DES, HE) that ImageType and SeriesDescription name."""
-    text = f"{_header_text(ds.get('ImageType'))} {_header_text(ds.get('SeriesDescription'))}"
-    return {energy for energy, pattern in ENERGY_PATTERNS.items() if pattern.search(text)}
-
-
-def check_mg_header(path: str | Path, side: str, view: str, energy: str) -> tuple[int, int]:
-    """(rows, cols) of an MG DICOM whose tags agree with its file name; ImageRejected otherwise."""
-    path = Path(path)
-    ds = _read_header(path)
-    modality = _header_text(ds.get("Modality"))
-    if modality != "MG":
-        stated = f"is {modality!r}" if modality else "is missing"
-        raise ImageRejected("not_mg", f"{path.name}: Modality {stated}, expected MG (mammography)")
-    for keyword in ("ImageLaterality", "Laterality"):
-        laterality = _header_text(ds.get(keyword))
-        if laterality:
-            if laterality != side:
-                raise ImageRejected("tag_mismatch", f"{path.name}: {keyword} {laterality!r} disagrees with "
-                                                    f"the file name's side {side}")
-            break
-    stated_view = _header_view(ds)
-    if stated_view is not None and stated_view[0] != view:
-        raise ImageRejected("tag_mismatch", f"{path.name}: {stated_view[1]} disagrees with the file "
-                                            f"name's view {view}")
-    stated = _header_energies(ds)
-    if len(stated) > 1:
-        names = " and ".join(ENERGY_NAMES[e] for e in sorted(stated))
-        raise ImageRejected("tag_mismatch", f"{path.name}: ImageType/SeriesDescription name both {names}")
-    if stated and stated != {energy}:
-        raise ImageRejected("tag_mismatch", f"{path.name}: ImageType/SeriesDescription say "
-                                            f"{ENERGY_NAMES[stated.pop()]}, the file name says "
-                                            f"{ENERGY_NAMES[energy]}")
-    return int(ds.Rows), int(ds.Columns)
-
-
-def check_candidates(root: Path, candidates: Sequence[Candidate],
-                     workers: int | None = None) -> tuple[list[dict], list[dict]]:
-    """Header-check candidates in parallel: (image rows with rows/cols, exclusion rows for rejects)."""
-    results = map_files(lambda c: check_mg_header(root / c.path, c.side, c.view, c.energy),
-                        list(candidates), workers, desc="DICOM headers")
-    images, rejected = [], []
-    for candidate, result in zip(candidates, results, strict=True):
-        if isinstance(result, ImageRejected):
-            rejected.append(exclusion(candidate.patient_id, result.reason, result.kind, candidate.side,
-                                      candidate.path))
-        elif isinstance(result, Exception):
-            rejected.append(exclusion(candidate.patient_id, f"{Path(candidate.path).name} cannot be read "
-                                      f"({type(result).__name__}: {result})", "unreadable", candidate.side,
-                                      candidate.path))
-        else:
-            rows, cols = result
-            images.append({"patient_id": candidate.patient_id, "side": candidate.side,
-                           "view": candidate.view, "energy": candidate.energy, "path": candidate.path,
-                           "rows": rows, "cols": cols, "mask_path": candidate.mask_path})
-    return images, rejected
-
-
-def dicom_files(folder: Path) -> list[Path]:
-    """Visible files ending in .dcm (any case) directly inside `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() == ".dcm")
-
-
-def rel(path: Path, root: Path) -> str:
-    """`path` relative to `root`, with forward slashes."""
-    return path.relative_to(root).as_posix()
-
-
-def default_mask_dir(root: str | Path) -> Path:
-    """Where an external adapter writes lesion masks by default: `<ROOT>_masks` beside the release."""
-    root = Path(root).resolve()
-    return root.parent / f"{root.name}_masks"
-
-
-def prepare_replica_dir(out: Path, release: str, marker: str = "replica.json") -> None:
-    """Refuse a non-empty folder that is not an earlier replica (no `marker`); clear an earlier replica."""
-    import shutil
-
-    if out.exists() and any(out.iterdir()):
-        if not (out / marker).is_file():
-            raise ValueError(f"{out} is not empty and is not a {release} replica (no {marker}); "
-                             "choose an empty or new folder")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+def _run_verify(folder: Path, workers: int | None) -> int:
+    """Print the files of a manifest that changed or vanished; 0 when all match."""
+    manifest = Manifest.load(folder)
+    problems = verify(manifest, workers)
+    if problems.empty:
+        print(f"all {len(manifest.images)} files of {folder} match their sha256")
+        return 0
+    print(f"{len(problems)} of {len(manifest.images)} files differ from {folder} (root {manifest.root}):")
+    for row in problems.itertuples():
+        print(f"  {row.status}: {row.path}")
+    return 1

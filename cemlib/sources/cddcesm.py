@@ -42,7 +42,7 @@ from PIL import Image
 
 from cemlib.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from cemlib.manifest import Manifest, assemble, cell_text, exclusion, map_files, one_breast_exclusions
-from cemlib.sources import default_mask_dir, prepare_replica_dir
+from cemlib.sources.dicom import default_mask_dir, prepare_replica_dir
 from cemlib.sources.masks import mask_outlines, via_region_mask, write_mask_png
 
 DATASET = "cddcesm"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cemlib.manifest import Manifest, assemble, exclusion
-from cemlib.sources import Candidate, check_candidates, dicom_files, rel
+from cemlib.sources.dicom import Candidate, check_candidates, dicom_files, rel
 
 NAME = re.compile(r"^(?P<side>[LR])_(?P<view>CC|MLO)_(?P<energy>LE|DES)\.dcm$", re.IGNORECASE)
 LABELS_FILE = "labels.csv"

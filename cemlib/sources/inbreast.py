@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cemlib.manifest import Manifest, assemble, cell_text, exclusion, one_breast_exclusions
-from cemlib.sources import Candidate, check_candidates, default_mask_dir, prepare_replica_dir, rel
+from cemlib.sources.dicom import Candidate, check_candidates, default_mask_dir, prepare_replica_dir, rel
 from cemlib.sources.masks import points_mask, write_mask_png
 
 DATASET = "inbreast"

@@ -33,7 +33,7 @@ from pathlib import Path
 import openpyxl
 
 from cemlib.manifest import Manifest, assemble, exclusion, parse_label
-from cemlib.sources import Candidate, check_candidates, dicom_files, rel
+from cemlib.sources.dicom import Candidate, check_candidates, dicom_files, rel
 from cemlib.views import SIDES
 
 STEM = re.compile(r"^(?P<name>.+)_(?P<energy>LOW_ENERGY|RECOMBINED)_(?P<view>CC|MLO)_(?P<side>[RL])$",

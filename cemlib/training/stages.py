@@ -1,0 +1,367 @@
+"""The two stages of the fusion network (Qian et al.) and `cem train`.
+
+Stage 1 trains the CNN (ImageClassifier: view encoder + FC) alone on every training image (one LE/DES pair
+per view); stage 2 fine-tunes that encoder inside the four-view fusion model. Both run
+cemlib.training.loop.fit.
+
+Run directory layout (one per model; a stage-1 folder can be reused by every fusion with the same inputs):
+    RUN/stage1/last.pt  best.pt  log.csv
+    RUN/stage2/last.pt  best.pt  log.csv
+Folder names come from cemlib.vocab.model_name (form "folder"): runs/<profile>/models/cem_mf_concat.
+
+Multi-GPU / multi-node: launch with torchrun; WORLD_SIZE/RANK/LOCAL_RANK select DistributedDataParallel;
+rank 0 prepares the data first while the others wait, and the run directory must be on a filesystem all
+nodes share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Dataset
+
+from cemlib import data, models
+from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder
+from cemlib.devices import DistContext, init_distributed, set_seed
+from cemlib.prepare import prepare_data
+from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
+from cemlib.training.loop import FitConfig, FitResult, LossFn, fit, image_loss, loader_for
+from cemlib.vocab import (
+    FUSIONS,
+    IMAGE_MODEL,
+    INPUT_ENERGIES,
+    INPUTS,
+    check_fusion,
+    check_inputs,
+    input_channels,
+    model_name,
+)
+
+#: How long the other ranks wait while rank 0 writes the cohort and fills the cache (tens of minutes at
+#: paper size, longer than the 10 minutes NCCL allows a collective); training collectives keep the default.
+DATA_WAIT_TIMEOUT = timedelta(hours=3)
+
+
+def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, Any]:
+    """The model's arch dict (see cemlib.models) for a fusion and an inputs choice under a profile."""
+    check_choices(fusion, inputs)
+    model = profile.model
+    size = profile.preprocess.size or models.PAPER_INPUT_SIZE
+    return {
+        "fusion": fusion,
+        "in_channels": input_channels(inputs),
+        "width": model.width,
+        "global_pool": model.global_pool,
+        "head": list(model.head),
+        "dropout": model.dropout,
+        "input_size": [int(s) for s in size],
+    }
+
+
+def check_choices(fusion: str, inputs: str) -> None:
+    """Raise a ValueError for an unknown fusion or inputs name."""
+    check_fusion(fusion)
+    check_inputs(inputs)
+
+
+
+
+def check_training_data(manifest: Any, inputs: str) -> None:
+    """Raise a ValueError, before any training, when the manifest cannot train a model with `inputs`."""
+    where = f"manifest of dataset {manifest.dataset!r} (root {manifest.root})"
+    energies = set(manifest.images["energy"].astype(str)) if len(manifest.images) else set()
+    missing = [e for e in INPUT_ENERGIES[inputs] if e not in energies]
+    if missing:
+        hint = "; train with --inputs le" if inputs == "cem" and "LE" in energies else ""
+        raise ValueError(
+            f"inputs {inputs!r} need {'+'.join(INPUT_ENERGIES[inputs])} images but the {where} has no "
+            f"{'/'.join(missing)} images{hint}"
+        )
+    breasts = manifest.breasts
+    train = breasts[breasts["split"] == "train"]
+    labels = train["label"].astype(int)
+    if train.empty:
+        raise ValueError(f"the {where} has no training breasts (split 'train')")
+    if int(labels.sum()) == 0 or int((labels == 0).sum()) == 0:
+        kind = "malignant (positive)" if int(labels.sum()) == 0 else "benign (negative)"
+        raise ValueError(f"the {where} has no {kind} training breasts; both classes are needed to train")
+    if (breasts["split"] == "val").sum() == 0:
+        raise ValueError(f"the {where} has no validation breasts (split 'val'); early stopping needs them")
+
+
+def check_item_fits(dataset: Dataset, arch: Mapping[str, Any], name: str) -> None:
+    """Raise a ValueError when the dataset's tensors do not have the model's channels and size."""
+    x = dataset[0]["x"]
+    channels, size = int(x.shape[-3]), [int(s) for s in x.shape[-2:]]
+    if channels != int(arch["in_channels"]):
+        raise ValueError(
+            f"{name}: the data has {channels} channel(s) per view but the model takes {arch['in_channels']}"
+        )
+    if not arch["global_pool"] and size != list(arch["input_size"]):
+        raise ValueError(
+            f"{name}: images are {size[0]} x {size[1]} but the model's flatten head needs "
+            f"{arch['input_size'][0]} x {arch['input_size'][1]}"
+        )
+
+
+def build_datasets(
+    profile: Settings, manifest: Any, cache: Any, inputs: str, stage: str, seed: int
+) -> tuple[Dataset, Dataset]:
+    """(train, val) datasets of a stage: images for stage 1, patients for stage 2; train is augmented."""
+    cls = data.ImageDataset if stage == "stage1" else data.PatientDataset
+    augment = data.Augment.from_profile(dict(profile))
+    train_set = cls(manifest, cache, "train", inputs=inputs, augment=augment, seed=seed)
+    val_set = cls(manifest, cache, "val", inputs=inputs, augment=None, seed=seed)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"{stage}: empty dataset (train {len(train_set)}, val {len(val_set)} items)")
+    return train_set, val_set
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The two stages
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What one stage trains: its model, data and settings, checked before anything runs."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    train_set: Dataset
+    val_set: Dataset
+    config: FitConfig
+    run_dir: Path
+    meta: dict[str, Any]
+
+    def run(self, context: DistContext | None = None) -> FitResult:
+        """Fit this stage (resuming from its run directory when a last.pt is there)."""
+        context = context or DistContext()
+        train_loader = loader_for(self.train_set, self.config, shuffle=True, context=context)
+        val_loader = loader_for(self.val_set, self.config, shuffle=False, context=context)
+        return fit(
+            self.model, self.loss_fn, train_loader, val_loader, self.config, self.run_dir,
+            meta=self.meta, context=context,
+        )
+
+
+def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[str, Any]:
+    """Plain-type facts stored in checkpoints: what the model takes and how its inputs were made."""
+    preprocess = profile.preprocess.as_dict()
+    return {
+        "fusion": fusion,
+        "inputs": inputs,
+        "profile": profile.name,
+        "dataset": str(manifest.dataset),
+        "preprocess": preprocess,
+    }
+
+
+def plan_stage1(
+    profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Any, cache: Any
+) -> StagePlan:
+    """Stage 1: the ImageClassifier on every training image, checked against the data."""
+    config = FitConfig.from_profile(profile, "stage1")
+    check_training_data(manifest, inputs)
+    arch = arch_from_profile(profile, IMAGE_MODEL, inputs)
+    train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage1", config.seed)
+    check_item_fits(train_set, arch, "stage 1 training images")
+    set_seed(config.seed, config.deterministic)
+    model = models.build_image_classifier(**_encoder_kwargs(arch), pretrained=_pretrained(profile))
+    return StagePlan(
+        model, image_loss, train_set, val_set, config, Path(run_dir),
+        _meta(profile, manifest, IMAGE_MODEL, inputs),
+    )
+
+
+def plan_stage2(
+    profile: Settings,
+    fusion: str,
+    inputs: str,
+    run_dir: str | os.PathLike,
+    manifest: Any,
+    cache: Any,
+    stage1_checkpoint: str | os.PathLike | None,
+) -> StagePlan:
+    """Stage 2: the fusion model, its encoder (and for "none" its classifier) taken from stage 1."""
+    config = FitConfig.from_profile(profile, "stage2")
+    check_training_data(manifest, inputs)
+    arch = arch_from_profile(profile, fusion, inputs)
+    if stage1_checkpoint is not None:
+        check_stage1_checkpoint(stage1_checkpoint, arch)
+    train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage2", config.seed)
+    check_item_fits(train_set, arch, "stage 2 training exams")
+    set_seed(config.seed, config.deterministic)
+    model = models.build_model(**arch, pretrained=None)
+    meta = _meta(profile, manifest, fusion, inputs)
+    meta["stage1"] = str(stage1_checkpoint) if stage1_checkpoint is not None else ""
+    return StagePlan(model, models.fusion_loss, train_set, val_set, config, Path(run_dir), meta)
+
+
+def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """build_encoder's keyword arguments from an arch dict."""
+    return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size")}
+
+
+def _pretrained(profile: Settings) -> str | None:
+    """The profile's model.pretrained (a local state-dict path or "imagenet"), or None."""
+    return profile.model.pretrained or None
+
+
+def train_stage1(
+    profile: Settings,
+    inputs: str,
+    run_dir: str | os.PathLike,
+    manifest: Any = None,
+    cache: Any = None,
+) -> Path:
+    """Train (or resume, or reuse when finished) stage 1 in `run_dir`; returns its best checkpoint."""
+    check_choices(IMAGE_MODEL, inputs)
+    context = init_distributed(profile.device)
+    manifest, cache = data_for(profile, manifest, cache, context)
+    plan = plan_stage1(profile, inputs, run_dir, manifest, cache)
+    return plan.run(context).best_checkpoint
+
+
+def train(
+    profile: Settings,
+    fusion: str,
+    inputs: str,
+    run_dir: str | os.PathLike,
+    stage1_checkpoint: str | os.PathLike | None = None,
+    manifest: Any = None,
+    cache: Any = None,
+) -> Path:
+    """Both stages of one model into RUN/stage1 and RUN/stage2; returns the best stage-2 checkpoint.
+
+    With `stage1_checkpoint` (e.g. a stage 1 shared by the four fusions of one inputs type) stage 1 is
+    skipped. Every check (names, channels, labels, checkpoint architecture) runs before any training.
+    """
+    check_choices(fusion, inputs)
+    if fusion == IMAGE_MODEL:
+        raise ValueError(f"fusion must be one of {FUSIONS}")
+    run_dir = Path(run_dir)
+    context = init_distributed(profile.device)
+    manifest, cache = data_for(profile, manifest, cache, context)
+    stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
+    if stage1_checkpoint is None:
+        stage1 = plan_stage1(profile, inputs, run_dir / "stage1", manifest, cache)
+        stage1_checkpoint = stage1.run(context).best_checkpoint
+        stage2.meta["stage1"] = str(stage1_checkpoint)
+    load_stage1(stage2.model, stage1_checkpoint)
+    return stage2.run(context).best_checkpoint
+
+
+def stage1_dir(profile: Settings, inputs: str) -> Path:
+    """runs/<profile>/models/<inputs>_stage1: the stage-1 CNN shared by the fusions of one input type."""
+    return runs_dir(profile) / "models" / model_name("stage1", inputs, form="folder")
+
+
+def fusion_dir(profile: Settings, fusion: str, inputs: str) -> Path:
+    """runs/<profile>/models/<inputs>_<fusion>: one fusion model (its stage 2 in ./stage2)."""
+    return runs_dir(profile) / "models" / model_name(fusion, inputs, form="folder")
+
+
+def runs_dir(profile: Settings) -> Path:
+    """The profile's runs folder (checkpoints, logs, predictions)."""
+    if not profile.runs:
+        raise ValueError(f"profile {profile.name!r} has no runs folder")
+    return Path(profile.runs)
+
+
+def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manifest: Any = None,
+                             cache: Any = None) -> Path:
+    """Train (or resume, or reuse) one model in the study layout; returns its best stage-2 checkpoint.
+
+    Stage 1 lives in models/<inputs>_stage1 and is shared by the four fusions of that input type;
+    stage 2 lives in models/<inputs>_<fusion>/stage2. `cem train` and the notebooks both use it.
+    """
+    context = init_distributed(profile.device)
+    manifest, cache = data_for(profile, manifest, cache, context)
+    stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
+    return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
+
+
+def load_stage1(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Put a stage-1 encoder (and, for fusion "none", its classifier) into a fusion model."""
+    load_encoder(model, checkpoint)
+
+
+def data_for(profile: Settings, manifest: Any, cache: Any, context: DistContext) -> tuple[Any, Any]:
+    """Given data, or the profile's (prepared by rank 0 first when several processes train together)."""
+    if manifest is not None and cache is not None:
+        return manifest, cache
+    if manifest is not None or cache is not None:
+        raise ValueError("give both manifest and cache, or neither (the profile's data is used)")
+    if context.enabled and not context.is_main:
+        wait_for_rank0()
+        return prepare_data(profile, progress=False)
+    prepared = prepare_data(profile)
+    if context.enabled:
+        wait_for_rank0()
+    return prepared
+
+
+def wait_for_rank0(timeout: timedelta = DATA_WAIT_TIMEOUT) -> None:
+    """A barrier with a long timeout, on a CPU (gloo) group of its own; every rank calls it."""
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
+
+
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI: cem train
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem train`."""
+    parser.add_argument("--profile", default="smoke", help="profile name or YAML file (default: smoke)")
+    parser.add_argument("--fusion", choices=FUSIONS, default="mf_concat", help="fusion type")
+    parser.add_argument("--inputs", choices=INPUTS, default="cem",
+                        help="cem = LE + DES (2 channels), le = low energy only")
+    parser.add_argument("--run-dir", help="run folder (default: runs/<profile>/models/<inputs>_<fusion>, "
+                        "with stage 1 shared in models/<inputs>_stage1)")
+    parser.add_argument("--stage1", metavar="CKPT",
+                        help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one")
+    parser.add_argument("--stage1-only", action="store_true", help="train stage 1 only (into RUN/stage1)")
+    add_override_option(parser)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Train one model; print where its best checkpoint and log are."""
+    profile = load_profile(args.profile, parse_overrides(args.overrides))
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    try:
+        if args.stage1_only:
+            folder = run_dir / "stage1" if run_dir else stage1_dir(profile, args.inputs)
+            best = train_stage1(profile, args.inputs, folder)
+        elif run_dir is None and args.stage1 is None:
+            best = train_with_shared_stage1(profile, args.fusion, args.inputs)
+        else:
+            run_dir = run_dir or fusion_dir(profile, args.fusion, args.inputs)
+            best = train(profile, args.fusion, args.inputs, run_dir, args.stage1)
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            checkpoint = load_checkpoint(best)
+            metrics = checkpoint.get("metrics", {})
+            print(f"best {checkpoint['stage']} checkpoint: {best}")
+            print(
+                f"  epoch {checkpoint['epoch']}: val_loss {metrics.get('val_loss', math.nan):.4f}, "
+                f"val_auc {metrics.get('val_auc', math.nan):.3f}"
+            )
+            print(f"  log: {best.parent / 'log.csv'}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
