@@ -39,7 +39,9 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import struct
+import sys
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -255,11 +257,40 @@ def entry_key(settings_digest: str, side: str, le_sha: str, des_sha: str, mask_s
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _single_thread_worker() -> None:
-    """Each worker preprocesses one image at a time: torch threads would only fight over the cores."""
+def _single_thread_worker(parent_pid: int | None = None) -> None:
+    """Pool initializer: die with the parent process, and preprocess one image at a time.
+
+    Torch threads would only fight over the cores. ``parent_pid`` is the pid of the process that started
+    the pool: see :func:`exit_with_parent`.
+    """
     import torch
 
+    exit_with_parent(parent_pid)
     torch.set_num_threads(1)
+
+
+#: prctl option that asks the kernel to send a signal to this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process exit when its parent dies, even by SIGKILL; best effort off Linux.
+
+    A pool worker whose parent was killed with ``kill -9`` would otherwise live on, reparented, holding its
+    memory. On Linux the kernel sends the worker SIGKILL the moment its parent exits (prctl
+    PR_SET_PDEATHSIG); if the parent is already gone when this runs (it died while the worker started),
+    the worker exits at once.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class TensorCache:
@@ -415,7 +446,7 @@ class TensorCache:
             # spawn: workers start clean, never inheriting the parent's torch thread pools.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=_single_thread_worker) as pool:
+                                     initializer=_single_thread_worker, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_run_task, task) for task in tasks]
                 for future in as_completed(futures):
                     yield future.result()

@@ -278,3 +278,86 @@ def test_cache_from_profile_uses_its_folder_and_settings() -> None:
     assert cache.cache_dir == Path(profile["preprocess"]["cache"])
     assert cache.settings == PreprocessSettings.from_profile(profile)
     assert cache.settings.size == tuple(profile["preprocess"]["size"])
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
+    """`cem preprocess --workers 2` killed with SIGKILL mid-run: both pool workers exit with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # one exam of large images, shared (through symbolic links) by 40 patients: about ten seconds of work
+    root = tmp_path / "data"
+    big = (1800, 1200)
+    images, breasts = [], []
+    for side in "LR":
+        for view in ("CC", "MLO"):
+            for energy in ("LE", "DES"):
+                name = f"{side}_{view}_{energy}.dcm"
+                write_mg_dicom(root / "source" / name, breast_pixels(side, 7, energy, big),
+                               ImageLaterality=side, ViewPosition=view)
+    digests = {p.name: sha256_file(p) for p in (root / "source").iterdir()}
+    for i in range(40):
+        folder = root / f"P{i:03d}"
+        folder.mkdir()
+        for name, digest in digests.items():
+            (folder / name).symlink_to(root / "source" / name)
+            side, view, energy = name[:-4].split("_")
+            images.append({"dataset": "test", "patient_id": folder.name, "side": side, "view": view,
+                           "energy": energy, "path": f"{folder.name}/{name}", "sha256": digest,
+                           "rows": big[0], "cols": big[1], "mask_path": ""})
+        breasts += [{"dataset": "test", "patient_id": folder.name, "side": s, "label": 0, "birads": "",
+                     "pathology": "", "age": np.nan, "density": "", "split": "train"} for s in "LR"]
+    manifest = Manifest("test", root.resolve(), pd.DataFrame(images), pd.DataFrame(breasts),
+                        pd.DataFrame(columns=["dataset", "patient_id", "side", "path", "reason", "kind"]))
+    manifest.save(tmp_path / "manifest")
+
+    command = [sys.executable, "-m", "cemlib.cli", "preprocess", "--manifest", str(tmp_path / "manifest"),
+               "--cache", str(tmp_path / "cache"), "--size", "256", "128", "--workers", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and parent.poll() is None:
+            workers = [pid for pid in _children(parent.pid)
+                       if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+            if len(workers) == 2 and any((tmp_path / "cache").glob("*/*/*.npy")):
+                break  # both workers run and have finished at least one entry
+            time.sleep(0.2)
+        assert parent.poll() is None and len(workers) == 2, "preprocess ended before it could be killed"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        survivors = [pid for pid in workers if _alive(pid)]
+        assert not survivors, f"worker processes {survivors} outlived their killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
