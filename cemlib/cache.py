@@ -23,6 +23,9 @@ Writes go through :func:`cemlib.fileio.atomic_path` (temporary file, then rename
 ``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
 ``fill`` runs on the same cache folder at the same time are not supported.
 
+Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
+and DES images and the rule that chose them (``cemlib.window``), for the QC notebook.
+
 Images that fail preprocessing (:class:`cemlib.imaging.PreprocessError`, an unreadable file) are not
 cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
 from the datasets, never silently dropped. Deterministic failures are remembered in a small
@@ -64,6 +67,10 @@ TRAILER_MAGIC = b"CRC3"
 TRAILER_SIZE = 8
 #: `kind` of the exclusion rows written for images that failed preprocessing.
 EXCLUSION_KIND = "preprocess_failed"
+#: Per-entry record of the window chosen for each image and why (read by the QC notebook).
+WINDOWS_FILE = "windows.csv"
+WINDOW_COLUMNS = ("key", "dataset", "patient_id", "side", "view", "le_low", "le_high", "le_window_rule",
+                  "des_low", "des_high", "des_window_rule")
 
 
 class CacheError(RuntimeError):
@@ -191,11 +198,15 @@ def _read_mask(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L")) > 0
 
 
-def build_stack(entry: Entry, settings: PreprocessSettings) -> np.ndarray:
-    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any)."""
+def build_stack(entry: Entry, settings: PreprocessSettings,
+                record: dict[str, Any] | None = None) -> np.ndarray:
+    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any).
+
+    ``record``, when given, receives each image's window bounds and the rule that chose them.
+    """
     le = read_pixels(entry.le_path)
     des = read_pixels(entry.des_path) if entry.des_path is not None else None
-    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=str(entry.le_path))
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=str(entry.le_path), record=record)
     planes = [le01]
     if entry.des_path is not None:
         if des01 is None:
@@ -212,21 +223,22 @@ def build_stack(entry: Entry, settings: PreprocessSettings) -> np.ndarray:
     return stack
 
 
-def _run_task(task: _Task) -> tuple[str, Entry, str]:
-    """Build and store one entry; ('built', entry, '') or ('failed', entry, reason)."""
+def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
+    """Build and store one entry; ('built', entry, '', windows) or ('failed', entry, reason, {})."""
+    windows: dict[str, Any] = {}
     try:
-        stack = build_stack(task.entry, task.settings)
+        stack = build_stack(task.entry, task.settings, windows)
     except PreprocessError as exc:
         reason = str(exc)
         # Deterministic for these inputs and settings: remember it so the next fill does not retry.
         marker = {"reason": reason, "le_path": str(task.entry.le_path)}
         atomic_write_text(task.marker, json.dumps(marker))
-        return "failed", task.entry, reason
+        return "failed", task.entry, reason, {}
     except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
-        return "failed", task.entry, f"{type(exc).__name__}: {exc}"
+        return "failed", task.entry, f"{type(exc).__name__}: {exc}", {}
     with atomic_path(task.target) as tmp:
         tmp.write_bytes(encode_entry(stack))
-    return "built", task.entry, ""
+    return "built", task.entry, "", windows
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -396,11 +408,14 @@ class TensorCache:
             else:
                 todo.append(entry)
         built = 0
-        for status, entry, reason in self._build(todo, workers, progress):
+        windows: dict[str, dict[str, Any]] = {}
+        for status, entry, reason, window in self._build(todo, workers, progress):
             if status == "built":
                 built += 1
+                windows[entry.key] = _window_row(entry, window)
             else:
                 failures.append((entry, reason))
+        self._record_windows(windows)
         exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
         failed = len(failures) + len(problems)
         return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
@@ -434,7 +449,26 @@ class TensorCache:
         except (OSError, ValueError, KeyError):
             return "preprocessing failed (reason not recorded)"
 
-    def _build(self, todo: list[Entry], workers: int, progress: bool) -> Iterable[tuple[str, Entry, str]]:
+    def windows(self) -> pd.DataFrame:
+        """The window record of the entries built: bounds and rule per LE and DES image (``windows.csv``)."""
+        path = self.folder / WINDOWS_FILE
+        if not path.is_file():
+            return pd.DataFrame(columns=list(WINDOW_COLUMNS))
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+    def _record_windows(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Add the window rows of newly built entries to ``windows.csv`` (one row per entry key)."""
+        if not rows:
+            return
+        known = self.windows()
+        known = known[~known["key"].isin(list(rows))]
+        table = pd.concat([known, pd.DataFrame(list(rows.values()), columns=list(WINDOW_COLUMNS))],
+                          ignore_index=True).sort_values(["dataset", "patient_id", "side", "view"])
+        with atomic_path(self.folder / WINDOWS_FILE) as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+
+    def _build(self, todo: list[Entry], workers: int, progress: bool
+               ) -> Iterable[tuple[str, Entry, str, dict[str, Any]]]:
         tasks = [_Task(e, self.path_for(e), self.marker_for(e), self.settings) for e in todo]
         bar = tqdm(total=len(tasks), desc="preprocess", unit="view", disable=not progress or not tasks)
         with bar:
@@ -501,6 +535,16 @@ class TensorCache:
     def missing(self, entries: Iterable[Entry]) -> list[Entry]:
         """Entries with neither a stored tensor nor a failure marker (not preprocessed yet)."""
         return [e for e in entries if not self.path_for(e).exists() and not self.marker_for(e).exists()]
+
+
+def _window_row(entry: Entry, window: dict[str, Any]) -> dict[str, Any]:
+    """One windows.csv row: the entry and its LE/DES window bounds and rules."""
+    le_low, le_high = window.get("le_window", ("", ""))
+    des_low, des_high = window.get("des_window", ("", ""))
+    return {"key": entry.key, "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
+            "view": entry.view, "le_low": le_low, "le_high": le_high,
+            "le_window_rule": window.get("le_window_rule", ""), "des_low": des_low, "des_high": des_high,
+            "des_window_rule": window.get("des_window_rule", "")}
 
 
 def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:

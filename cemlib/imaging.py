@@ -5,8 +5,9 @@ The pipeline of one low-energy (LE) image and its dual-energy subtracted (DES) p
 1. ``read_pixels`` decodes the file to float32 grey levels where higher means denser: DICOM rescale
    slope/intercept (or a Modality LUT) applied, MONOCHROME1 inverted, the VOI LUT only on request;
    8-bit JPEG (CDD-CESM) and 16-bit DICOM (INbreast, GE) go through the same function.
-2. Window (``window_bounds``): the authors' adaptive window inside the raw range 1500..3300, or a fixed
-   window; every image gets its own window; values are clipped and min-max scaled to [0, 1].
+2. Window (``cemlib.window``): the authors' adaptive window inside the raw range 1500..3300, made
+   stable against re-encodings (see that module), or a fixed window; every image gets its own window,
+   recorded with the rule that chose it; values are clipped and min-max scaled to [0, 1].
 3. Crop (``find_geometry``): bounding box of the largest connected tissue component of the LE image, reused
    for its DES image and lesion mask.
 4. Orient: right breasts are flipped horizontally so every chest wall ends on the left; the side is checked
@@ -35,21 +36,28 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cemlib.window import (  # noqa: F401  (re-exported: the window rule used to live here)
+    MAX_HISTOGRAM_LEVELS,
+    RAW_RANGE_SHARE,
+    GreyHistogram,
+    PreprocessError,
+    WindowChoice,
+    apply_window,
+    background_edge,
+    choose_window,
+    grey_histogram,
+    grey_step,
+    otsu_level,
+    window_bounds,
+    window_range_for,
+)
+
 #: Version of the pixel pipeline; part of the settings digest, so a change of behaviour rebuilds caches.
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"
 
 PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 WINDOWS = ("adaptive", "fixed")
 WINDOW_SOURCES = ("auto", "raw", "image")
-#: In "auto" mode the raw window range is used when it holds at least this share of the tissue pixels.
-RAW_RANGE_SHARE = 0.5
-#: Widest grey-level histogram accepted (levels between the image minimum and maximum).
-MAX_HISTOGRAM_LEVELS = 1 << 20
-_CHUNK = 1 << 20
-
-
-class PreprocessError(ValueError):
-    """An image that cannot be preprocessed; the message names the source and the reason."""
 
 
 class OrientationError(PreprocessError):
@@ -67,8 +75,9 @@ class PreprocessSettings:
     window: "adaptive" (authors' histogram rule inside ``window_range``) or "fixed" (clip to the range).
     window_range: raw grey levels the window lives in (paper: 1500..3300).
     window_source: which range the window uses: "raw" (always ``window_range``), "image" (the image's own
-        tissue range: end of the background peak .. maximum) or "auto" (raw when at least half of the
-        tissue pixels lie inside ``window_range``, the image's own range otherwise: 8-bit JPEG, offsets).
+        tissue range: end of the background peak .. maximum) or "auto" (raw when most tissue pixels lie
+        inside ``window_range``, the image's own range when few do: 8-bit JPEG, offsets; a linear blend of
+        the two windows in between, see ``cemlib.window``).
     peak_fraction: a grey level counts when its pixel count exceeds this fraction of the histogram peak.
     upper_rank: the upper bound is the ``upper_rank``-th last counting level (authors: third-to-last).
     background: a pixel is tissue when its windowed value exceeds this (authors: > 0).
@@ -269,145 +278,6 @@ def _check_decoded(pixels: np.ndarray, source: str) -> tuple[float, float]:
     return low, high
 
 
-# -------------------------------------------------------------------------------------------- windowing
-
-
-@dataclass(frozen=True)
-class GreyHistogram:
-    """Pixel counts per grey level: ``counts[i]`` pixels have floor(value) == ``first + i``."""
-
-    first: int
-    counts: np.ndarray
-    minimum: float
-    maximum: float
-
-    def levels(self) -> np.ndarray:
-        """The grey level of each bin."""
-        return np.arange(self.first, self.first + self.counts.size)
-
-
-def grey_histogram(pixels: np.ndarray, source: str = "",
-                   extremes: tuple[float, float] | None = None) -> GreyHistogram:
-    """Exact per-grey-level histogram (unit-wide bins) of a finite image; ``extremes`` = known (min, max)."""
-    low, high = extremes if extremes is not None else (float(pixels.min()), float(pixels.max()))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise PreprocessError(f"{source or 'image'}: image contains NaN or infinite pixel values")
-    first = math.floor(low)
-    n_levels = math.floor(high) - first + 1
-    if n_levels > MAX_HISTOGRAM_LEVELS:
-        raise PreprocessError(f"{source or 'image'}: pixel range {low:g}..{high:g} is too wide for a "
-                              f"grey-level histogram ({n_levels} levels)")
-    # non-negative values with a small maximum are counted from 0 (saves a subtraction pass); otherwise
-    # from the minimum. Every counted value is >= 0, so the integer conversion (truncation) is a floor.
-    offset = 0 if 0 <= first and first + n_levels <= 1 << 17 else first
-    span = first + n_levels - offset
-    flat = pixels.reshape(-1)
-    counts = torch.zeros(span, dtype=torch.int64)
-    for start in range(0, flat.size, _CHUNK):  # chunked so the conversion stays in cache
-        chunk = flat[start:start + _CHUNK]
-        if offset != 0:
-            chunk = chunk - (np.float32(offset) if chunk.dtype.kind == "f" else offset)
-        # torch.bincount counts int32 about twice as fast as np.bincount (which widens to int64 first)
-        counts += torch.bincount(torch.from_numpy(chunk.astype(np.int32)), minlength=span)
-    return GreyHistogram(first, counts.numpy()[first - offset:], low, high)
-
-
-def otsu_level(hist: GreyHistogram) -> int:
-    """Otsu's threshold on a grey histogram: the level t maximising between-class variance of <= t vs > t."""
-    counts = hist.counts.astype(np.float64)
-    levels = hist.levels().astype(np.float64)
-    weight0 = np.cumsum(counts)
-    total = weight0[-1]
-    mass0 = np.cumsum(counts * levels)
-    weight1 = total - weight0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mass0[-1] * weight0 - total * mass0) ** 2 / (weight0 * weight1)
-    between[(weight0 == 0) | (weight1 == 0)] = -1.0
-    return int(hist.first + int(np.argmax(between)))
-
-
-def background_edge(hist: GreyHistogram, fraction: float) -> int:
-    """First grey level above the background mode whose count falls to ``fraction`` of that mode.
-
-    The background mode is the most frequent level at or below Otsu's threshold (the darker class; pixels
-    are oriented so that higher = denser). Falls back to Otsu's level + 1 when the background's tail does
-    not thin out before it.
-    """
-    otsu = otsu_level(hist) - hist.first
-    dark = hist.counts[:otsu + 1]
-    mode = int(np.argmax(dark))
-    tail = np.flatnonzero(dark[mode + 1:] <= fraction * dark[mode])
-    return hist.first + (mode + 1 + int(tail[0]) if tail.size else otsu + 1)
-
-
-def window_range_for(hist: GreyHistogram, settings: PreprocessSettings) -> tuple[float, float]:
-    """The grey-level range the window is searched in, by ``settings.window_source``.
-
-    Raw 12-14 bit CEM images hold their tissue in ``settings.window_range``. Images in another domain
-    (8-bit JPEG of CDD-CESM, which the vendor already windowed to 0..255, or DES images and other
-    detectors with another offset) have few or no pixels there; for them the window lives in the image's
-    own tissue range: from the end of the background peak (``background_edge`` with ``peak_fraction``) to
-    the image maximum, and the adaptive rule then runs inside it exactly as in the raw range.
-    "auto" picks the raw range when at least half of the tissue pixels (levels at or above the background
-    edge) lie inside ``window_range``, the image's own range otherwise; the choice is made per image, so an
-    LE image and its DES image may differ.
-    """
-    if settings.window_source == "raw":
-        return settings.window_range
-    edge = background_edge(hist, settings.peak_fraction)
-    own = (float(edge), float(math.floor(hist.maximum)))
-    if settings.window_source == "image":
-        return own
-    levels = hist.levels()
-    tissue = int(hist.counts[levels >= edge].sum())
-    low, high = settings.window_range
-    inside = int(hist.counts[(levels >= low) & (levels <= high)].sum())
-    return settings.window_range if inside >= RAW_RANGE_SHARE * tissue else own
-
-
-def window_bounds(hist: GreyHistogram, settings: PreprocessSettings, source: str = "") -> tuple[float, float]:
-    """Clip bounds (low, high) of one image: the adaptive rule or the fixed range.
-
-    Adaptive (the authors' rule, indexed correctly): among grey levels g with low <= g <= high of the
-    window range, count pixels per level; a level qualifies when its count exceeds ``peak_fraction`` of the
-    largest count in the range; the lower bound is the first qualifying level and the upper bound the
-    ``upper_rank``-th last (third-to-last by default; the last one when fewer qualify).
-    The authors' code takes ``np.diff`` of skimage's per-level cumulative distribution, whose bin 0 is the
-    image minimum m, and slices it ``[1500 - m : 3300]``: the start is shifted by m but the end is not, so
-    it examines levels 1501..3300 + m (and wraps around when m > 1500), and labels bin i as level
-    1500 + i although it counts level 1501 + i. Here the histogram is indexed by grey level, so the
-    searched levels are exactly the window range, whatever the image minimum.
-    Fixed: the window range itself. In both cases the bounds are then narrowed to the image's own minimum
-    and maximum, which is what min-max scaling of the clipped image uses.
-    """
-    low, high = window_range_for(hist, settings)
-    if settings.window == "adaptive":
-        start = max(math.ceil(low) - hist.first, 0)
-        stop = min(math.floor(high) - hist.first, hist.counts.size - 1)
-        segment = hist.counts[start:stop + 1] if stop >= start else hist.counts[:0]
-        if segment.size == 0 or segment.max() == 0:
-            raise PreprocessError(f"{source or 'image'}: no pixels inside the window range {low:g}..{high:g} "
-                                  f"(image range {hist.minimum:g}..{hist.maximum:g})")
-        qualifying = np.flatnonzero(segment > settings.peak_fraction * segment.max()) + hist.first + start
-        low = float(qualifying[0])
-        high = float(qualifying[-min(settings.upper_rank, qualifying.size)])
-    low, high = max(low, hist.minimum), min(high, hist.maximum)
-    if not low < high:
-        raise PreprocessError(f"{source or 'image'}: the window collapses to a single value "
-                              f"({low:g}..{high:g}); image range {hist.minimum:g}..{hist.maximum:g}, "
-                              f"window range {settings.window_range[0]:g}..{settings.window_range[1]:g}")
-    return low, high
-
-
-def apply_window(pixels: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """Clip to the bounds and min-max scale to float32 [0, 1]."""
-    low, high = bounds
-    out = np.clip(pixels, low, high).astype(np.float32, copy=False)
-    out -= np.float32(low)
-    out *= np.float32(1.0 / (high - low))
-    return out
-
-
 # ----------------------------------------------------------------------------------------- crop, orient
 
 
@@ -420,6 +290,7 @@ class Geometry:
     flip: bool  # mirror horizontally after cropping
     window: tuple[float, float]  # LE clip bounds
     chest_wall: str | None  # edge ("L"/"R") the tissue meets in the stored image, None if undecided
+    window_rule: str = ""  # why these bounds (WindowChoice.rule)
 
 
 def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, source: str = "") -> Geometry:
@@ -437,7 +308,8 @@ def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, sourc
     name = source or "image"
     _check_side(side, name)
     extremes = _check_image(le, settings, name, "LE")
-    bounds = window_bounds(grey_histogram(le, name, extremes), settings, name)
+    choice = choose_window(grey_histogram(le, name, extremes), settings, name)
+    bounds = choice.bounds
     threshold = bounds[0] + settings.background * (bounds[1] - bounds[0])
     step = _sample_step(le.shape, settings.size)
     sampled = le[::step, ::step] > threshold
@@ -462,7 +334,7 @@ def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, sourc
             f"{name}: side {side} breast has its chest wall on the {_EDGE[chest_wall]} image edge, expected "
             f"the {_EDGE[side]} edge for a {_EDGE[side]} breast (pre-flipped or mislabelled image)")
     return Geometry(shape=le.shape, box=box, flip=settings.flip_right and side == "R", window=bounds,
-                    chest_wall=chest_wall)
+                    chest_wall=chest_wall, window_rule=choice.rule)
 
 
 _EDGE = {"L": "left", "R": "right"}
@@ -597,25 +469,32 @@ def warp(image: np.ndarray, geometry: Geometry, size: tuple[int, int]) -> np.nda
 
 
 def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings: PreprocessSettings,
-                    source: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+                    source: str = "", record: dict[str, Any] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """LE (and DES) pixels -> float32 [0, 1] arrays of ``settings.size``, cropped on LE, oriented, resized.
 
     Each image is windowed with its own bounds; the DES image reuses the LE crop box and flip. Min-max
     scaling is linear and the antialiased bilinear weights are non-negative and sum to one, so it is
     applied after the resize (same result, far fewer pixels); the clip, which is not linear, comes first.
+    ``record``, when given, receives each image's window and the rule that chose it (``le_window``,
+    ``le_window_rule``, and ``des_*`` with a DES image).
     """
     name = source or "image"
     le = np.asarray(le)
     geometry = find_geometry(le, side, settings, name)
     le01 = _window_crop_resize(le, geometry.box, geometry.window, settings.size, geometry.flip)
+    if record is not None:
+        record.update(le_window=geometry.window, le_window_rule=geometry.window_rule)
     if des is None:
         return le01, None
     des = np.asarray(des)
     extremes = _check_image(des, settings, name, "DES")
     if des.shape != le.shape:
         raise PreprocessError(f"{name}: DES image {des.shape} and LE image {le.shape} differ in shape")
-    des_window = window_bounds(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
-    return le01, _window_crop_resize(des, geometry.box, des_window, settings.size, geometry.flip)
+    des_choice = choose_window(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
+    if record is not None:
+        record.update(des_window=des_choice.bounds, des_window_rule=des_choice.rule)
+    return le01, _window_crop_resize(des, geometry.box, des_choice.bounds, settings.size, geometry.flip)
 
 
 def _window_crop_resize(pixels: np.ndarray, box: tuple[int, int, int, int], window: tuple[float, float],

@@ -190,11 +190,11 @@ def test_interrupted_fill_resumes_cleanly(exams: Manifest, tmp_path: Path, monke
     real_build = cache_module.build_stack
     calls = {"n": 0}
 
-    def build_then_die(entry, settings_):
+    def build_then_die(entry, settings_, record=None):
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt  # the user pressed Ctrl-C during entry 6
-        return real_build(entry, settings_)
+        return real_build(entry, settings_, record)
 
     monkeypatch.setattr(cache_module, "build_stack", build_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -361,3 +361,17 @@ def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_fill_records_each_window_and_its_rule(exams: Manifest, tmp_path: Path) -> None:
+    cache = TensorCache(tmp_path / "cache", settings())
+    cache.fill(exams, progress=False)
+    windows = cache.windows()
+    assert len(windows) == 12 and set(windows["key"]) == {e.key for e in cache.attach(exams)}
+    row = windows[(windows["patient_id"] == "P000") & (windows["side"] == "L") & (windows["view"] == "CC")]
+    le = read_pixels(exams.root / "P000/L_CC_LE.dcm")
+    record: dict = {}
+    preprocess_pair(le, read_pixels(exams.root / "P000/L_CC_DES.dcm"), "L", settings(), record=record)
+    assert (float(row["le_low"].iloc[0]), float(row["le_high"].iloc[0])) == record["le_window"]
+    assert row["le_window_rule"].iloc[0] == record["le_window_rule"] == "adaptive raw 1500..3300"
+    assert row["des_window_rule"].iloc[0] == record["des_window_rule"]
