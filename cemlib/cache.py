@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.manifest import EXCLUSION_COLUMNS, Manifest
+from cemlib.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -89,6 +89,8 @@ class Entry:
     des_path: Path | None
     mask_path: Path | None
     key: str
+    le_sha: str = ""  # sha256 the manifest records for the LE file (part of the key)
+    des_sha: str = ""
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -224,7 +226,10 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
 
 
 def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
-    """Build and store one entry; ('built', entry, '', windows) or ('failed', entry, reason, {})."""
+    """Build and store one entry; ('built', entry, '', windows) or ('failed', entry, reason, {}).
+
+    Raises SourceChangedError when a source file no longer matches its manifest sha256 (the run stops).
+    """
     windows: dict[str, Any] = {}
     try:
         stack = build_stack(task.entry, task.settings, windows)
@@ -236,9 +241,21 @@ def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
         return "failed", task.entry, reason, {}
     except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
         return "failed", task.entry, f"{type(exc).__name__}: {exc}", {}
+    changed = _changed_source(task.entry)
+    if changed:  # the bytes read are not the ones the key names: never store them under that key
+        raise SourceChangedError(changed)
     with atomic_path(task.target) as tmp:
         tmp.write_bytes(encode_entry(stack))
     return "built", task.entry, "", windows
+
+
+def _changed_source(entry: Entry) -> str:
+    """A reason when the LE or DES file no longer has the sha256 its entry's key was made from, else ''."""
+    for path, expected in ((entry.le_path, entry.le_sha), (entry.des_path, entry.des_sha)):
+        if path is not None and expected and sha256_file(path) != expected:
+            return (f"{path} changed while it was preprocessed (sha256 differs from the manifest); "
+                    "run `cem manifest` again")
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,12 +394,19 @@ class TensorCache:
                     des_path=manifest.image_path(des_row) if des_row is not None else None,
                     mask_path=mask_path,
                     key=entry_key(self.digest, side, str(le_row["sha256"]), des_sha, mask_sha),
+                    le_sha=str(le_row["sha256"]), des_sha=des_sha,
                 )
             )
         return entries, pd.DataFrame(problems, columns=list(EXCLUSION_COLUMNS))
 
     def attach(self, manifest: Manifest) -> list[Entry]:
-        """Index a manifest's entries so get() can find them (no preprocessing, no file hashing of images)."""
+        """Index a manifest's entries so get() can find them (no preprocessing).
+
+        Raises SourceChangedError naming the files when an image changed since the manifest was written
+        (a stat per image; only files whose size or mtime changed are hashed), so that no tensor of an
+        older version of a file is ever served.
+        """
+        require_unchanged(manifest)
         entries, _ = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
@@ -391,7 +415,12 @@ class TensorCache:
     # -- filling ------------------------------------------------------------------------------------
 
     def fill(self, manifest: Manifest, workers: int = 1, progress: bool = True) -> FillResult:
-        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest."""
+        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest.
+
+        Stops with SourceChangedError, naming the files, when an image changed since the manifest was
+        written; a file that changes while it is preprocessed is reported as failed, never stored.
+        """
+        require_unchanged(manifest)
         entries, problems = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry

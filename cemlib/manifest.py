@@ -2,7 +2,8 @@
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
-  root, sha256, rows, cols, mask_path);
+  root, sha256, rows, cols, mask_path, and the file's size and mtime_ns when it was hashed: the cheap
+  check of ``changed_files`` that every use of the manifest runs);
 - breasts.csv: one row per breast (dataset, patient_id, side, label 0/1, birads, pathology, age, density,
   split);
 - exclusions.csv: one row per excluded image or patient with a readable reason (dataset, patient_id,
@@ -36,7 +37,9 @@ from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
-                 "mask_path")
+                 "mask_path", "size", "mtime_ns")
+#: Columns a manifest written before they existed may lack (filled with -1: unknown).
+OPTIONAL_IMAGE_COLUMNS = ("size", "mtime_ns")
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "birads", "pathology", "age", "density", "split")
 EXCLUSION_COLUMNS = ("dataset", "patient_id", "side", "path", "reason", "kind")
 SPLITS = ("train", "val", "test")
@@ -139,9 +142,12 @@ class Manifest:
 
 def _typed_images(frame: pd.DataFrame) -> pd.DataFrame:
     """Images table with its columns in order and rows/cols as integers."""
+    for column in OPTIONAL_IMAGE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = -1
     frame = _with_columns(frame, IMAGE_COLUMNS, "images.csv")
-    for column in ("rows", "cols"):
-        frame[column] = pd.to_numeric(frame[column]).astype(np.int64)
+    for column in ("rows", "cols", *OPTIONAL_IMAGE_COLUMNS):
+        frame[column] = pd.to_numeric(frame[column].replace("", -1)).astype(np.int64)
     return frame
 
 
@@ -214,7 +220,7 @@ def parse_label(value: Any) -> int | None:
 # --------------------------------------------------------------------------------------------- hashing
 
 def map_files(function: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None,
-              desc: str = "files") -> list[Any]:
+              desc: str = "files", progress: bool = True) -> list[Any]:
     """Apply `function` to every item in a thread pool with a progress bar; exceptions are returned."""
 
     def guarded(item: Any) -> Any:
@@ -226,7 +232,8 @@ def map_files(function: Callable[[Any], Any], items: Sequence[Any], workers: int
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        return list(tqdm(pool.map(guarded, items), total=len(items), desc=desc, unit="file"))
+        return list(tqdm(pool.map(guarded, items), total=len(items), desc=desc, unit="file",
+                         disable=not progress))
 
 
 def hash_files(root: Path, rel_paths: Sequence[str], workers: int | None = None) -> list[str | Exception]:
@@ -234,10 +241,61 @@ def hash_files(root: Path, rel_paths: Sequence[str], workers: int | None = None)
     return map_files(sha256_file, [Path(root) / p for p in rel_paths], workers, desc="sha256")
 
 
-def verify(manifest: Manifest, workers: int | None = None) -> pd.DataFrame:
+def file_record(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(sha256, size, mtime_ns) of a file; the stat is taken first, so a change while hashing shows."""
+    stat = os.stat(path)
+    return sha256_file(path), stat.st_size, stat.st_mtime_ns
+
+
+def changed_files(manifest: Manifest, workers: int | None = None) -> pd.DataFrame:
+    """Images whose bytes differ from the manifest's sha256, or that vanished (empty when none).
+
+    Cheap on every run: one stat per image; only a file whose size or mtime differs from the manifest's
+    record (or a manifest without that record) is hashed again, and it counts as changed only when its
+    sha256 differs. Columns path, status ("changed", "missing", "unreadable ..."), expected_sha256,
+    actual_sha256.
+    """
+    images = manifest.images
+    suspects = []
+    for row in images.itertuples(index=False):
+        try:
+            stat = os.stat(Path(manifest.root) / str(row.path))
+        except OSError:
+            suspects.append(row)
+            continue
+        size, mtime = getattr(row, "size", -1), getattr(row, "mtime_ns", -1)
+        if size < 0 or mtime < 0 or stat.st_size != size or stat.st_mtime_ns != mtime:
+            suspects.append(row)
+    if not suspects:
+        return pd.DataFrame(columns=["path", "status", "expected_sha256", "actual_sha256"])
+    subset = Manifest(manifest.dataset, manifest.root, pd.DataFrame(suspects), manifest.breasts,
+                      manifest.exclusions)
+    return verify(subset, workers, progress=False)
+
+
+class SourceChangedError(RuntimeError):
+    """Image files changed since their manifest was written; the message names them."""
+
+
+def require_unchanged(manifest: Manifest, workers: int | None = None) -> None:
+    """SourceChangedError naming every image that changed or vanished since the manifest was written."""
+    problems = changed_files(manifest, workers)
+    if problems.empty:
+        return
+    root = Path(manifest.root)
+    listed = "; ".join(f"{root / row.path} ({row.status})" for row in problems.head(5).itertuples())
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    raise SourceChangedError(f"{len(problems)} image file(s) differ from the manifest's sha256: "
+                             f"{listed}{more}. Run `cem manifest` on the dataset again (then "
+                             "`cem preprocess`) so the manifest and the tensor cache describe the files "
+                             "as they are now")
+
+
+def verify(manifest: Manifest, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Files whose bytes changed or that vanished since the manifest was written (empty when none)."""
     images = manifest.images
-    results = hash_files(manifest.root, images["path"].tolist(), workers)
+    paths = [Path(manifest.root) / p for p in images["path"].tolist()]
+    results = map_files(sha256_file, paths, workers, desc="sha256", progress=progress)
     rows = []
     for path, expected, actual in zip(images["path"], images["sha256"], results, strict=True):
         if isinstance(actual, FileNotFoundError):
@@ -390,7 +448,8 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
             keep.append(patient_id)
 
     kept_images = images[images["patient_id"].isin(keep)].copy()
-    digests = hash_files(root, kept_images["path"].tolist(), workers)
+    records = map_files(file_record, [root / p for p in kept_images["path"].tolist()], workers, desc="sha256")
+    digests = [r[0] if isinstance(r, tuple) else r for r in records]
     unreadable = {}
     for path, pid, digest in zip(kept_images["path"], kept_images["patient_id"], digests, strict=True):
         if isinstance(digest, Exception):
@@ -400,6 +459,8 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
                               dataset=dataset))
     keep = [p for p in keep if p not in unreadable]
     kept_images["sha256"] = digests
+    kept_images["size"] = [r[1] if isinstance(r, tuple) else -1 for r in records]
+    kept_images["mtime_ns"] = [r[2] if isinstance(r, tuple) else -1 for r in records]
     kept_images = kept_images[kept_images["patient_id"].isin(keep)]
 
     return Manifest(
@@ -420,8 +481,8 @@ def _final_images(images: pd.DataFrame, dataset: str) -> pd.DataFrame:
     images["_energy"] = images["energy"].map({e: i for i, e in enumerate(ENERGIES)})
     images = images.sort_values(["patient_id", "_view", "_energy"], kind="stable")
     images = images.loc[:, list(IMAGE_COLUMNS)].reset_index(drop=True)
-    images["rows"] = images["rows"].astype(np.int64)
-    images["cols"] = images["cols"].astype(np.int64)
+    for column in ("rows", "cols", *OPTIONAL_IMAGE_COLUMNS):
+        images[column] = images[column].astype(np.int64)
     return images
 
 

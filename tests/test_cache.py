@@ -14,7 +14,7 @@ from cemlib.cache import CacheError, TensorCache, apply_exclusions, decode_entry
 from cemlib.cli import main as cem_main
 from cemlib.fileio import sha256_file
 from cemlib.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.manifest import Manifest, assemble
+from cemlib.manifest import Manifest, SourceChangedError, assemble, changed_files
 from tests.factories import write_mg_dicom
 
 SIZE = (32, 16)
@@ -322,6 +322,7 @@ def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
                 write_mg_dicom(root / "source" / name, breast_pixels(side, 7, energy, big),
                                ImageLaterality=side, ViewPosition=view)
     digests = {p.name: sha256_file(p) for p in (root / "source").iterdir()}
+    stats = {p.name: p.stat() for p in (root / "source").iterdir()}
     for i in range(40):
         folder = root / f"P{i:03d}"
         folder.mkdir()
@@ -330,7 +331,8 @@ def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
             side, view, energy = name[:-4].split("_")
             images.append({"dataset": "test", "patient_id": folder.name, "side": side, "view": view,
                            "energy": energy, "path": f"{folder.name}/{name}", "sha256": digest,
-                           "rows": big[0], "cols": big[1], "mask_path": ""})
+                           "rows": big[0], "cols": big[1], "mask_path": "", "size": stats[name].st_size,
+                           "mtime_ns": stats[name].st_mtime_ns})
         breasts += [{"dataset": "test", "patient_id": folder.name, "side": s, "label": 0, "birads": "",
                      "pathology": "", "age": np.nan, "density": "", "split": "train"} for s in "LR"]
     manifest = Manifest("test", root.resolve(), pd.DataFrame(images), pd.DataFrame(breasts),
@@ -375,3 +377,57 @@ def test_fill_records_each_window_and_its_rule(exams: Manifest, tmp_path: Path) 
     assert (float(row["le_low"].iloc[0]), float(row["le_high"].iloc[0])) == record["le_window"]
     assert row["le_window_rule"].iloc[0] == record["le_window_rule"] == "adaptive raw 1500..3300"
     assert row["des_window_rule"].iloc[0] == record["des_window_rule"]
+
+
+def test_source_changed_after_the_manifest_stops_preprocess_naming_the_file(exams: Manifest, tmp_path: Path,
+                                                                            capsys) -> None:
+    """The reproduction: a source image rewritten after `cem preprocess` filled the cache. Before, the
+    next `cem preprocess` said "built 0, skipped 12" and every reader got the old tensor."""
+    exams.save(tmp_path / "manifest")
+    argv = ["preprocess", "--manifest", str(tmp_path / "manifest"), "--cache", str(tmp_path / "cache"),
+            "--size", "32", "16", "--workers", "1", "--no-progress"]
+    assert cem_main(argv) == 0
+    assert "built 12, skipped 0" in capsys.readouterr().out
+    target = exams.root / "P001/R_MLO_LE.dcm"
+    write_mg_dicom(target, breast_pixels("R", seed=999), ImageLaterality="R", ViewPosition="MLO")
+    assert cem_main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(target) in err and "cem manifest" in err and err.count("\n") == 1
+    manifest = Manifest.load(tmp_path / "manifest")
+    cache = TensorCache(tmp_path / "cache", settings())
+    with pytest.raises(SourceChangedError, match=r"R_MLO_LE\.dcm"):
+        cache.attach(manifest)  # training and prediction attach before they read a tensor
+    # a fresh cache filled from the changed file does not store it under the old file's key
+    fresh = TensorCache(tmp_path / "fresh", settings())
+    with pytest.raises(SourceChangedError):
+        fresh.fill(manifest, progress=False)
+    assert not list(fresh.folder.glob("*/*.npy"))
+
+
+def test_touched_but_identical_file_is_accepted(exams: Manifest, tmp_path: Path) -> None:
+    import os
+
+    cache = TensorCache(tmp_path / "cache", settings())
+    cache.fill(exams, progress=False)
+    target = exams.root / "P000/L_CC_DES.dcm"
+    os.utime(target, ns=(1, 1))  # mtime differs: the file is hashed again and found identical
+    assert len(cache.attach(exams)) == 12
+    assert changed_files(exams).empty
+
+
+def test_file_changing_while_preprocessed_is_never_stored(exams: Manifest, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    cache = TensorCache(tmp_path / "cache", settings())
+    real_build = cache_module.build_stack
+
+    def build_then_change(entry, settings_, record=None):
+        stack = real_build(entry, settings_, record)
+        if entry.patient_id == "P002" and entry.view == "CC" and entry.side == "L":
+            write_mg_dicom(entry.le_path, breast_pixels("L", seed=555), ImageLaterality="L")
+        return stack
+
+    monkeypatch.setattr(cache_module, "build_stack", build_then_change)
+    with pytest.raises(SourceChangedError, match=r"P002/L_CC_LE\.dcm changed while"):
+        cache.fill(exams, progress=False)
+    entry = next(e for e in cache.plan(exams)[0] if (e.patient_id, e.side, e.view) == ("P002", "L", "CC"))
+    assert not cache.path_for(entry).exists()
