@@ -10,7 +10,9 @@ A manifest folder holds four files:
   side, path, reason, kind). A row with a path is an image the adapter could not use; a row without a
   path excludes the whole patient. A patient counts as excluded when it has rows here and none in
   breasts.csv (an image-level row alone, say a stray file, does not exclude a complete exam);
-- manifest.json: dataset, absolute root, energies, split seed and ratios, cemlib version.
+- manifest.json: dataset, absolute root, energies, split seed and ratios, cemlib version;
+- private/patient_names.csv (layouts that pseudonymise folder names: GE, MF_MODEL): pseudonym -> folder
+  name, for the user alone: no step of cemlib reads it, copy it nowhere, delete it if it is not needed.
 
 Source adapters (cemlib.sources) turn a folder into candidate tables; `assemble` applies the checks
 every dataset shares (complete views, one image per view, a 0/1 label per breast, readable files) and
@@ -48,6 +50,8 @@ EXTERNAL_SPLIT = "external"
 PATIENT_CLASSES = ("bilateral benign", "unilateral malignant", "bilateral malignant")
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
+#: The user's private map from pseudonymous patient ids back to on-disk folder names (never read by cemlib).
+PRIVATE_NAMES = "private/patient_names.csv"
 
 
 def default_workers() -> int:
@@ -68,6 +72,8 @@ class Manifest:
     split_seed: int | None = None
     split_ratios: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: pseudonymous patient_id -> on-disk folder name; written only to PRIVATE_NAMES, never to the tables
+    private_names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def image_path(self, row: pd.Series | dict) -> Path:
         """Absolute path of an image row."""
@@ -106,6 +112,11 @@ class Manifest:
             **self.extra,
         }
         atomic_write_text(folder / "manifest.json", json.dumps(meta, indent=2) + "\n")
+        if self.private_names:
+            names = pd.DataFrame(sorted(self.private_names.items()), columns=["patient_id", "folder"])
+            (folder / PRIVATE_NAMES).parent.mkdir(exist_ok=True)
+            with atomic_path(folder / PRIVATE_NAMES) as tmp:
+                names.to_csv(tmp, index=False, lineterminator="\n")
         return folder
 
     @classmethod

@@ -214,8 +214,31 @@ def test_stray_file_is_reported_but_complete_exam_is_kept(ge_root: Path):
     assert "SYN0001" in manifest.patients
     assert manifest.exclusions.to_dict("records") == [{
         "dataset": "ge", "patient_id": "SYN0001", "side": "", "path": "SYN0001/L_XCCL_LE.dcm",
-        "reason": "L_XCCL_LE.dcm: file name is not SIDE_VIEW_ENERGY.dcm (e.g. L_CC_LE.dcm)",
+        "reason": "a .dcm file whose name is not SIDE_VIEW_ENERGY.dcm "
+                  "(e.g. L_CC_LE.dcm; see the path column)",
         "kind": "unrecognised_name"}]
+
+
+def test_ge_folder_names_become_pseudonyms_kept_only_in_the_private_map(ge_root: Path, tmp_path: Path):
+    """The reproduction: a GE folder `Jane_Doe_1970` was the patient_id in breasts.csv and images.csv."""
+    (ge_root / "SYN0002").rename(ge_root / "Jane_Doe_1970")
+    (ge_root / "masks" / "SYN0002").rename(ge_root / "masks" / "Jane_Doe_1970")
+    labels = pd.read_csv(ge_root / "labels.csv", dtype=str)
+    labels["patient_id"] = labels["patient_id"].replace("SYN0002", "Jane_Doe_1970")
+    labels.to_csv(ge_root / "labels.csv", index=False)
+    manifest = ge.scan(ge_root)
+    alias = ge.pseudonym("Jane_Doe_1970")
+    assert alias == "GE" + hashlib.sha256(b"Jane_Doe_1970").hexdigest()[:10].upper()
+    assert alias in manifest.patients and ge.pseudonym("SYN0003") == "SYN0003"
+    assert manifest.images.loc[manifest.images.patient_id == alias, "mask_path"].str.len().max() > 0
+    out = manifest.save(tmp_path / "manifest")
+    for name in ("images.csv", "breasts.csv", "exclusions.csv", "manifest.json"):
+        table = (out / name).read_text()
+        if name == "images.csv":  # the path columns hold the on-disk names (documented); nothing else
+            table = pd.read_csv(out / name).drop(columns=["path", "mask_path"]).to_csv()
+        assert "Jane" not in table and "Doe" not in table, name
+    private = pd.read_csv(out / "private" / "patient_names.csv")
+    assert private.to_dict("records") == [{"patient_id": alias, "folder": "Jane_Doe_1970"}]
 
 
 def test_labels_csv_without_label_column_is_an_error_naming_the_file(ge_root: Path):
