@@ -339,6 +339,33 @@ def test_mf_label_not_zero_or_one_excludes_that_exam_naming_the_row(mf_root: Pat
     assert manifest.patients == [mfmodel.pseudonym("patient1")]
 
 
+def test_mf_exclusion_reasons_never_print_image_names(tmp_path: Path):
+    """The reproduction: `label of Jane_Doe_1970_LOW_ENERGY_CC_L is 'x'` printed the patient's name."""
+    root = write_mf_cohort(tmp_path / "mf")
+    workbook = openpyxl.load_workbook(root / "label.xlsx")
+    for row, name, _ in sheet_names():
+        workbook["Sheet1"].cell(row, 4).value = name.replace("patient1", "Jane_Doe_1970")
+    workbook["Sheet1"]["E7"] = "x"  # Jane_Doe_1970_LOW_ENERGY_CC_L
+    workbook.save(root / "label.xlsx")
+    folder = root / "Jane_Doe_1970"
+    (root / "patient1").rename(folder)
+    for path in folder.iterdir():
+        path.rename(folder / path.name.replace("patient1", "Jane_Doe_1970"))
+    write_mg_dicom(folder / "Jane_Doe_1970_LOW_ENERGY_MLO_R.dcm", tiny_pixels(1),
+                   **mg_tags("L", "MLO", "LE"))  # laterality tag contradicting the name
+    (folder / "Jane_Doe_1970_notes.dcm").write_bytes(b"x")
+    manifest = mfmodel.scan(root)
+    alias = mfmodel.pseudonym("Jane_Doe_1970")
+    rows = excluded(manifest, alias)
+    assert set(rows.kind) == {"bad_label", "tag_mismatch", "unrecognised_name"}
+    assert f"label of {alias} LE CC L is 'x'" in " ".join(rows.reason)
+    assert f"{alias} LE MLO R: ImageLaterality 'L'" in " ".join(rows.reason)
+    for part in ("Jane", "Doe", "1970"):
+        assert not rows.reason.str.contains(part).any(), part
+    out = manifest.save(tmp_path / "manifest")
+    assert (out / "private" / "patient_names.csv").read_text().count("Jane_Doe_1970") == 1
+
+
 def test_mf_images_of_one_breast_disagreeing_excludes_exam(mf_root: Path):
     edit_sheet(mf_root / "label.xlsx", {"E7": "1"})  # patient1_LOW_ENERGY_CC_L, its breast is 0 elsewhere
     rows = excluded(mfmodel.scan(mf_root), mfmodel.pseudonym("patient1"))
