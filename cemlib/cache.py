@@ -208,20 +208,20 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
     """
     le = read_pixels(entry.le_path)
     des = read_pixels(entry.des_path) if entry.des_path is not None else None
-    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=str(entry.le_path), record=record)
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record)
     planes = [le01]
     if entry.des_path is not None:
         if des01 is None:
-            raise PreprocessError(f"{entry.des_path}: DES image was given but not preprocessed")
+            raise PreprocessError(f"{entry_label(entry, 'DES')}: DES image was given but not preprocessed")
         planes.append(des01)
     if entry.mask_path is not None:
         mask = _read_mask(entry.mask_path)
-        warped = preprocess_mask(mask, le, entry.side, settings, source=str(entry.mask_path))
+        warped = preprocess_mask(mask, le, entry.side, settings, source=entry_label(entry, "mask"))
         planes.append(np.asarray(warped, dtype=np.float32))
     stack = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
     expected = (len(entry.channels), *settings.size)
     if stack.shape != expected:
-        raise PreprocessError(f"{entry.le_path}: preprocessed shape {stack.shape}, expected {expected}")
+        raise PreprocessError(f"{entry_label(entry)}: preprocessed shape {stack.shape}, expected {expected}")
     return stack
 
 
@@ -234,13 +234,12 @@ def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
     try:
         stack = build_stack(task.entry, task.settings, windows)
     except PreprocessError as exc:
-        reason = str(exc)
+        reason = redact_paths(str(exc), task.entry)
         # Deterministic for these inputs and settings: remember it so the next fill does not retry.
-        marker = {"reason": reason, "le_path": str(task.entry.le_path)}
-        atomic_write_text(task.marker, json.dumps(marker))
+        atomic_write_text(task.marker, json.dumps({"reason": reason}))
         return "failed", task.entry, reason, {}
     except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
-        return "failed", task.entry, f"{type(exc).__name__}: {exc}", {}
+        return "failed", task.entry, redact_paths(f"{type(exc).__name__}: {exc}", task.entry), {}
     changed = _changed_source(task.entry)
     if changed:  # the bytes read are not the ones the key names: never store them under that key
         raise SourceChangedError(changed)
@@ -251,11 +250,30 @@ def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
 
 def _changed_source(entry: Entry) -> str:
     """A reason when the LE or DES file no longer has the sha256 its entry's key was made from, else ''."""
-    for path, expected in ((entry.le_path, entry.le_sha), (entry.des_path, entry.des_sha)):
+    sources = (("LE", entry.le_path, entry.le_sha), ("DES", entry.des_path, entry.des_sha))
+    for energy, path, expected in sources:
         if path is not None and expected and sha256_file(path) != expected:
-            return (f"{path} changed while it was preprocessed (sha256 differs from the manifest); "
-                    "run `cem manifest` again")
+            return (f"image {entry_label(entry, energy)} changed while it was preprocessed (sha256 differs "
+                    "from the manifest); run `cem manifest` again")
     return ""
+
+
+def entry_label(entry: Entry, what: str = "LE") -> str:
+    """How messages name an entry's file: dataset, patient id (a pseudonym), side, view and energy.
+
+    File and folder names may hold a patient's name, so no message or table shows them; the manifest's
+    images.csv maps the label back to the path.
+    """
+    return f"{entry.dataset}/{entry.patient_id} {entry.side} {entry.view} {what}"
+
+
+def redact_paths(text: str, entry: Entry) -> str:
+    """``text`` with the entry's file paths (and their file names) replaced by ``entry_label``."""
+    for what, path in (("LE", entry.le_path), ("DES", entry.des_path), ("mask", entry.mask_path)):
+        if path is not None:
+            label = entry_label(entry, what)
+            text = text.replace(str(path), label).replace(path.name, label)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -537,7 +555,7 @@ class TensorCache:
         """Verified float32 (C, H, W) stack of an entry, channels as in entry.channels."""
         path = self.path_for(entry)
         if not path.exists() and self.marker_for(entry).exists():
-            raise CacheError(f"{entry.le_path} failed preprocessing: {self._marker_reason(entry)}")
+            raise CacheError(f"{entry_label(entry)} failed preprocessing: {self._marker_reason(entry)}")
         return read_entry_file(path, self.shape_of(entry))
 
     def get_array(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> np.ndarray:

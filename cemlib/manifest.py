@@ -293,13 +293,15 @@ def require_unchanged(manifest: Manifest, workers: int | None = None) -> None:
     problems = changed_files(manifest, workers)
     if problems.empty:
         return
-    root = Path(manifest.root)
-    listed = "; ".join(f"{root / row.path} ({row.status})" for row in problems.head(5).itertuples())
+    # named by pseudonymous patient id and view: file and folder names may hold a patient's name
+    rows = problems.merge(manifest.images, on="path", how="left")
+    listed = "; ".join(f"{row.dataset}/{row.patient_id} {row.side} {row.view} {row.energy} ({row.status})"
+                       for row in rows.head(5).itertuples())
     more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-    raise SourceChangedError(f"{len(problems)} image file(s) differ from the manifest's sha256: "
-                             f"{listed}{more}. Run `cem manifest` on the dataset again (then "
-                             "`cem preprocess`) so the manifest and the tensor cache describe the files "
-                             "as they are now")
+    raise SourceChangedError(f"{len(problems)} image file(s) differ from the manifest's sha256 "
+                             f"(paths in images.csv): {listed}{more}. Run `cem manifest` on the dataset "
+                             "again (then `cem preprocess`) so the manifest and the tensor cache "
+                             "describe the files as they are now")
 
 
 def verify(manifest: Manifest, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
