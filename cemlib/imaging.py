@@ -56,6 +56,9 @@ from cemlib.window import (  # noqa: F401  (re-exported: the window rule used to
 PREPROCESS_VERSION = "2"
 
 PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+#: Largest image plane read (rows, cols), checked from the header before any pixel is decoded: well above
+#: the largest mammography detector (about 4,100 x 3,300), far below what would exhaust memory.
+MAX_IMAGE_SIZE = (5000, 5000)
 WINDOWS = ("adaptive", "fixed")
 WINDOW_SOURCES = ("auto", "raw", "image")
 
@@ -157,32 +160,42 @@ class ImageInfo:
     view: str  # ViewPosition as stored ("CC", "MLO", ...) or ""
 
 
-def read_pixels(path: str | Path, voi_lut: bool = False) -> np.ndarray:
+def read_pixels(path: str | Path, voi_lut: bool = False,
+                max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> np.ndarray:
     """Decode an image file to float32 (H, W) grey levels, higher = denser."""
-    return read_image(path, voi_lut=voi_lut)[0]
+    return read_image(path, voi_lut=voi_lut, max_size=max_size)[0]
 
 
-def read_image(path: str | Path, voi_lut: bool = False) -> tuple[np.ndarray, ImageInfo]:
+def check_plane_size(rows: int, cols: int, source: str, max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> None:
+    """PreprocessError naming the size when a plane of rows x cols exceeds ``max_size`` (either axis)."""
+    if rows > max_size[0] or cols > max_size[1]:
+        raise PreprocessError(f"{source}: image is {rows} x {cols} pixels (Rows x Columns), above the size "
+                              f"cap of {max_size[0]} x {max_size[1]} per plane; not decoded")
+
+
+def read_image(path: str | Path, voi_lut: bool = False,
+               max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to float32 (H, W) pixels plus an ``ImageInfo`` describing their domain.
 
     DICOM: the Modality LUT or rescale slope/intercept is applied (``pydicom.pixels.apply_modality_lut``),
     the VOI LUT/window only when ``voi_lut`` is true, and MONOCHROME1 is inverted within the nominal range
     (low + high - value) so the mapping does not depend on image content. Pillow formats (8-bit JPEG,
-    16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L').
+    16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L'). An image larger
+    than ``max_size`` (rows, cols) is refused from its header, before any pixel is decoded.
     A missing file raises FileNotFoundError; anything else unusable raises PreprocessError.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     if path.suffix.lower() in PILLOW_SUFFIXES:
-        pixels, info = _read_pillow(path)
+        pixels, info = _read_pillow(path, max_size)
     else:
-        pixels, info = _read_dicom(path, voi_lut)
+        pixels, info = _read_dicom(path, voi_lut, max_size)
     _check_decoded(pixels, str(path))
     return pixels, info
 
 
-def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
+def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[np.ndarray, ImageInfo]:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -193,6 +206,7 @@ def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
         raise PreprocessError(f"{path}: not a readable DICOM file ({exc})") from exc
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise PreprocessError(f"{path}: DICOM file has no pixel data")
+    check_plane_size(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), str(path), max_size)
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for undecodable data (codec missing, truncated)
@@ -244,16 +258,19 @@ def _tag_text(ds: Any, *keywords: str) -> str:
     return ""
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, ImageInfo]:
+def _read_pillow(path: Path, max_size: tuple[int, int]) -> tuple[np.ndarray, ImageInfo]:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            check_plane_size(image.height, image.width, str(path), max_size)
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr, bits = np.asarray(image), 16 if image.mode.startswith("I;16") else 32
             else:  # 'L' stays as is; RGB, palette, CMYK, LA ... become luma
                 arr, bits = np.asarray(image if image.mode == "L" else image.convert("L")), 8
+    except PreprocessError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PreprocessError(f"{path}: not a readable image file ({exc})") from exc
     if arr.ndim != 2:

@@ -49,6 +49,9 @@ EXTERNAL_SPLIT = "external"
 #: Patient classes of the paper's Table 2, indexed by the number of malignant breasts.
 PATIENT_CLASSES = ("bilateral benign", "unilateral malignant", "bilateral malignant")
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
+#: Largest image plane (rows, cols) a manifest accepts, from the header's Rows/Columns: the same default
+#: as cemlib.imaging.MAX_IMAGE_SIZE, which reading for preprocessing and prediction enforces.
+MAX_IMAGE_SIZE = (5000, 5000)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
 #: The user's private map from pseudonymous patient ids back to on-disk folder names (never read by cemlib).
 PRIVATE_NAMES = "private/patient_names.csv"
@@ -415,14 +418,16 @@ def _records_by_patient(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str
 
 def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dict],
              breasts: pd.DataFrame | Iterable[dict], exclusions: pd.DataFrame | Iterable[dict] | None = None,
-             energies: Sequence[str] = ENERGIES, workers: int | None = None) -> Manifest:
+             energies: Sequence[str] = ENERGIES, workers: int | None = None,
+             max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> Manifest:
     """Validate an adapter's candidate tables into a Manifest and add a sha256 per kept image.
 
     `images` needs patient_id, side, view, energy, path (relative to root), rows, cols (mask_path
     optional); `breasts` needs patient_id, side, label (birads, pathology, age, density optional);
     `exclusions` are the adapter's own rows (a path: that image is unusable; no path: the patient is out).
     A patient is kept only with exactly one readable image per side x view x energy and a 0/1 label
-    per breast; each failure becomes an exclusions row.
+    per breast; each failure becomes an exclusions row. An image whose header's Rows or Columns exceed
+    ``max_size`` is excluded with its size (the check reads no pixel), and with it its patient.
     """
     root = Path(root)
     energies = tuple(energies)
@@ -444,6 +449,9 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
         path=adapter_rows["path"].map(cell_text),
         kind=adapter_rows["kind"].map(cell_text).replace("", "other"),
     )
+    images, oversized = _size_cap(images, max_size)
+    adapter_rows = pd.concat([adapter_rows, _frame(oversized, EXCLUSION_COLUMNS).assign(dataset=dataset)],
+                             ignore_index=True)
     dropped = set(adapter_rows.loc[adapter_rows["path"] == "", "patient_id"])
 
     rows: list[dict[str, str]] = []
@@ -484,6 +492,18 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
         exclusions=_final_exclusions(pd.concat([adapter_rows, _frame(rows, EXCLUSION_COLUMNS)])),
         energies=energies,
     )
+
+
+def _size_cap(images: pd.DataFrame, max_size: tuple[int, int]) -> tuple[pd.DataFrame, list[dict]]:
+    """Images within the size cap, and exclusion rows naming the size of those above it."""
+    rows = pd.to_numeric(images["rows"], errors="coerce").fillna(0)
+    cols = pd.to_numeric(images["cols"], errors="coerce").fillna(0)
+    over = (rows > max_size[0]) | (cols > max_size[1])
+    excluded = [exclusion(r["patient_id"], f"image {r['side']} {r['view']} {r['energy']} is "
+                          f"{int(r['rows'])} x {int(r['cols'])} pixels (Rows x Columns), above the size cap "
+                          f"of {max_size[0]} x {max_size[1]} per plane", "too_large", r["side"], r["path"])
+                for r in images[over].to_dict("records")]
+    return images[~over].copy(), excluded
 
 
 def _final_images(images: pd.DataFrame, dataset: str) -> pd.DataFrame:
