@@ -206,7 +206,7 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
 
     ``record``, when given, receives each image's window bounds and the rule that chose them.
     """
-    le = read_pixels(entry.le_path)
+    le = read_pixels(entry.le_path, expected_range=expected_raw_range(settings))
     des = read_pixels(entry.des_path) if entry.des_path is not None else None
     le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record)
     planes = [le01]
@@ -223,6 +223,12 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
     if stack.shape != expected:
         raise PreprocessError(f"{entry_label(entry)}: preprocessed shape {stack.shape}, expected {expected}")
     return stack
+
+
+def expected_raw_range(settings: PreprocessSettings) -> tuple[float, float] | None:
+    """The raw detector range LE pixels must agree with: the window range, unless the window is searched
+    in each image's own range only (then any domain is acceptable)."""
+    return None if settings.window_source == "image" else settings.window_range
 
 
 def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cemlib import headercheck
 from cemlib.window import (  # noqa: F401  (re-exported: the window rule used to live here)
     MAX_HISTOGRAM_LEVELS,
     RAW_RANGE_SHARE,
@@ -160,10 +161,10 @@ class ImageInfo:
     view: str  # ViewPosition as stored ("CC", "MLO", ...) or ""
 
 
-def read_pixels(path: str | Path, voi_lut: bool = False,
-                max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> np.ndarray:
-    """Decode an image file to float32 (H, W) grey levels, higher = denser."""
-    return read_image(path, voi_lut=voi_lut, max_size=max_size)[0]
+def read_pixels(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
+                expected_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode an image file to float32 (H, W) grey levels, higher = denser (see ``read_image``)."""
+    return read_image(path, voi_lut=voi_lut, max_size=max_size, expected_range=expected_range)[0]
 
 
 def check_plane_size(rows: int, cols: int, source: str, max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> None:
@@ -173,15 +174,19 @@ def check_plane_size(rows: int, cols: int, source: str, max_size: tuple[int, int
                               f"cap of {max_size[0]} x {max_size[1]} per plane; not decoded")
 
 
-def read_image(path: str | Path, voi_lut: bool = False,
-               max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> tuple[np.ndarray, ImageInfo]:
+def read_image(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
+               expected_range: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to float32 (H, W) pixels plus an ``ImageInfo`` describing their domain.
 
     DICOM: the Modality LUT or rescale slope/intercept is applied (``pydicom.pixels.apply_modality_lut``),
     the VOI LUT/window only when ``voi_lut`` is true, and MONOCHROME1 is inverted within the nominal range
     (low + high - value) so the mapping does not depend on image content. Pillow formats (8-bit JPEG,
     16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L'). An image larger
-    than ``max_size`` (rows, cols) is refused from its header, before any pixel is decoded.
+    than ``max_size`` (rows, cols) is refused from its header, before any pixel is decoded. DICOM headers
+    that contradict their pixels are refused naming the tag (``cemlib.headercheck``): BitsStored below
+    the stored values, MONOCHROME1 on pixels not stored inverted, and, when ``expected_range`` (the raw
+    detector range, e.g. the profile's window_range for LE images) is given, rescale values that move
+    in-range pixels out of it and pixel values that cannot reach it (an 8-bit re-encode).
     A missing file raises FileNotFoundError; anything else unusable raises PreprocessError.
     """
     path = Path(path)
@@ -190,12 +195,13 @@ def read_image(path: str | Path, voi_lut: bool = False,
     if path.suffix.lower() in PILLOW_SUFFIXES:
         pixels, info = _read_pillow(path, max_size)
     else:
-        pixels, info = _read_dicom(path, voi_lut, max_size)
+        pixels, info = _read_dicom(path, voi_lut, max_size, expected_range)
     _check_decoded(pixels, str(path))
     return pixels, info
 
 
-def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[np.ndarray, ImageInfo]:
+def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
+                expected_range: tuple[float, float] | None) -> tuple[np.ndarray, ImageInfo]:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -207,6 +213,7 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[n
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise PreprocessError(f"{path}: DICOM file has no pixel data")
     check_plane_size(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), str(path), max_size)
+    _refuse(path, headercheck.stored_bits_problem(ds))
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for undecodable data (codec missing, truncated)
@@ -217,7 +224,7 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[n
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
 
-    rescaled = False
+    rescaled, stored = False, arr
     if ds.get("ModalityLUTSequence"):
         arr = apply_modality_lut(arr, ds)
         low, high = 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
@@ -228,6 +235,8 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[n
             arr = apply_modality_lut(arr, ds)
             low, high = sorted((low * slope + intercept, high * slope + intercept))
             rescaled = True
+            if expected_range is not None:
+                _refuse(path, headercheck.rescale_problem(stored, arr, slope, intercept, expected_range))
 
     voi_applied = False
     if voi_lut and (ds.get("VOILUTSequence") or "WindowCenter" in ds):
@@ -243,11 +252,19 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int]) -> tuple[n
     inverted = photometric == "MONOCHROME1"
     if inverted:  # MONOCHROME1: low values are displayed bright; turn it so higher = denser
         pixels = np.float32(low + high) - pixels
+    _refuse(path, headercheck.photometric_problem(pixels, photometric))
+    if expected_range is not None and not voi_applied:
+        _refuse(path, headercheck.domain_problem(pixels, bits, expected_range))
     info = ImageInfo(path=str(path), kind="dicom", bits_stored=bits, photometric=photometric,
                      value_range=(float(low), float(high)), rescaled=rescaled, inverted=inverted,
                      voi_applied=voi_applied, laterality=_tag_text(ds, "ImageLaterality", "Laterality"),
                      view=_tag_text(ds, "ViewPosition"))
     return pixels, info
+
+
+def _refuse(path: Path, problem: str | None) -> None:
+    if problem:
+        raise PreprocessError(f"{path}: {problem}")
 
 
 def _tag_text(ds: Any, *keywords: str) -> str:

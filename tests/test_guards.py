@@ -96,3 +96,89 @@ def test_manifest_excludes_an_oversized_image_naming_its_size(tmp_path: Path, mo
 
 def test_manifest_and_reader_share_the_default_cap():
     assert manifest_mod.MAX_IMAGE_SIZE == imaging.MAX_IMAGE_SIZE == (5000, 5000)
+
+
+# ------------------------------------------------------------------- headers contradicting their pixels
+
+
+@pytest.fixture(scope="module")
+def phantom_le() -> np.ndarray:
+    """A phantom LE image of the smoke cohort (uint16, raw 14-bit values, left breast)."""
+    from cemlib import phantom, synthetic
+
+    spec = synthetic.sample_patient(0, "bilateral benign", 0)
+    return phantom.render_exam(spec, 0.08).images[("L", "CC", "LE")]
+
+
+RAW = (1500.0, 3300.0)
+
+
+def test_monochrome1_on_uninverted_pixels_is_refused(tmp_path: Path, phantom_le: np.ndarray):
+    lying = write_mg_dicom(tmp_path / "m1.dcm", phantom_le, PhotometricInterpretation="MONOCHROME1")
+    with pytest.raises(PreprocessError, match="PhotometricInterpretation MONOCHROME1 contradicts the pixels"):
+        read_pixels(lying)
+    # pixels really stored inverted are read back as the original
+    honest = write_mg_dicom(tmp_path / "m1_ok.dcm", (16383 - phantom_le).astype(np.uint16),
+                            PhotometricInterpretation="MONOCHROME1")
+    np.testing.assert_array_equal(read_pixels(honest), phantom_le.astype(np.float32))
+
+
+def test_bits_stored_below_the_stored_values_is_refused_naming_the_tag(tmp_path: Path,
+                                                                      phantom_le: np.ndarray):
+    """Before: BitsStored 8 on 14-bit data was rejected with a misleading 'chest wall on the right'."""
+    path = write_mg_dicom(tmp_path / "b8.dcm", phantom_le, BitsStored=8, HighBit=7)
+    with pytest.raises(PreprocessError, match=r"BitsStored 8 contradicts the pixel data: stored values "
+                                              r"reach \d+, which needs 1[234] bits") as caught:
+        read_pixels(path)
+    assert "chest wall" not in str(caught.value)
+
+
+def test_rescale_set_on_unchanged_pixels_is_refused(tmp_path: Path, phantom_le: np.ndarray):
+    lying = write_mg_dicom(tmp_path / "lying.dcm", phantom_le, RescaleSlope=2, RescaleIntercept=100)
+    with pytest.raises(PreprocessError, match=r"RescaleSlope 2 / RescaleIntercept 100 contradict the pixels"):
+        read_pixels(lying, expected_range=RAW)
+    # the valid equivalent encoding (stored (v - 100) / 2 with slope 2, intercept 100) is accepted
+    stored = np.floor((phantom_le.astype(np.float64) - 100) / 2).clip(0).astype(np.uint16)
+    honest = write_mg_dicom(tmp_path / "honest.dcm", stored, RescaleSlope=2, RescaleIntercept=100)
+    pixels = read_pixels(honest, expected_range=RAW)
+    assert np.abs(pixels - phantom_le).max() <= 100  # only the background, clipped at 0 stored, differs
+
+
+def test_8_bit_reencode_of_raw_data_is_refused_where_raw_values_are_expected(tmp_path: Path,
+                                                                            phantom_le: np.ndarray):
+    low, high = int(phantom_le.min()), int(phantom_le.max())
+    scaled = np.rint((phantom_le.astype(np.float64) - low) * 255 / (high - low)).astype(np.uint8)
+    eight = write_mg_dicom(tmp_path / "8bit.dcm", scaled)  # min-max re-encode to 0..255
+    with pytest.raises(PreprocessError, match=r"BitsStored 8: the pixel values span 0\.\.255, below the raw "
+                                              r"detector range 1500\.\.3300"):
+        read_pixels(eight, expected_range=RAW)
+    assert read_pixels(eight).max() < 256  # without an expected range (own-range windows) it is read
+
+
+def test_contradicting_headers_become_exclusions_naming_the_tag(tmp_path: Path, phantom_le: np.ndarray):
+    """Through `cem preprocess`: each lying LE image excludes its patient with a reason naming the tag."""
+    from cemlib.cache import TensorCache
+    from cemlib.imaging import PreprocessSettings
+    from cemlib.manifest import assemble
+
+    lies = {"P1": {"PhotometricInterpretation": "MONOCHROME1"}, "P2": {"BitsStored": 8, "HighBit": 7},
+            "P3": {"RescaleSlope": 2, "RescaleIntercept": 100}, "P4": {}}
+    images = []
+    for patient, tags in lies.items():
+        for side in "LR":
+            for view in ("CC", "MLO"):
+                pixels = phantom_le if side == "L" else phantom_le[:, ::-1]
+                rel = f"{patient}/{side}_{view}_LE.dcm"
+                extra = tags if (side, view) == ("L", "CC") else {}
+                write_mg_dicom(tmp_path / rel, np.ascontiguousarray(pixels), ImageLaterality=side,
+                               ViewPosition=view, **extra)
+                images.append({"patient_id": patient, "side": side, "view": view, "energy": "LE", "path": rel,
+                               "rows": pixels.shape[0], "cols": pixels.shape[1]})
+    breasts = [{"patient_id": p, "side": s, "label": 0} for p in lies for s in "LR"]
+    built = assemble("test", tmp_path, images, breasts, energies=("LE",), workers=1)
+    result = TensorCache(tmp_path / "cache", PreprocessSettings(size=(64, 32))).fill(built, progress=False)
+    reasons = result.exclusions.set_index("patient_id")["reason"]
+    assert "PhotometricInterpretation MONOCHROME1" in reasons["P1"]
+    assert "BitsStored 8" in reasons["P2"]
+    assert "RescaleSlope 2 / RescaleIntercept 100" in reasons["P3"]
+    assert "P4" not in reasons.index and result.built == 13
