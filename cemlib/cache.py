@@ -23,6 +23,9 @@ Writes go through :func:`cemlib.fileio.atomic_path` (temporary file, then rename
 ``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
 ``fill`` runs on the same cache folder at the same time are not supported.
 
+Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
+and DES images and the rule that chose them (``cemlib.window``), for the QC notebook.
+
 Images that fail preprocessing (:class:`cemlib.imaging.PreprocessError`, an unreadable file) are not
 cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
 from the datasets, never silently dropped. Deterministic failures are remembered in a small
@@ -35,12 +38,11 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import multiprocessing
 import os
-import struct
-import zlib
+import signal
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -53,20 +55,18 @@ from tqdm.auto import tqdm
 
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.manifest import EXCLUSION_COLUMNS, Manifest
+from cemlib.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
+from cemlib.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1
-QUANT_SCALE = 65535.0
-TRAILER_MAGIC = b"CRC3"
-TRAILER_SIZE = 8
 #: `kind` of the exclusion rows written for images that failed preprocessing.
 EXCLUSION_KIND = "preprocess_failed"
-
-
-class CacheError(RuntimeError):
-    """A cache entry is missing, truncated or corrupt (the message names the file)."""
+#: Per-entry record of the window chosen for each image and why (read by the QC notebook).
+WINDOWS_FILE = "windows.csv"
+WINDOW_COLUMNS = ("key", "dataset", "patient_id", "side", "view", "le_low", "le_high", "le_window_rule",
+                  "des_low", "des_high", "des_window_rule")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class Entry:
     des_path: Path | None
     mask_path: Path | None
     key: str
+    le_sha: str = ""  # sha256 the manifest records for the LE file (part of the key)
+    des_sha: str = ""
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -114,63 +116,6 @@ class FillResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Entry file format
-
-
-@functools.lru_cache(maxsize=64)
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    """The exact .npy header np.save writes for a uint16 C-order array of this shape."""
-    buffer = io.BytesIO()
-    descr = np.lib.format.dtype_to_descr(np.dtype("<u2"))
-    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
-    return buffer.getvalue()
-
-
-def quantise(array: np.ndarray) -> np.ndarray:
-    """Map [0, 1] floats to uint16 (round(x * 65535)); values outside [0, 1] are clipped."""
-    clipped = np.clip(np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0), 0.0, 1.0)
-    return np.rint(clipped * QUANT_SCALE).astype("<u2")
-
-
-def dequantise(array: np.ndarray) -> np.ndarray:
-    """Map stored uint16 back to float32 in [0, 1]."""
-    return array.astype(np.float32) * np.float32(1.0 / QUANT_SCALE)
-
-
-def encode_entry(stack: np.ndarray) -> bytes:
-    """Bytes of one entry file: .npy of the quantised (C, H, W) stack, then the crc32 trailer."""
-    quantised = np.ascontiguousarray(quantise(stack))
-    payload = quantised.tobytes()
-    trailer = TRAILER_MAGIC + struct.pack("<I", zlib.crc32(payload))
-    return _npy_header(tuple(int(n) for n in quantised.shape)) + payload + trailer
-
-
-def decode_entry(data: bytes, shape: tuple[int, int, int], source: Path) -> np.ndarray:
-    """Check an entry file's bytes against the expected shape and its crc32; return the uint16 array."""
-    header = _npy_header(shape)
-    payload_size = int(np.prod(shape)) * 2
-    expected = len(header) + payload_size + TRAILER_SIZE
-    if len(data) != expected:
-        raise CacheError(f"corrupt cache entry {source}: {len(data)} bytes, expected {expected} (truncated?)")
-    if data[: len(header)] != header:
-        raise CacheError(f"corrupt cache entry {source}: header does not describe a uint16 array {shape}")
-    payload = memoryview(data)[len(header) : len(header) + payload_size]
-    trailer = data[-TRAILER_SIZE:]
-    if trailer[:4] != TRAILER_MAGIC or struct.unpack("<I", trailer[4:])[0] != zlib.crc32(payload):
-        raise CacheError(f"corrupt cache entry {source}: checksum mismatch")
-    return np.frombuffer(payload, dtype="<u2").reshape(shape)
-
-
-def read_entry_file(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """Read and verify one entry file; float32 (C, H, W) in [0, 1]."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CacheError(f"cache entry missing: {path} (run `cem preprocess`)") from None
-    return dequantise(decode_entry(data, shape, path))
-
-
-# ---------------------------------------------------------------------------------------------------
 # Building entries (runs in worker processes)
 
 
@@ -190,42 +135,86 @@ def _read_mask(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L")) > 0
 
 
-def build_stack(entry: Entry, settings: PreprocessSettings) -> np.ndarray:
-    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any)."""
-    le = read_pixels(entry.le_path)
+def build_stack(entry: Entry, settings: PreprocessSettings,
+                record: dict[str, Any] | None = None) -> np.ndarray:
+    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any).
+
+    ``record``, when given, receives each image's window bounds and the rule that chose them.
+    """
+    le = read_pixels(entry.le_path, expected_range=expected_raw_range(settings))
     des = read_pixels(entry.des_path) if entry.des_path is not None else None
-    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=str(entry.le_path))
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record)
     planes = [le01]
     if entry.des_path is not None:
         if des01 is None:
-            raise PreprocessError(f"{entry.des_path}: DES image was given but not preprocessed")
+            raise PreprocessError(f"{entry_label(entry, 'DES')}: DES image was given but not preprocessed")
         planes.append(des01)
     if entry.mask_path is not None:
         mask = _read_mask(entry.mask_path)
-        warped = preprocess_mask(mask, le, entry.side, settings, source=str(entry.mask_path))
+        warped = preprocess_mask(mask, le, entry.side, settings, source=entry_label(entry, "mask"))
         planes.append(np.asarray(warped, dtype=np.float32))
     stack = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
     expected = (len(entry.channels), *settings.size)
     if stack.shape != expected:
-        raise PreprocessError(f"{entry.le_path}: preprocessed shape {stack.shape}, expected {expected}")
+        raise PreprocessError(f"{entry_label(entry)}: preprocessed shape {stack.shape}, expected {expected}")
     return stack
 
 
-def _run_task(task: _Task) -> tuple[str, Entry, str]:
-    """Build and store one entry; ('built', entry, '') or ('failed', entry, reason)."""
+def expected_raw_range(settings: PreprocessSettings) -> tuple[float, float] | None:
+    """The raw detector range LE pixels must agree with: the window range, unless the window is searched
+    in each image's own range only (then any domain is acceptable)."""
+    return None if settings.window_source == "image" else settings.window_range
+
+
+def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
+    """Build and store one entry; ('built', entry, '', windows) or ('failed', entry, reason, {}).
+
+    Raises SourceChangedError when a source file no longer matches its manifest sha256 (the run stops).
+    """
+    windows: dict[str, Any] = {}
     try:
-        stack = build_stack(task.entry, task.settings)
+        stack = build_stack(task.entry, task.settings, windows)
     except PreprocessError as exc:
-        reason = str(exc)
+        reason = redact_paths(str(exc), task.entry)
         # Deterministic for these inputs and settings: remember it so the next fill does not retry.
-        marker = {"reason": reason, "le_path": str(task.entry.le_path)}
-        atomic_write_text(task.marker, json.dumps(marker))
-        return "failed", task.entry, reason
+        atomic_write_text(task.marker, json.dumps({"reason": reason}))
+        return "failed", task.entry, reason, {}
     except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
-        return "failed", task.entry, f"{type(exc).__name__}: {exc}"
+        return "failed", task.entry, redact_paths(f"{type(exc).__name__}: {exc}", task.entry), {}
+    changed = _changed_source(task.entry)
+    if changed:  # the bytes read are not the ones the key names: never store them under that key
+        raise SourceChangedError(changed)
     with atomic_path(task.target) as tmp:
         tmp.write_bytes(encode_entry(stack))
-    return "built", task.entry, ""
+    return "built", task.entry, "", windows
+
+
+def _changed_source(entry: Entry) -> str:
+    """A reason when the LE or DES file no longer has the sha256 its entry's key was made from, else ''."""
+    sources = (("LE", entry.le_path, entry.le_sha), ("DES", entry.des_path, entry.des_sha))
+    for energy, path, expected in sources:
+        if path is not None and expected and sha256_file(path) != expected:
+            return (f"image {entry_label(entry, energy)} changed while it was preprocessed (sha256 differs "
+                    "from the manifest); run `cem manifest` again")
+    return ""
+
+
+def entry_label(entry: Entry, what: str = "LE") -> str:
+    """How messages name an entry's file: dataset, patient id (a pseudonym), side, view and energy.
+
+    File and folder names may hold a patient's name, so no message or table shows them; the manifest's
+    images.csv maps the label back to the path.
+    """
+    return f"{entry.dataset}/{entry.patient_id} {entry.side} {entry.view} {what}"
+
+
+def redact_paths(text: str, entry: Entry) -> str:
+    """``text`` with the entry's file paths (and their file names) replaced by ``entry_label``."""
+    for what, path in (("LE", entry.le_path), ("DES", entry.des_path), ("mask", entry.mask_path)):
+        if path is not None:
+            label = entry_label(entry, what)
+            text = text.replace(str(path), label).replace(path.name, label)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -256,11 +245,40 @@ def entry_key(settings_digest: str, side: str, le_sha: str, des_sha: str, mask_s
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def _single_thread_worker() -> None:
-    """Each worker preprocesses one image at a time: torch threads would only fight over the cores."""
+def _single_thread_worker(parent_pid: int | None = None) -> None:
+    """Pool initializer: die with the parent process, and preprocess one image at a time.
+
+    Torch threads would only fight over the cores. ``parent_pid`` is the pid of the process that started
+    the pool: see :func:`exit_with_parent`.
+    """
     import torch
 
+    exit_with_parent(parent_pid)
     torch.set_num_threads(1)
+
+
+#: prctl option that asks the kernel to send a signal to this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process exit when its parent dies, even by SIGKILL; best effort off Linux.
+
+    A pool worker whose parent was killed with ``kill -9`` would otherwise live on, reparented, holding its
+    memory. On Linux the kernel sends the worker SIGKILL the moment its parent exits (prctl
+    PR_SET_PDEATHSIG); if the parent is already gone when this runs (it died while the worker started),
+    the worker exits at once.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class TensorCache:
@@ -335,12 +353,19 @@ class TensorCache:
                     des_path=manifest.image_path(des_row) if des_row is not None else None,
                     mask_path=mask_path,
                     key=entry_key(self.digest, side, str(le_row["sha256"]), des_sha, mask_sha),
+                    le_sha=str(le_row["sha256"]), des_sha=des_sha,
                 )
             )
         return entries, pd.DataFrame(problems, columns=list(EXCLUSION_COLUMNS))
 
     def attach(self, manifest: Manifest) -> list[Entry]:
-        """Index a manifest's entries so get() can find them (no preprocessing, no file hashing of images)."""
+        """Index a manifest's entries so get() can find them (no preprocessing).
+
+        Raises SourceChangedError naming the files when an image changed since the manifest was written
+        (a stat per image; only files whose size or mtime changed are hashed), so that no tensor of an
+        older version of a file is ever served.
+        """
+        require_unchanged(manifest)
         entries, _ = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
@@ -349,7 +374,12 @@ class TensorCache:
     # -- filling ------------------------------------------------------------------------------------
 
     def fill(self, manifest: Manifest, workers: int = 1, progress: bool = True) -> FillResult:
-        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest."""
+        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest.
+
+        Stops with SourceChangedError, naming the files, when an image changed since the manifest was
+        written; a file that changes while it is preprocessed is reported as failed, never stored.
+        """
+        require_unchanged(manifest)
         entries, problems = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
@@ -366,11 +396,14 @@ class TensorCache:
             else:
                 todo.append(entry)
         built = 0
-        for status, entry, reason in self._build(todo, workers, progress):
+        windows: dict[str, dict[str, Any]] = {}
+        for status, entry, reason, window in self._build(todo, workers, progress):
             if status == "built":
                 built += 1
+                windows[entry.key] = _window_row(entry, window)
             else:
                 failures.append((entry, reason))
+        self._record_windows(windows)
         exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
         failed = len(failures) + len(problems)
         return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
@@ -404,7 +437,26 @@ class TensorCache:
         except (OSError, ValueError, KeyError):
             return "preprocessing failed (reason not recorded)"
 
-    def _build(self, todo: list[Entry], workers: int, progress: bool) -> Iterable[tuple[str, Entry, str]]:
+    def windows(self) -> pd.DataFrame:
+        """The window record of the entries built: bounds and rule per LE and DES image (``windows.csv``)."""
+        path = self.folder / WINDOWS_FILE
+        if not path.is_file():
+            return pd.DataFrame(columns=list(WINDOW_COLUMNS))
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+    def _record_windows(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Add the window rows of newly built entries to ``windows.csv`` (one row per entry key)."""
+        if not rows:
+            return
+        known = self.windows()
+        known = known[~known["key"].isin(list(rows))]
+        table = pd.concat([known, pd.DataFrame(list(rows.values()), columns=list(WINDOW_COLUMNS))],
+                          ignore_index=True).sort_values(["dataset", "patient_id", "side", "view"])
+        with atomic_path(self.folder / WINDOWS_FILE) as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+
+    def _build(self, todo: list[Entry], workers: int, progress: bool
+               ) -> Iterable[tuple[str, Entry, str, dict[str, Any]]]:
         tasks = [_Task(e, self.path_for(e), self.marker_for(e), self.settings) for e in todo]
         bar = tqdm(total=len(tasks), desc="preprocess", unit="view", disable=not progress or not tasks)
         with bar:
@@ -416,7 +468,7 @@ class TensorCache:
             # spawn: workers start clean, never inheriting the parent's torch thread pools.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=_single_thread_worker) as pool:
+                                     initializer=_single_thread_worker, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_run_task, task) for task in tasks]
                 for future in as_completed(futures):
                     yield future.result()
@@ -444,7 +496,7 @@ class TensorCache:
         """Verified float32 (C, H, W) stack of an entry, channels as in entry.channels."""
         path = self.path_for(entry)
         if not path.exists() and self.marker_for(entry).exists():
-            raise CacheError(f"{entry.le_path} failed preprocessing: {self._marker_reason(entry)}")
+            raise CacheError(f"{entry_label(entry)} failed preprocessing: {self._marker_reason(entry)}")
         return read_entry_file(path, self.shape_of(entry))
 
     def get_array(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> np.ndarray:
@@ -471,6 +523,16 @@ class TensorCache:
     def missing(self, entries: Iterable[Entry]) -> list[Entry]:
         """Entries with neither a stored tensor nor a failure marker (not preprocessed yet)."""
         return [e for e in entries if not self.path_for(e).exists() and not self.marker_for(e).exists()]
+
+
+def _window_row(entry: Entry, window: dict[str, Any]) -> dict[str, Any]:
+    """One windows.csv row: the entry and its LE/DES window bounds and rules."""
+    le_low, le_high = window.get("le_window", ("", ""))
+    des_low, des_high = window.get("des_window", ("", ""))
+    return {"key": entry.key, "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
+            "view": entry.view, "le_low": le_low, "le_high": le_high,
+            "le_window_rule": window.get("le_window_rule", ""), "des_low": des_low, "des_high": des_high,
+            "des_window_rule": window.get("des_window_rule", "")}
 
 
 def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:

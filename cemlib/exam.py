@@ -25,8 +25,8 @@ cemlib.evaluation scores a manifest. Grad-CAM++ maps (cemlib.cams) come from the
 
 Privacy. PatientName, PatientID and the birth date are read from the headers only to keep them out of
 what is printed and written: any occurrence in the folder or file names shown is replaced by
-"[redacted]", and an MF_MODEL exam (whose folder and file names may be a patient's name) is shown under
-the adapter's pseudonym.
+"[redacted]", and the exam (whose folder and file names may be a patient's name) is shown only under
+its layout adapter's pseudonym (MF_MODEL's, or the GE layout's, which keeps synthetic SYN#### ids).
 """
 
 from __future__ import annotations
@@ -127,17 +127,23 @@ class ExamFiles:
         return list(dict.fromkeys(f.layout for f in self.files.values()))
 
     def redact(self, text: str) -> str:
-        """`text` with every header identifier (name parts, ID, birth date) replaced by [redacted]."""
+        """`text` with the exam's folder name (as a path component) and MF_MODEL name prefixes replaced by
+        its pseudonym, then every header identifier (name parts, ID, birth date) by [redacted]."""
+        text = re.sub(rf"(?:(?<=[/\\])|^){re.escape(self.folder.name)}(?![A-Za-z0-9])", self.label(), text)
+        for key in sorted({f.exam_key for f in self.files.values() if f.layout == MFMODEL and f.exam_key},
+                          key=len, reverse=True):
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", self.label(), text)
         for token in sorted(self.private, key=len, reverse=True):
             text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])", REDACTED, text,
                           flags=re.IGNORECASE)
         return text
 
     def label(self) -> str:
-        """The exam's name as shown: the folder name (MF_MODEL: the adapter's pseudonym), redacted."""
+        """The exam's name as shown: the pseudonym its layout's manifest gives the folder name."""
         if MFMODEL in self.layouts:
             return mfmodel.pseudonym(self.folder.name)
-        return self.redact(self.folder.name)
+        # The folder name may be a patient's name: shown as the GE layout's pseudonym.
+        return ge.pseudonym(self.folder.name)
 
     def shown_name(self, item: ExamFile) -> str:
         """A file's name as shown in reports (MF_MODEL: the name part replaced by the pseudonym)."""

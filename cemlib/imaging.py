@@ -5,8 +5,9 @@ The pipeline of one low-energy (LE) image and its dual-energy subtracted (DES) p
 1. ``read_pixels`` decodes the file to float32 grey levels where higher means denser: DICOM rescale
    slope/intercept (or a Modality LUT) applied, MONOCHROME1 inverted, the VOI LUT only on request;
    8-bit JPEG (CDD-CESM) and 16-bit DICOM (INbreast, GE) go through the same function.
-2. Window (``window_bounds``): the authors' adaptive window inside the raw range 1500..3300, or a fixed
-   window; every image gets its own window; values are clipped and min-max scaled to [0, 1].
+2. Window (``cemlib.window``): the authors' adaptive window inside the raw range 1500..3300, made
+   stable against re-encodings (see that module), or a fixed window; every image gets its own window,
+   recorded with the rule that chose it; values are clipped and min-max scaled to [0, 1].
 3. Crop (``find_geometry``): bounding box of the largest connected tissue component of the LE image, reused
    for its DES image and lesion mask.
 4. Orient: right breasts are flipped horizontally so every chest wall ends on the left; the side is checked
@@ -35,21 +36,32 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cemlib import headercheck
+from cemlib.window import (  # noqa: F401  (re-exported: the window rule used to live here)
+    MAX_HISTOGRAM_LEVELS,
+    RAW_RANGE_SHARE,
+    GreyHistogram,
+    PreprocessError,
+    WindowChoice,
+    apply_window,
+    background_edge,
+    choose_window,
+    grey_histogram,
+    grey_step,
+    otsu_level,
+    window_bounds,
+    window_range_for,
+)
+
 #: Version of the pixel pipeline; part of the settings digest, so a change of behaviour rebuilds caches.
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"
 
 PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+#: Largest image plane read (rows, cols), checked from the header before any pixel is decoded: well above
+#: the largest mammography detector (about 4,100 x 3,300), far below what would exhaust memory.
+MAX_IMAGE_SIZE = (5000, 5000)
 WINDOWS = ("adaptive", "fixed")
 WINDOW_SOURCES = ("auto", "raw", "image")
-#: In "auto" mode the raw window range is used when it holds at least this share of the tissue pixels.
-RAW_RANGE_SHARE = 0.5
-#: Widest grey-level histogram accepted (levels between the image minimum and maximum).
-MAX_HISTOGRAM_LEVELS = 1 << 20
-_CHUNK = 1 << 20
-
-
-class PreprocessError(ValueError):
-    """An image that cannot be preprocessed; the message names the source and the reason."""
 
 
 class OrientationError(PreprocessError):
@@ -67,8 +79,9 @@ class PreprocessSettings:
     window: "adaptive" (authors' histogram rule inside ``window_range``) or "fixed" (clip to the range).
     window_range: raw grey levels the window lives in (paper: 1500..3300).
     window_source: which range the window uses: "raw" (always ``window_range``), "image" (the image's own
-        tissue range: end of the background peak .. maximum) or "auto" (raw when at least half of the
-        tissue pixels lie inside ``window_range``, the image's own range otherwise: 8-bit JPEG, offsets).
+        tissue range: end of the background peak .. maximum) or "auto" (raw when most tissue pixels lie
+        inside ``window_range``, the image's own range when few do: 8-bit JPEG, offsets; a linear blend of
+        the two windows in between, see ``cemlib.window``).
     peak_fraction: a grey level counts when its pixel count exceeds this fraction of the histogram peak.
     upper_rank: the upper bound is the ``upper_rank``-th last counting level (authors: third-to-last).
     background: a pixel is tissue when its windowed value exceeds this (authors: > 0).
@@ -148,32 +161,47 @@ class ImageInfo:
     view: str  # ViewPosition as stored ("CC", "MLO", ...) or ""
 
 
-def read_pixels(path: str | Path, voi_lut: bool = False) -> np.ndarray:
-    """Decode an image file to float32 (H, W) grey levels, higher = denser."""
-    return read_image(path, voi_lut=voi_lut)[0]
+def read_pixels(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
+                expected_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode an image file to float32 (H, W) grey levels, higher = denser (see ``read_image``)."""
+    return read_image(path, voi_lut=voi_lut, max_size=max_size, expected_range=expected_range)[0]
 
 
-def read_image(path: str | Path, voi_lut: bool = False) -> tuple[np.ndarray, ImageInfo]:
+def check_plane_size(rows: int, cols: int, source: str, max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> None:
+    """PreprocessError naming the size when a plane of rows x cols exceeds ``max_size`` (either axis)."""
+    if rows > max_size[0] or cols > max_size[1]:
+        raise PreprocessError(f"{source}: image is {rows} x {cols} pixels (Rows x Columns), above the size "
+                              f"cap of {max_size[0]} x {max_size[1]} per plane; not decoded")
+
+
+def read_image(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
+               expected_range: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to float32 (H, W) pixels plus an ``ImageInfo`` describing their domain.
 
     DICOM: the Modality LUT or rescale slope/intercept is applied (``pydicom.pixels.apply_modality_lut``),
     the VOI LUT/window only when ``voi_lut`` is true, and MONOCHROME1 is inverted within the nominal range
     (low + high - value) so the mapping does not depend on image content. Pillow formats (8-bit JPEG,
-    16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L').
+    16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L'). An image larger
+    than ``max_size`` (rows, cols) is refused from its header, before any pixel is decoded. DICOM headers
+    that contradict their pixels are refused naming the tag (``cemlib.headercheck``): BitsStored below
+    the stored values, MONOCHROME1 on pixels not stored inverted, and, when ``expected_range`` (the raw
+    detector range, e.g. the profile's window_range for LE images) is given, rescale values that move
+    in-range pixels out of it and pixel values that cannot reach it (an 8-bit re-encode).
     A missing file raises FileNotFoundError; anything else unusable raises PreprocessError.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     if path.suffix.lower() in PILLOW_SUFFIXES:
-        pixels, info = _read_pillow(path)
+        pixels, info = _read_pillow(path, max_size)
     else:
-        pixels, info = _read_dicom(path, voi_lut)
+        pixels, info = _read_dicom(path, voi_lut, max_size, expected_range)
     _check_decoded(pixels, str(path))
     return pixels, info
 
 
-def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
+def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
+                expected_range: tuple[float, float] | None) -> tuple[np.ndarray, ImageInfo]:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -184,6 +212,8 @@ def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
         raise PreprocessError(f"{path}: not a readable DICOM file ({exc})") from exc
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise PreprocessError(f"{path}: DICOM file has no pixel data")
+    check_plane_size(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), str(path), max_size)
+    _refuse(path, headercheck.stored_bits_problem(ds))
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for undecodable data (codec missing, truncated)
@@ -194,7 +224,7 @@ def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
 
-    rescaled = False
+    rescaled, stored = False, arr
     if ds.get("ModalityLUTSequence"):
         arr = apply_modality_lut(arr, ds)
         low, high = 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
@@ -205,6 +235,8 @@ def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
             arr = apply_modality_lut(arr, ds)
             low, high = sorted((low * slope + intercept, high * slope + intercept))
             rescaled = True
+            if expected_range is not None:
+                _refuse(path, headercheck.rescale_problem(stored, arr, slope, intercept, expected_range))
 
     voi_applied = False
     if voi_lut and (ds.get("VOILUTSequence") or "WindowCenter" in ds):
@@ -220,11 +252,19 @@ def _read_dicom(path: Path, voi_lut: bool) -> tuple[np.ndarray, ImageInfo]:
     inverted = photometric == "MONOCHROME1"
     if inverted:  # MONOCHROME1: low values are displayed bright; turn it so higher = denser
         pixels = np.float32(low + high) - pixels
+    _refuse(path, headercheck.photometric_problem(pixels, photometric))
+    if expected_range is not None and not voi_applied:
+        _refuse(path, headercheck.domain_problem(pixels, bits, expected_range))
     info = ImageInfo(path=str(path), kind="dicom", bits_stored=bits, photometric=photometric,
                      value_range=(float(low), float(high)), rescaled=rescaled, inverted=inverted,
                      voi_applied=voi_applied, laterality=_tag_text(ds, "ImageLaterality", "Laterality"),
                      view=_tag_text(ds, "ViewPosition"))
     return pixels, info
+
+
+def _refuse(path: Path, problem: str | None) -> None:
+    if problem:
+        raise PreprocessError(f"{path}: {problem}")
 
 
 def _tag_text(ds: Any, *keywords: str) -> str:
@@ -235,16 +275,19 @@ def _tag_text(ds: Any, *keywords: str) -> str:
     return ""
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, ImageInfo]:
+def _read_pillow(path: Path, max_size: tuple[int, int]) -> tuple[np.ndarray, ImageInfo]:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            check_plane_size(image.height, image.width, str(path), max_size)
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr, bits = np.asarray(image), 16 if image.mode.startswith("I;16") else 32
             else:  # 'L' stays as is; RGB, palette, CMYK, LA ... become luma
                 arr, bits = np.asarray(image if image.mode == "L" else image.convert("L")), 8
+    except PreprocessError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PreprocessError(f"{path}: not a readable image file ({exc})") from exc
     if arr.ndim != 2:
@@ -269,145 +312,6 @@ def _check_decoded(pixels: np.ndarray, source: str) -> tuple[float, float]:
     return low, high
 
 
-# -------------------------------------------------------------------------------------------- windowing
-
-
-@dataclass(frozen=True)
-class GreyHistogram:
-    """Pixel counts per grey level: ``counts[i]`` pixels have floor(value) == ``first + i``."""
-
-    first: int
-    counts: np.ndarray
-    minimum: float
-    maximum: float
-
-    def levels(self) -> np.ndarray:
-        """The grey level of each bin."""
-        return np.arange(self.first, self.first + self.counts.size)
-
-
-def grey_histogram(pixels: np.ndarray, source: str = "",
-                   extremes: tuple[float, float] | None = None) -> GreyHistogram:
-    """Exact per-grey-level histogram (unit-wide bins) of a finite image; ``extremes`` = known (min, max)."""
-    low, high = extremes if extremes is not None else (float(pixels.min()), float(pixels.max()))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise PreprocessError(f"{source or 'image'}: image contains NaN or infinite pixel values")
-    first = math.floor(low)
-    n_levels = math.floor(high) - first + 1
-    if n_levels > MAX_HISTOGRAM_LEVELS:
-        raise PreprocessError(f"{source or 'image'}: pixel range {low:g}..{high:g} is too wide for a "
-                              f"grey-level histogram ({n_levels} levels)")
-    # non-negative values with a small maximum are counted from 0 (saves a subtraction pass); otherwise
-    # from the minimum. Every counted value is >= 0, so the integer conversion (truncation) is a floor.
-    offset = 0 if 0 <= first and first + n_levels <= 1 << 17 else first
-    span = first + n_levels - offset
-    flat = pixels.reshape(-1)
-    counts = torch.zeros(span, dtype=torch.int64)
-    for start in range(0, flat.size, _CHUNK):  # chunked so the conversion stays in cache
-        chunk = flat[start:start + _CHUNK]
-        if offset != 0:
-            chunk = chunk - (np.float32(offset) if chunk.dtype.kind == "f" else offset)
-        # torch.bincount counts int32 about twice as fast as np.bincount (which widens to int64 first)
-        counts += torch.bincount(torch.from_numpy(chunk.astype(np.int32)), minlength=span)
-    return GreyHistogram(first, counts.numpy()[first - offset:], low, high)
-
-
-def otsu_level(hist: GreyHistogram) -> int:
-    """Otsu's threshold on a grey histogram: the level t maximising between-class variance of <= t vs > t."""
-    counts = hist.counts.astype(np.float64)
-    levels = hist.levels().astype(np.float64)
-    weight0 = np.cumsum(counts)
-    total = weight0[-1]
-    mass0 = np.cumsum(counts * levels)
-    weight1 = total - weight0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mass0[-1] * weight0 - total * mass0) ** 2 / (weight0 * weight1)
-    between[(weight0 == 0) | (weight1 == 0)] = -1.0
-    return int(hist.first + int(np.argmax(between)))
-
-
-def background_edge(hist: GreyHistogram, fraction: float) -> int:
-    """First grey level above the background mode whose count falls to ``fraction`` of that mode.
-
-    The background mode is the most frequent level at or below Otsu's threshold (the darker class; pixels
-    are oriented so that higher = denser). Falls back to Otsu's level + 1 when the background's tail does
-    not thin out before it.
-    """
-    otsu = otsu_level(hist) - hist.first
-    dark = hist.counts[:otsu + 1]
-    mode = int(np.argmax(dark))
-    tail = np.flatnonzero(dark[mode + 1:] <= fraction * dark[mode])
-    return hist.first + (mode + 1 + int(tail[0]) if tail.size else otsu + 1)
-
-
-def window_range_for(hist: GreyHistogram, settings: PreprocessSettings) -> tuple[float, float]:
-    """The grey-level range the window is searched in, by ``settings.window_source``.
-
-    Raw 12-14 bit CEM images hold their tissue in ``settings.window_range``. Images in another domain
-    (8-bit JPEG of CDD-CESM, which the vendor already windowed to 0..255, or DES images and other
-    detectors with another offset) have few or no pixels there; for them the window lives in the image's
-    own tissue range: from the end of the background peak (``background_edge`` with ``peak_fraction``) to
-    the image maximum, and the adaptive rule then runs inside it exactly as in the raw range.
-    "auto" picks the raw range when at least half of the tissue pixels (levels at or above the background
-    edge) lie inside ``window_range``, the image's own range otherwise; the choice is made per image, so an
-    LE image and its DES image may differ.
-    """
-    if settings.window_source == "raw":
-        return settings.window_range
-    edge = background_edge(hist, settings.peak_fraction)
-    own = (float(edge), float(math.floor(hist.maximum)))
-    if settings.window_source == "image":
-        return own
-    levels = hist.levels()
-    tissue = int(hist.counts[levels >= edge].sum())
-    low, high = settings.window_range
-    inside = int(hist.counts[(levels >= low) & (levels <= high)].sum())
-    return settings.window_range if inside >= RAW_RANGE_SHARE * tissue else own
-
-
-def window_bounds(hist: GreyHistogram, settings: PreprocessSettings, source: str = "") -> tuple[float, float]:
-    """Clip bounds (low, high) of one image: the adaptive rule or the fixed range.
-
-    Adaptive (the authors' rule, indexed correctly): among grey levels g with low <= g <= high of the
-    window range, count pixels per level; a level qualifies when its count exceeds ``peak_fraction`` of the
-    largest count in the range; the lower bound is the first qualifying level and the upper bound the
-    ``upper_rank``-th last (third-to-last by default; the last one when fewer qualify).
-    The authors' code takes ``np.diff`` of skimage's per-level cumulative distribution, whose bin 0 is the
-    image minimum m, and slices it ``[1500 - m : 3300]``: the start is shifted by m but the end is not, so
-    it examines levels 1501..3300 + m (and wraps around when m > 1500), and labels bin i as level
-    1500 + i although it counts level 1501 + i. Here the histogram is indexed by grey level, so the
-    searched levels are exactly the window range, whatever the image minimum.
-    Fixed: the window range itself. In both cases the bounds are then narrowed to the image's own minimum
-    and maximum, which is what min-max scaling of the clipped image uses.
-    """
-    low, high = window_range_for(hist, settings)
-    if settings.window == "adaptive":
-        start = max(math.ceil(low) - hist.first, 0)
-        stop = min(math.floor(high) - hist.first, hist.counts.size - 1)
-        segment = hist.counts[start:stop + 1] if stop >= start else hist.counts[:0]
-        if segment.size == 0 or segment.max() == 0:
-            raise PreprocessError(f"{source or 'image'}: no pixels inside the window range {low:g}..{high:g} "
-                                  f"(image range {hist.minimum:g}..{hist.maximum:g})")
-        qualifying = np.flatnonzero(segment > settings.peak_fraction * segment.max()) + hist.first + start
-        low = float(qualifying[0])
-        high = float(qualifying[-min(settings.upper_rank, qualifying.size)])
-    low, high = max(low, hist.minimum), min(high, hist.maximum)
-    if not low < high:
-        raise PreprocessError(f"{source or 'image'}: the window collapses to a single value "
-                              f"({low:g}..{high:g}); image range {hist.minimum:g}..{hist.maximum:g}, "
-                              f"window range {settings.window_range[0]:g}..{settings.window_range[1]:g}")
-    return low, high
-
-
-def apply_window(pixels: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """Clip to the bounds and min-max scale to float32 [0, 1]."""
-    low, high = bounds
-    out = np.clip(pixels, low, high).astype(np.float32, copy=False)
-    out -= np.float32(low)
-    out *= np.float32(1.0 / (high - low))
-    return out
-
-
 # ----------------------------------------------------------------------------------------- crop, orient
 
 
@@ -420,6 +324,7 @@ class Geometry:
     flip: bool  # mirror horizontally after cropping
     window: tuple[float, float]  # LE clip bounds
     chest_wall: str | None  # edge ("L"/"R") the tissue meets in the stored image, None if undecided
+    window_rule: str = ""  # why these bounds (WindowChoice.rule)
 
 
 def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, source: str = "") -> Geometry:
@@ -437,7 +342,8 @@ def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, sourc
     name = source or "image"
     _check_side(side, name)
     extremes = _check_image(le, settings, name, "LE")
-    bounds = window_bounds(grey_histogram(le, name, extremes), settings, name)
+    choice = choose_window(grey_histogram(le, name, extremes), settings, name)
+    bounds = choice.bounds
     threshold = bounds[0] + settings.background * (bounds[1] - bounds[0])
     step = _sample_step(le.shape, settings.size)
     sampled = le[::step, ::step] > threshold
@@ -462,7 +368,7 @@ def find_geometry(le: np.ndarray, side: str, settings: PreprocessSettings, sourc
             f"{name}: side {side} breast has its chest wall on the {_EDGE[chest_wall]} image edge, expected "
             f"the {_EDGE[side]} edge for a {_EDGE[side]} breast (pre-flipped or mislabelled image)")
     return Geometry(shape=le.shape, box=box, flip=settings.flip_right and side == "R", window=bounds,
-                    chest_wall=chest_wall)
+                    chest_wall=chest_wall, window_rule=choice.rule)
 
 
 _EDGE = {"L": "left", "R": "right"}
@@ -597,25 +503,32 @@ def warp(image: np.ndarray, geometry: Geometry, size: tuple[int, int]) -> np.nda
 
 
 def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings: PreprocessSettings,
-                    source: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+                    source: str = "", record: dict[str, Any] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """LE (and DES) pixels -> float32 [0, 1] arrays of ``settings.size``, cropped on LE, oriented, resized.
 
     Each image is windowed with its own bounds; the DES image reuses the LE crop box and flip. Min-max
     scaling is linear and the antialiased bilinear weights are non-negative and sum to one, so it is
     applied after the resize (same result, far fewer pixels); the clip, which is not linear, comes first.
+    ``record``, when given, receives each image's window and the rule that chose it (``le_window``,
+    ``le_window_rule``, and ``des_*`` with a DES image).
     """
     name = source or "image"
     le = np.asarray(le)
     geometry = find_geometry(le, side, settings, name)
     le01 = _window_crop_resize(le, geometry.box, geometry.window, settings.size, geometry.flip)
+    if record is not None:
+        record.update(le_window=geometry.window, le_window_rule=geometry.window_rule)
     if des is None:
         return le01, None
     des = np.asarray(des)
     extremes = _check_image(des, settings, name, "DES")
     if des.shape != le.shape:
         raise PreprocessError(f"{name}: DES image {des.shape} and LE image {le.shape} differ in shape")
-    des_window = window_bounds(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
-    return le01, _window_crop_resize(des, geometry.box, des_window, settings.size, geometry.flip)
+    des_choice = choose_window(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
+    if record is not None:
+        record.update(des_window=des_choice.bounds, des_window_rule=des_choice.rule)
+    return le01, _window_crop_resize(des, geometry.box, des_choice.bounds, settings.size, geometry.flip)
 
 
 def _window_crop_resize(pixels: np.ndarray, box: tuple[int, int, int, int], window: tuple[float, float],

@@ -2,14 +2,17 @@
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
-  root, sha256, rows, cols, mask_path);
+  root, sha256, rows, cols, mask_path, and the file's size and mtime_ns when it was hashed: the cheap
+  check of ``changed_files`` that every use of the manifest runs);
 - breasts.csv: one row per breast (dataset, patient_id, side, label 0/1, birads, pathology, age, density,
   split);
 - exclusions.csv: one row per excluded image or patient with a readable reason (dataset, patient_id,
   side, path, reason, kind). A row with a path is an image the adapter could not use; a row without a
   path excludes the whole patient. A patient counts as excluded when it has rows here and none in
   breasts.csv (an image-level row alone, say a stray file, does not exclude a complete exam);
-- manifest.json: dataset, absolute root, energies, split seed and ratios, cemlib version.
+- manifest.json: dataset, absolute root, energies, split seed and ratios, cemlib version;
+- private/patient_names.csv (layouts that pseudonymise folder names: GE, MF_MODEL): pseudonym -> folder
+  name, for the user alone: no step of cemlib reads it, copy it nowhere, delete it if it is not needed.
 
 Source adapters (cemlib.sources) turn a folder into candidate tables; `assemble` applies the checks
 every dataset shares (complete views, one image per view, a 0/1 label per breast, readable files) and
@@ -36,13 +39,20 @@ from cemlib.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.vocab import PATIENT_CLASSES, patient_classes
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
-                 "mask_path")
+                 "mask_path", "size", "mtime_ns")
+#: Columns a manifest written before they existed may lack (filled with -1: unknown).
+OPTIONAL_IMAGE_COLUMNS = ("size", "mtime_ns")
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "birads", "pathology", "age", "density", "split")
 EXCLUSION_COLUMNS = ("dataset", "patient_id", "side", "path", "reason", "kind")
 SPLITS = ("train", "val", "test")
 EXTERNAL_SPLIT = "external"
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
+#: Largest image plane (rows, cols) a manifest accepts, from the header's Rows/Columns: the same default
+#: as cemlib.imaging.MAX_IMAGE_SIZE, which reading for preprocessing and prediction enforces.
+MAX_IMAGE_SIZE = (5000, 5000)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
+#: The user's private map from pseudonymous patient ids back to on-disk folder names (never read by cemlib).
+PRIVATE_NAMES = "private/patient_names.csv"
 
 
 def default_workers() -> int:
@@ -63,6 +73,8 @@ class Manifest:
     split_seed: int | None = None
     split_ratios: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: pseudonymous patient_id -> on-disk folder name; written only to PRIVATE_NAMES, never to the tables
+    private_names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def image_path(self, row: pd.Series | dict) -> Path:
         """Absolute path of an image row."""
@@ -101,6 +113,11 @@ class Manifest:
             **self.extra,
         }
         atomic_write_text(folder / "manifest.json", json.dumps(meta, indent=2) + "\n")
+        if self.private_names:
+            names = pd.DataFrame(sorted(self.private_names.items()), columns=["patient_id", "folder"])
+            (folder / PRIVATE_NAMES).parent.mkdir(exist_ok=True)
+            with atomic_path(folder / PRIVATE_NAMES) as tmp:
+                names.to_csv(tmp, index=False, lineterminator="\n")
         return folder
 
     @classmethod
@@ -137,9 +154,12 @@ class Manifest:
 
 def _typed_images(frame: pd.DataFrame) -> pd.DataFrame:
     """Images table with its columns in order and rows/cols as integers."""
+    for column in OPTIONAL_IMAGE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = -1
     frame = _with_columns(frame, IMAGE_COLUMNS, "images.csv")
-    for column in ("rows", "cols"):
-        frame[column] = pd.to_numeric(frame[column]).astype(np.int64)
+    for column in ("rows", "cols", *OPTIONAL_IMAGE_COLUMNS):
+        frame[column] = pd.to_numeric(frame[column].replace("", -1)).astype(np.int64)
     return frame
 
 
@@ -212,7 +232,7 @@ def parse_label(value: Any) -> int | None:
 # --------------------------------------------------------------------------------------------- hashing
 
 def map_files(function: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None,
-              desc: str = "files") -> list[Any]:
+              desc: str = "files", progress: bool = True) -> list[Any]:
     """Apply `function` to every item in a thread pool with a progress bar; exceptions are returned."""
 
     def guarded(item: Any) -> Any:
@@ -224,7 +244,8 @@ def map_files(function: Callable[[Any], Any], items: Sequence[Any], workers: int
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        return list(tqdm(pool.map(guarded, items), total=len(items), desc=desc, unit="file"))
+        return list(tqdm(pool.map(guarded, items), total=len(items), desc=desc, unit="file",
+                         disable=not progress))
 
 
 def hash_files(root: Path, rel_paths: Sequence[str], workers: int | None = None) -> list[str | Exception]:
@@ -232,10 +253,63 @@ def hash_files(root: Path, rel_paths: Sequence[str], workers: int | None = None)
     return map_files(sha256_file, [Path(root) / p for p in rel_paths], workers, desc="sha256")
 
 
-def verify(manifest: Manifest, workers: int | None = None) -> pd.DataFrame:
+def file_record(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(sha256, size, mtime_ns) of a file; the stat is taken first, so a change while hashing shows."""
+    stat = os.stat(path)
+    return sha256_file(path), stat.st_size, stat.st_mtime_ns
+
+
+def changed_files(manifest: Manifest, workers: int | None = None) -> pd.DataFrame:
+    """Images whose bytes differ from the manifest's sha256, or that vanished (empty when none).
+
+    Cheap on every run: one stat per image; only a file whose size or mtime differs from the manifest's
+    record (or a manifest without that record) is hashed again, and it counts as changed only when its
+    sha256 differs. Columns path, status ("changed", "missing", "unreadable ..."), expected_sha256,
+    actual_sha256.
+    """
+    images = manifest.images
+    suspects = []
+    for row in images.itertuples(index=False):
+        try:
+            stat = os.stat(Path(manifest.root) / str(row.path))
+        except OSError:
+            suspects.append(row)
+            continue
+        size, mtime = getattr(row, "size", -1), getattr(row, "mtime_ns", -1)
+        if size < 0 or mtime < 0 or stat.st_size != size or stat.st_mtime_ns != mtime:
+            suspects.append(row)
+    if not suspects:
+        return pd.DataFrame(columns=["path", "status", "expected_sha256", "actual_sha256"])
+    subset = Manifest(manifest.dataset, manifest.root, pd.DataFrame(suspects), manifest.breasts,
+                      manifest.exclusions)
+    return verify(subset, workers, progress=False)
+
+
+class SourceChangedError(RuntimeError):
+    """Image files changed since their manifest was written; the message names them."""
+
+
+def require_unchanged(manifest: Manifest, workers: int | None = None) -> None:
+    """SourceChangedError naming every image that changed or vanished since the manifest was written."""
+    problems = changed_files(manifest, workers)
+    if problems.empty:
+        return
+    # named by pseudonymous patient id and view: file and folder names may hold a patient's name
+    rows = problems.merge(manifest.images, on="path", how="left")
+    listed = "; ".join(f"{row.dataset}/{row.patient_id} {row.side} {row.view} {row.energy} ({row.status})"
+                       for row in rows.head(5).itertuples())
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    raise SourceChangedError(f"{len(problems)} image file(s) differ from the manifest's sha256 "
+                             f"(paths in images.csv): {listed}{more}. Run `cem manifest` on the dataset "
+                             "again (then `cem preprocess`) so the manifest and the tensor cache "
+                             "describe the files as they are now")
+
+
+def verify(manifest: Manifest, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Files whose bytes changed or that vanished since the manifest was written (empty when none)."""
     images = manifest.images
-    results = hash_files(manifest.root, images["path"].tolist(), workers)
+    paths = [Path(manifest.root) / p for p in images["path"].tolist()]
+    results = map_files(sha256_file, paths, workers, desc="sha256", progress=progress)
     rows = []
     for path, expected, actual in zip(images["path"], images["sha256"], results, strict=True):
         if isinstance(actual, FileNotFoundError):
@@ -342,14 +416,16 @@ def _records_by_patient(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str
 
 def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dict],
              breasts: pd.DataFrame | Iterable[dict], exclusions: pd.DataFrame | Iterable[dict] | None = None,
-             energies: Sequence[str] = ENERGIES, workers: int | None = None) -> Manifest:
+             energies: Sequence[str] = ENERGIES, workers: int | None = None,
+             max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> Manifest:
     """Validate an adapter's candidate tables into a Manifest and add a sha256 per kept image.
 
     `images` needs patient_id, side, view, energy, path (relative to root), rows, cols (mask_path
     optional); `breasts` needs patient_id, side, label (birads, pathology, age, density optional);
     `exclusions` are the adapter's own rows (a path: that image is unusable; no path: the patient is out).
     A patient is kept only with exactly one readable image per side x view x energy and a 0/1 label
-    per breast; each failure becomes an exclusions row.
+    per breast; each failure becomes an exclusions row. An image whose header's Rows or Columns exceed
+    ``max_size`` is excluded with its size (the check reads no pixel), and with it its patient.
     """
     root = Path(root)
     energies = tuple(energies)
@@ -371,6 +447,9 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
         path=adapter_rows["path"].map(cell_text),
         kind=adapter_rows["kind"].map(cell_text).replace("", "other"),
     )
+    images, oversized = _size_cap(images, max_size)
+    adapter_rows = pd.concat([adapter_rows, _frame(oversized, EXCLUSION_COLUMNS).assign(dataset=dataset)],
+                             ignore_index=True)
     dropped = set(adapter_rows.loc[adapter_rows["path"] == "", "patient_id"])
 
     rows: list[dict[str, str]] = []
@@ -388,7 +467,8 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
             keep.append(patient_id)
 
     kept_images = images[images["patient_id"].isin(keep)].copy()
-    digests = hash_files(root, kept_images["path"].tolist(), workers)
+    records = map_files(file_record, [root / p for p in kept_images["path"].tolist()], workers, desc="sha256")
+    digests = [r[0] if isinstance(r, tuple) else r for r in records]
     unreadable = {}
     for path, pid, digest in zip(kept_images["path"], kept_images["patient_id"], digests, strict=True):
         if isinstance(digest, Exception):
@@ -398,6 +478,8 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
                               dataset=dataset))
     keep = [p for p in keep if p not in unreadable]
     kept_images["sha256"] = digests
+    kept_images["size"] = [r[1] if isinstance(r, tuple) else -1 for r in records]
+    kept_images["mtime_ns"] = [r[2] if isinstance(r, tuple) else -1 for r in records]
     kept_images = kept_images[kept_images["patient_id"].isin(keep)]
 
     return Manifest(
@@ -410,6 +492,18 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
     )
 
 
+def _size_cap(images: pd.DataFrame, max_size: tuple[int, int]) -> tuple[pd.DataFrame, list[dict]]:
+    """Images within the size cap, and exclusion rows naming the size of those above it."""
+    rows = pd.to_numeric(images["rows"], errors="coerce").fillna(0)
+    cols = pd.to_numeric(images["cols"], errors="coerce").fillna(0)
+    over = (rows > max_size[0]) | (cols > max_size[1])
+    excluded = [exclusion(r["patient_id"], f"image {r['side']} {r['view']} {r['energy']} is "
+                          f"{int(r['rows'])} x {int(r['cols'])} pixels (Rows x Columns), above the size cap "
+                          f"of {max_size[0]} x {max_size[1]} per plane", "too_large", r["side"], r["path"])
+                for r in images[over].to_dict("records")]
+    return images[~over].copy(), excluded
+
+
 def _final_images(images: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Images in contract column order, sorted by patient, VIEW_ORDER and energy."""
     images = images.assign(dataset=dataset)
@@ -418,8 +512,8 @@ def _final_images(images: pd.DataFrame, dataset: str) -> pd.DataFrame:
     images["_energy"] = images["energy"].map({e: i for i, e in enumerate(ENERGIES)})
     images = images.sort_values(["patient_id", "_view", "_energy"], kind="stable")
     images = images.loc[:, list(IMAGE_COLUMNS)].reset_index(drop=True)
-    images["rows"] = images["rows"].astype(np.int64)
-    images["cols"] = images["cols"].astype(np.int64)
+    for column in ("rows", "cols", *OPTIONAL_IMAGE_COLUMNS):
+        images[column] = images[column].astype(np.int64)
     return images
 
 

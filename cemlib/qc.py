@@ -52,17 +52,22 @@ def qc_figure(manifest, patient_ids: Sequence[str], settings: PreprocessSettings
 
 def qc_figure_from_views(views: Sequence[QcView], settings: PreprocessSettings,
                          panel_inches: float = 1.6) -> Figure:
-    """One row per view: raw LE, preprocessed LE, raw DES, preprocessed DES; failures shown as text."""
+    """One row per view: raw LE, preprocessed LE, raw DES, preprocessed DES; failures shown as text.
+
+    A preprocessed panel's title carries its window bounds and the rule that chose them.
+    """
     if not views:
         raise ValueError("qc_figure needs at least one view")
     fig = Figure(figsize=(4 * panel_inches, len(views) * panel_inches * 1.25), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(views), 4, squeeze=False))
     titles = ("LE raw", "LE preprocessed", "DES raw", "DES preprocessed")
     for row, view in zip(axes, views, strict=True):
-        panels = _view_panels(view, settings)
-        for ax, title, panel in zip(row, titles, panels, strict=True):
+        record: dict = {}
+        panels = _view_panels(view, settings, record)
+        notes = ("", _window_note(record, "le"), "", _window_note(record, "des"))
+        for ax, title, panel, note in zip(row, titles, panels, notes, strict=True):
             ax.set_axis_off()
-            ax.set_title(f"{view.label}\n{title}", fontsize=7)
+            ax.set_title(f"{view.label}\n{title}{note}", fontsize=7)
             if isinstance(panel, str):
                 ax.text(0.5, 0.5, panel, ha="center", va="center", fontsize=6, wrap=True,
                         transform=ax.transAxes)
@@ -72,7 +77,16 @@ def qc_figure_from_views(views: Sequence[QcView], settings: PreprocessSettings,
     return fig
 
 
-def _view_panels(view: QcView, settings: PreprocessSettings) -> list[np.ndarray | str]:
+def _window_note(record: dict, energy: str) -> str:
+    """'\n1577..2906 (adaptive raw 1500..3300)' for a preprocessed panel, empty when it failed."""
+    if f"{energy}_window" not in record:
+        return ""
+    low, high = record[f"{energy}_window"]
+    return f"\n{low:g}..{high:g} ({record[f'{energy}_window_rule']})"
+
+
+def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None = None
+                 ) -> list[np.ndarray | str]:
     """[raw LE, LE01, raw DES, DES01]; a string where an image is missing or fails, with the reason."""
     raw: list[np.ndarray | str] = []
     for path in (view.le_path, view.des_path):
@@ -88,7 +102,7 @@ def _view_panels(view: QcView, settings: PreprocessSettings) -> list[np.ndarray 
         return [le, le, des, "no LE image" if not isinstance(des, str) else des]
     try:
         le01, des01 = preprocess_pair(le, des if not isinstance(des, str) else None, view.side, settings,
-                                      source=str(view.le_path))
+                                      source=str(view.le_path), record=record)
     except PreprocessError as exc:
         reason = _short(exc)
         return [le, reason, des, reason if not isinstance(des, str) else des]

@@ -279,13 +279,15 @@ def _delong_unpaired(
     var_a = float(_delong_covariance(vca, vna)[0, 0])
     var_b = float(_delong_covariance(vcb, vnb)[0, 0])
     diff = float(auc_a[0] - auc_b[0])
-    total = var_a + var_b
-    # Zero total variance gives NaN (or infinite D) and NaN df and p, exactly as pROC.
+    total = np.float64(var_a) + np.float64(var_b)
+    # Zero total variance gives NaN (or infinite D) and NaN df and p, exactly as pROC. Every operand is a
+    # numpy float so that 0/0 is NaN, never Python's ZeroDivisionError.
     with np.errstate(invalid="ignore", divide="ignore"):
         d = float(np.float64(diff) / np.sqrt(total))
-        df = float(total**2 / (var_a**2 / (ya.size - 1) + var_b**2 / (yb.size - 1)))
-    p = float(2.0 * sps.t.sf(abs(d), df))
-    half = float(sps.t.ppf(1.0 - (1.0 - level) / 2.0, df) * np.sqrt(total))
+        welch = np.float64(var_a) ** 2 / (ya.size - 1) + np.float64(var_b) ** 2 / (yb.size - 1)
+        df = float(total**2 / welch)
+        p = float(2.0 * sps.t.sf(abs(d), df))
+        half = float(sps.t.ppf(1.0 - (1.0 - level) / 2.0, df) * np.sqrt(total))
     return DelongResult(
         float(auc_a[0]),
         float(auc_b[0]),

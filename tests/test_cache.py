@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 
 import cemlib.cache as cache_module
-from cemlib.cache import CacheError, TensorCache, apply_exclusions, decode_entry, encode_entry, quantise
+from cemlib.cache import CacheError, TensorCache, apply_exclusions
+from cemlib.tensorfile import decode_entry, encode_entry, quantise
 from cemlib.cli import main as cem_main
 from cemlib.fileio import sha256_file
 from cemlib.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.manifest import Manifest, assemble
+from cemlib.manifest import Manifest, SourceChangedError, assemble, changed_files
 from tests.factories import write_mg_dicom
 
 SIZE = (32, 16)
@@ -190,11 +191,11 @@ def test_interrupted_fill_resumes_cleanly(exams: Manifest, tmp_path: Path, monke
     real_build = cache_module.build_stack
     calls = {"n": 0}
 
-    def build_then_die(entry, settings_):
+    def build_then_die(entry, settings_, record=None):
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt  # the user pressed Ctrl-C during entry 6
-        return real_build(entry, settings_)
+        return real_build(entry, settings_, record)
 
     monkeypatch.setattr(cache_module, "build_stack", build_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -278,3 +279,156 @@ def test_cache_from_profile_uses_its_folder_and_settings() -> None:
     assert cache.cache_dir == Path(profile["preprocess"]["cache"])
     assert cache.settings == PreprocessSettings.from_profile(profile)
     assert cache.settings.size == tuple(profile["preprocess"]["size"])
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
+    """`cem preprocess --workers 2` killed with SIGKILL mid-run: both pool workers exit with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # one exam of large images, shared (through symbolic links) by 40 patients: about ten seconds of work
+    root = tmp_path / "data"
+    big = (1800, 1200)
+    images, breasts = [], []
+    for side in "LR":
+        for view in ("CC", "MLO"):
+            for energy in ("LE", "DES"):
+                name = f"{side}_{view}_{energy}.dcm"
+                write_mg_dicom(root / "source" / name, breast_pixels(side, 7, energy, big),
+                               ImageLaterality=side, ViewPosition=view)
+    digests = {p.name: sha256_file(p) for p in (root / "source").iterdir()}
+    stats = {p.name: p.stat() for p in (root / "source").iterdir()}
+    for i in range(40):
+        folder = root / f"P{i:03d}"
+        folder.mkdir()
+        for name, digest in digests.items():
+            (folder / name).symlink_to(root / "source" / name)
+            side, view, energy = name[:-4].split("_")
+            images.append({"dataset": "test", "patient_id": folder.name, "side": side, "view": view,
+                           "energy": energy, "path": f"{folder.name}/{name}", "sha256": digest,
+                           "rows": big[0], "cols": big[1], "mask_path": "", "size": stats[name].st_size,
+                           "mtime_ns": stats[name].st_mtime_ns})
+        breasts += [{"dataset": "test", "patient_id": folder.name, "side": s, "label": 0, "birads": "",
+                     "pathology": "", "age": np.nan, "density": "", "split": "train"} for s in "LR"]
+    manifest = Manifest("test", root.resolve(), pd.DataFrame(images), pd.DataFrame(breasts),
+                        pd.DataFrame(columns=["dataset", "patient_id", "side", "path", "reason", "kind"]))
+    manifest.save(tmp_path / "manifest")
+
+    command = [sys.executable, "-m", "cemlib.cli", "preprocess", "--manifest", str(tmp_path / "manifest"),
+               "--cache", str(tmp_path / "cache"), "--size", "256", "128", "--workers", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and parent.poll() is None:
+            workers = [pid for pid in _children(parent.pid)
+                       if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+            if len(workers) == 2 and any((tmp_path / "cache").glob("*/*/*.npy")):
+                break  # both workers run and have finished at least one entry
+            time.sleep(0.2)
+        assert parent.poll() is None and len(workers) == 2, "preprocess ended before it could be killed"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        survivors = [pid for pid in workers if _alive(pid)]
+        assert not survivors, f"worker processes {survivors} outlived their killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_fill_records_each_window_and_its_rule(exams: Manifest, tmp_path: Path) -> None:
+    cache = TensorCache(tmp_path / "cache", settings())
+    cache.fill(exams, progress=False)
+    windows = cache.windows()
+    assert len(windows) == 12 and set(windows["key"]) == {e.key for e in cache.attach(exams)}
+    row = windows[(windows["patient_id"] == "P000") & (windows["side"] == "L") & (windows["view"] == "CC")]
+    le = read_pixels(exams.root / "P000/L_CC_LE.dcm")
+    record: dict = {}
+    preprocess_pair(le, read_pixels(exams.root / "P000/L_CC_DES.dcm"), "L", settings(), record=record)
+    assert (float(row["le_low"].iloc[0]), float(row["le_high"].iloc[0])) == record["le_window"]
+    assert row["le_window_rule"].iloc[0] == record["le_window_rule"] == "adaptive raw 1500..3300"
+    assert row["des_window_rule"].iloc[0] == record["des_window_rule"]
+
+
+def test_source_changed_after_the_manifest_stops_preprocess_naming_the_file(exams: Manifest, tmp_path: Path,
+                                                                            capsys) -> None:
+    """The reproduction: a source image rewritten after `cem preprocess` filled the cache. Before, the
+    next `cem preprocess` said "built 0, skipped 12" and every reader got the old tensor."""
+    exams.save(tmp_path / "manifest")
+    argv = ["preprocess", "--manifest", str(tmp_path / "manifest"), "--cache", str(tmp_path / "cache"),
+            "--size", "32", "16", "--workers", "1", "--no-progress"]
+    assert cem_main(argv) == 0
+    assert "built 12, skipped 0" in capsys.readouterr().out
+    target = exams.root / "P001/R_MLO_LE.dcm"
+    write_mg_dicom(target, breast_pixels("R", seed=999), ImageLaterality="R", ViewPosition="MLO")
+    assert cem_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "test/P001 R MLO LE (changed)" in err and "cem manifest" in err and err.count("\n") == 1
+    manifest = Manifest.load(tmp_path / "manifest")
+    cache = TensorCache(tmp_path / "cache", settings())
+    with pytest.raises(SourceChangedError, match="P001 R MLO LE"):
+        cache.attach(manifest)  # training and prediction attach before they read a tensor
+    # a fresh cache filled from the changed file does not store it under the old file's key
+    fresh = TensorCache(tmp_path / "fresh", settings())
+    with pytest.raises(SourceChangedError):
+        fresh.fill(manifest, progress=False)
+    assert not list(fresh.folder.glob("*/*.npy"))
+
+
+def test_touched_but_identical_file_is_accepted(exams: Manifest, tmp_path: Path) -> None:
+    import os
+
+    cache = TensorCache(tmp_path / "cache", settings())
+    cache.fill(exams, progress=False)
+    target = exams.root / "P000/L_CC_DES.dcm"
+    os.utime(target, ns=(1, 1))  # mtime differs: the file is hashed again and found identical
+    assert len(cache.attach(exams)) == 12
+    assert changed_files(exams).empty
+
+
+def test_file_changing_while_preprocessed_is_never_stored(exams: Manifest, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    cache = TensorCache(tmp_path / "cache", settings())
+    real_build = cache_module.build_stack
+
+    def build_then_change(entry, settings_, record=None):
+        stack = real_build(entry, settings_, record)
+        if entry.patient_id == "P002" and entry.view == "CC" and entry.side == "L":
+            write_mg_dicom(entry.le_path, breast_pixels("L", seed=555), ImageLaterality="L")
+        return stack
+
+    monkeypatch.setattr(cache_module, "build_stack", build_then_change)
+    with pytest.raises(SourceChangedError, match="test/P002 L CC LE changed while"):
+        cache.fill(exams, progress=False)
+    entry = next(e for e in cache.plan(exams)[0] if (e.patient_id, e.side, e.view) == ("P002", "L", "CC"))
+    assert not cache.path_for(entry).exists()

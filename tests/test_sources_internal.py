@@ -214,8 +214,31 @@ def test_stray_file_is_reported_but_complete_exam_is_kept(ge_root: Path):
     assert "SYN0001" in manifest.patients
     assert manifest.exclusions.to_dict("records") == [{
         "dataset": "ge", "patient_id": "SYN0001", "side": "", "path": "SYN0001/L_XCCL_LE.dcm",
-        "reason": "L_XCCL_LE.dcm: file name is not SIDE_VIEW_ENERGY.dcm (e.g. L_CC_LE.dcm)",
+        "reason": "a .dcm file whose name is not SIDE_VIEW_ENERGY.dcm "
+                  "(e.g. L_CC_LE.dcm; see the path column)",
         "kind": "unrecognised_name"}]
+
+
+def test_ge_folder_names_become_pseudonyms_kept_only_in_the_private_map(ge_root: Path, tmp_path: Path):
+    """The reproduction: a GE folder `Jane_Doe_1970` was the patient_id in breasts.csv and images.csv."""
+    (ge_root / "SYN0002").rename(ge_root / "Jane_Doe_1970")
+    (ge_root / "masks" / "SYN0002").rename(ge_root / "masks" / "Jane_Doe_1970")
+    labels = pd.read_csv(ge_root / "labels.csv", dtype=str)
+    labels["patient_id"] = labels["patient_id"].replace("SYN0002", "Jane_Doe_1970")
+    labels.to_csv(ge_root / "labels.csv", index=False)
+    manifest = ge.scan(ge_root)
+    alias = ge.pseudonym("Jane_Doe_1970")
+    assert alias == "GE" + hashlib.sha256(b"Jane_Doe_1970").hexdigest()[:10].upper()
+    assert alias in manifest.patients and ge.pseudonym("SYN0003") == "SYN0003"
+    assert manifest.images.loc[manifest.images.patient_id == alias, "mask_path"].str.len().max() > 0
+    out = manifest.save(tmp_path / "manifest")
+    for name in ("images.csv", "breasts.csv", "exclusions.csv", "manifest.json"):
+        table = (out / name).read_text()
+        if name == "images.csv":  # the path columns hold the on-disk names (documented); nothing else
+            table = pd.read_csv(out / name).drop(columns=["path", "mask_path"]).to_csv()
+        assert "Jane" not in table and "Doe" not in table, name
+    private = pd.read_csv(out / "private" / "patient_names.csv")
+    assert private.to_dict("records") == [{"patient_id": alias, "folder": "Jane_Doe_1970"}]
 
 
 def test_labels_csv_without_label_column_is_an_error_naming_the_file(ge_root: Path):
@@ -314,6 +337,33 @@ def test_mf_label_not_zero_or_one_excludes_that_exam_naming_the_row(mf_root: Pat
     assert list(rows.kind) == ["bad_label"]
     assert "label.xlsx row 13" in rows.reason.iloc[0] and "'2'" in rows.reason.iloc[0]
     assert manifest.patients == [mfmodel.pseudonym("patient1")]
+
+
+def test_mf_exclusion_reasons_never_print_image_names(tmp_path: Path):
+    """The reproduction: `label of Jane_Doe_1970_LOW_ENERGY_CC_L is 'x'` printed the patient's name."""
+    root = write_mf_cohort(tmp_path / "mf")
+    workbook = openpyxl.load_workbook(root / "label.xlsx")
+    for row, name, _ in sheet_names():
+        workbook["Sheet1"].cell(row, 4).value = name.replace("patient1", "Jane_Doe_1970")
+    workbook["Sheet1"]["E7"] = "x"  # Jane_Doe_1970_LOW_ENERGY_CC_L
+    workbook.save(root / "label.xlsx")
+    folder = root / "Jane_Doe_1970"
+    (root / "patient1").rename(folder)
+    for path in folder.iterdir():
+        path.rename(folder / path.name.replace("patient1", "Jane_Doe_1970"))
+    write_mg_dicom(folder / "Jane_Doe_1970_LOW_ENERGY_MLO_R.dcm", tiny_pixels(1),
+                   **mg_tags("L", "MLO", "LE"))  # laterality tag contradicting the name
+    (folder / "Jane_Doe_1970_notes.dcm").write_bytes(b"x")
+    manifest = mfmodel.scan(root)
+    alias = mfmodel.pseudonym("Jane_Doe_1970")
+    rows = excluded(manifest, alias)
+    assert set(rows.kind) == {"bad_label", "tag_mismatch", "unrecognised_name"}
+    assert f"label of {alias} LE CC L is 'x'" in " ".join(rows.reason)
+    assert f"{alias} LE MLO R: ImageLaterality 'L'" in " ".join(rows.reason)
+    for part in ("Jane", "Doe", "1970"):
+        assert not rows.reason.str.contains(part).any(), part
+    out = manifest.save(tmp_path / "manifest")
+    assert (out / "private" / "patient_names.csv").read_text().count("Jane_Doe_1970") == 1
 
 
 def test_mf_images_of_one_breast_disagreeing_excludes_exam(mf_root: Path):

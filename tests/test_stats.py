@@ -41,6 +41,8 @@ CASES = _load_cases()
 def _close(actual: float, expected: float) -> bool:
     if math.isnan(expected):
         return math.isnan(actual)
+    if math.isinf(expected):
+        return actual == expected
     return abs(actual - expected) <= TOL
 
 
@@ -97,6 +99,18 @@ def test_matches_proc_unpaired_roc_test(name):
     exp = case["expected"]
     result = st.delong_test(case["y1"], case["a"], case["b"], paired=False, y_true_b=case["y2"])
     assert _close(result.z, exp["d"]) and _close(result.df, exp["df"]) and _close(result.p_value, exp["p"])
+
+
+def test_zero_variance_cases_give_nan_as_proc():
+    """Both AUCs 1 (or 0 against 1) in two samples: pROC's D is NaN (or -Inf) with NaN df and p, no error."""
+    both = CASES["unpaired_both_perfect"]
+    result = st.delong_test(both["y1"], both["a"], both["b"], paired=False, y_true_b=both["y2"])
+    assert (result.auc_a, result.auc_b) == (1.0, 1.0)
+    assert math.isnan(result.z) and math.isnan(result.df) and math.isnan(result.p_value)
+    assert math.isnan(result.ci_low) and math.isnan(result.ci_high)
+    paired = CASES["paired_both_perfect"]
+    result = st.delong_test(paired["y1"], paired["a"], paired["b"])
+    assert (result.z, result.p_value, result.ci_low, result.ci_high) == (0.0, 1.0, 0.0, 0.0)
 
 
 def test_reference_cases_cover_ties_tiny_and_unpaired():

@@ -5,12 +5,20 @@
                                                      (+ birads, pathology, age, density)
     ROOT/masks/<patient_id>/<SIDE>_<VIEW>.png        optional lesion mask, shared by both energies
 
-The folder name is the patient id (the header's PatientID is never read). Files not ending in .dcm
-are ignored; a .dcm file with any other name is excluded with its reason.
+Patient ids: a folder name may be a patient's name, so the manifest's patient_id is a pseudonym,
+"GE" + the first 10 hex digits of the sha256 of the folder name (stable; anyone holding the folder names
+can recompute it), and labels.csv's patient_id column (the folder names) is mapped the same way. Only
+names of the form SYN0001 (four or more digits), the ids `cem synth` gives its phantom patients, are kept
+as they are. The on-disk names appear only in the path columns of images.csv and exclusions.csv (the
+manifest of real data stays on the site's machines) and in the private mapping
+``<manifest>/private/patient_names.csv`` (pseudonym, folder) that ``Manifest.save`` writes, for the user
+to keep or delete. The header's PatientID is never read. Files not ending in .dcm are ignored; a .dcm
+file with any other name is excluded with its reason (the name itself is not repeated in the reason).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -25,6 +33,15 @@ REQUIRED_LABEL_COLUMNS = ("patient_id", "side", "label")
 OPTIONAL_LABEL_COLUMNS = ("birads", "pathology", "age", "density")
 #: Sub-folders of ROOT that are never patients.
 RESERVED = {"masks", "manifest"}
+#: Folder names that are already pseudonyms: the patient ids of the synthetic cohort.
+SYNTHETIC_ID = re.compile(r"^SYN\d{4,}$")
+
+
+def pseudonym(folder_name: str) -> str:
+    """Patient id of a folder: SYN#### as it is, any other name "GE" + 10 hex digits of its sha256."""
+    if SYNTHETIC_ID.match(folder_name):
+        return folder_name
+    return "GE" + hashlib.sha256(folder_name.encode("utf-8")).hexdigest()[:10].upper()
 
 
 def patient_folders(root: Path) -> list[Path]:
@@ -59,7 +76,7 @@ def read_labels(path: Path) -> pd.DataFrame:
     for column in OPTIONAL_LABEL_COLUMNS:
         if column not in labels.columns:
             labels[column] = ""
-    labels["patient_id"] = labels["patient_id"].str.strip()
+    labels["patient_id"] = labels["patient_id"].str.strip().map(pseudonym)
     return labels.loc[:, [*REQUIRED_LABEL_COLUMNS, *OPTIONAL_LABEL_COLUMNS]]
 
 
@@ -70,13 +87,14 @@ def find_candidates(root: Path) -> tuple[list[Candidate], list[dict]]:
         for path in dicom_files(folder):
             match = NAME.match(path.name)
             if not match:
-                rejected.append(exclusion(folder.name, f"{path.name}: file name is not SIDE_VIEW_ENERGY.dcm "
-                                          "(e.g. L_CC_LE.dcm)", "unrecognised_name", path=rel(path, root)))
+                rejected.append(exclusion(pseudonym(folder.name), "a .dcm file whose name is not "
+                                          "SIDE_VIEW_ENERGY.dcm (e.g. L_CC_LE.dcm; see the path column)",
+                                          "unrecognised_name", path=rel(path, root)))
                 continue
             side, view = match["side"].upper(), match["view"].upper()
             mask = root / "masks" / folder.name / f"{side}_{view}.png"
-            candidates.append(Candidate(folder.name, side, view, match["energy"].upper(), rel(path, root),
-                                        rel(mask, root) if mask.is_file() else ""))
+            candidates.append(Candidate(pseudonym(folder.name), side, view, match["energy"].upper(),
+                                        rel(path, root), rel(mask, root) if mask.is_file() else ""))
     return candidates, rejected
 
 
@@ -89,5 +107,8 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     dataset = dataset or ("synthetic" if (root / "cohort.json").is_file() else "ge")
     candidates, rejected = find_candidates(root)
     images, bad_headers = check_candidates(root, candidates, workers)
-    return assemble(dataset, root, images, read_labels(labels_path), rejected + bad_headers,
-                    workers=workers)
+    manifest = assemble(dataset, root, images, read_labels(labels_path), rejected + bad_headers,
+                        workers=workers)
+    manifest.private_names = {pseudonym(f.name): f.name for f in patient_folders(root)
+                              if pseudonym(f.name) != f.name}
+    return manifest

@@ -13,8 +13,10 @@ case.
 Patient ids: folder names in this layout may be patients' names, so the manifest's patient_id is a
 pseudonym, "MF" + the first 10 hex digits of the sha256 of the folder name. It is stable (the same folder
 always gets the same id) and anyone holding the folder names can recompute it; it keeps names out of
-predictions, tables and reports. The path columns still hold the on-disk names, so a manifest of real
-data stays on the site's machines.
+predictions, tables and reports. Exclusion reasons name images by pseudonym, energy, view and side
+(e.g. "MF1A2B3C4D5E LE CC L"), never by file name. The path columns still hold the on-disk names, so a
+manifest of real data stays on the site's machines; the folder names are also written to the private
+mapping ``<manifest>/private/patient_names.csv`` for the user alone.
 
 Problems with the workbook as a whole (unreadable, no names in column D, no labels in column E, a
 row that is not an image name) raise ValueError naming the file and row; a bad label of one exam
@@ -145,19 +147,34 @@ def detect(root: str | Path) -> bool:
     return named and bool(label_files(root))
 
 
+def shown_image(stem: str) -> str:
+    """How reasons name an image: its patient's pseudonym, energy, view and side (never the file name)."""
+    match = STEM.match(stem)
+    if match is None:
+        return "an image"
+    return (f"{pseudonym(match['name'])} {ENERGY[match['energy'].upper()]} {match['view'].upper()} "
+            f"{match['side'].upper()}")
+
+
 def _breast_label(side: str, stems: list[str], sheet: LabelSheet) -> tuple[int | None, str, str]:
-    """(label, kind, reason) of one breast from its images' rows; label None with a reason when unusable."""
+    """(label, kind, reason) of one breast from its images' rows; label None with a reason when unusable.
+
+    Reasons name images by ``shown_image`` (pseudonym, energy, view, side), since file names in this
+    layout may hold the patient's name.
+    """
     rows = [(stem, source, raw) for stem in stems for source, raw in sheet.lookup(stem)]
     if not rows:
+        listed = ", ".join(shown_image(stem) for stem in stems) or "none found"
         return None, "missing_label", (f"no label for breast {side}: none of its images "
-                                       f"({', '.join(stems) or 'none found'}) is listed in {LABEL_FILE}")
+                                       f"({listed}) is listed in {LABEL_FILE}")
     for stem, source, raw in rows:
         if parse_label(raw) is None:
             shown = "empty" if raw is None else repr(raw)
-            return None, "bad_label", f"{source}: label of {stem} is {shown}, expected '1' or '0'"
+            reason = f"{source}: label of {shown_image(stem)} is {shown}, expected '1' or '0'"
+            return None, "bad_label", reason
     values = {parse_label(raw) for _, _, raw in rows}
     if len(values) > 1:
-        listing = "; ".join(f"{source} {stem}={parse_label(raw)}" for stem, source, raw in rows)
+        listing = "; ".join(f"{source} {shown_image(stem)}={parse_label(raw)}" for stem, source, raw in rows)
         return None, "label_conflict", f"the images of breast {side} carry different labels: {listing}"
     return values.pop(), "", ""
 
@@ -182,9 +199,9 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
         for path in dicom_files(folder):
             match = STEM.match(path.stem)
             if not match:
-                rows.append(exclusion(patient_id, f"{path.name}: file name is not "
-                                      "<name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm", "unrecognised_name",
-                                      path=rel(path, root)))
+                rows.append(exclusion(patient_id, "a .dcm file whose name is not "
+                                      "<name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm (see the path column)",
+                                      "unrecognised_name", path=rel(path, root)))
                 continue
             side = match["side"].upper()
             stems_by_side[side].append(path.stem)
@@ -200,7 +217,12 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     rows += _unmatched_sheet_rows(sheet, prefixes_on_disk)
 
     images, bad_headers = check_candidates(root, candidates, workers)
-    return assemble(dataset or DATASET, root, images, breasts, rows + bad_headers, workers=workers)
+    for row in bad_headers:  # header reasons start with the file name, which may be the patient's name
+        stem = Path(row["path"]).stem
+        row["reason"] = row["reason"].replace(Path(row["path"]).name, shown_image(stem))
+    manifest = assemble(dataset or DATASET, root, images, breasts, rows + bad_headers, workers=workers)
+    manifest.private_names = {pseudonym(f.name): f.name for f in patient_folders(root)}
+    return manifest
 
 
 def _unmatched_sheet_rows(sheet: LabelSheet, prefixes_on_disk: set[str]) -> list[dict]:
@@ -210,7 +232,7 @@ def _unmatched_sheet_rows(sheet: LabelSheet, prefixes_on_disk: set[str]) -> list
         prefix = STEM.match(name)["name"]  # type: ignore[index]
         if prefix not in prefixes_on_disk:
             missing[prefix] += [source for source, _ in entries]
-    return [exclusion(pseudonym(prefix), f"{LABEL_FILE} lists {len(sources)} image(s) of {prefix}_* "
+    return [exclusion(pseudonym(prefix), f"{LABEL_FILE} lists {len(sources)} image(s) of this patient "
                       f"({sources[0]}{', ...' if len(sources) > 1 else ''}) with no file on disk",
                       "no_images")
             for prefix, sources in sorted(missing.items())]

@@ -31,6 +31,10 @@ add_unpaired("asah_split_s100b_ndka", asah$outcome[1:60], asah$s100b[1:60], asah
 y1 <- rbinom(30, 1, 0.5); y1[1:2] <- c(0, 1); y2 <- rbinom(90, 1, 0.3); y2[1:2] <- c(0, 1)
 add_unpaired("unpaired_ties", y1, sample(1:5, 30, TRUE) + y1, y2, round(rnorm(90, 0.8 * y2), 1))
 add_unpaired("unpaired_tiny", c(0, 1, 1), c(0.2, 0.4, 0.2), c(0, 0, 1, 1), c(0.3, 0.1, 0.9, 0.3))
+# zero-variance cases (no random draws, so the cases above keep their numbers): both AUCs 1, and 0 vs 1
+add_unpaired("unpaired_both_perfect", c(0, 0, 1, 1), c(0.1, 0.2, 0.8, 0.9), c(0, 0, 0, 1, 1), c(1, 2, 3, 4, 5))
+add_unpaired("unpaired_inverted_vs_perfect", c(0, 0, 1, 1), c(0.9, 0.8, 0.2, 0.1), c(0, 0, 1, 1, 1), c(0.1, 0.2, 0.5, 0.7, 0.6))
+add_paired("paired_both_perfect", c(0, 0, 1, 1, 1), c(0.1, 0.2, 0.8, 0.9, 0.7), c(3, 1, 5, 9, 7))
 
 inputs <- do.call(rbind, lapply(cases, function(cs) {
   if (cs$kind == "paired") {
