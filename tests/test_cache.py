@@ -11,11 +11,11 @@ from PIL import Image
 
 import cemlib.cache as cache_module
 from cemlib.cache import CacheError, TensorCache, apply_exclusions
-from cemlib.tensorfile import decode_entry, encode_entry, quantise
 from cemlib.cli import main as cem_main
 from cemlib.fileio import sha256_file
 from cemlib.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.manifest import Manifest, SourceChangedError, assemble, changed_files
+from cemlib.tensorfile import decode_entry, encode_entry, quantise
 from tests.factories import write_mg_dicom
 
 SIZE = (32, 16)
