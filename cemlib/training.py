@@ -49,7 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
-from cemlib import models
+from cemlib import models, tracking
 from cemlib.fileio import atomic_path, atomic_write_text
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.views import VIEW_ORDER
@@ -709,6 +709,7 @@ def fit(
             }
             save_checkpoint({**payload_base, "model": state, "epoch": epoch, **training_state}, last_path)
             _write_log(history, log_path)
+            tracking.epoch_logged(run_dir, row, config.epochs)
         if context.enabled:
             dist.barrier()
         if stopper.stopped:
