@@ -76,11 +76,20 @@ def save_figure(cfg: dict[str, Any], figure, name: str):
     return figure
 
 
-def show_table(table: pd.DataFrame | None):
-    """A table for display in a notebook or the report: no row index, missing tables said plainly."""
+def show_table(table: pd.DataFrame | None, empty: str = "No rows in this run."):
+    """A table for display in a notebook or the report: numbers as the paper prints them, no row index.
+
+    A missing table, or one without rows, is said in words (`empty`) instead of a bare header.
+    """
+    from IPython.display import Markdown
+
+    from cemlib import report
+
     if table is None:
-        return "(not available for this run)"
-    return table.style.hide(axis="index")
+        return Markdown("*Not available for this run.*")
+    if table.empty:
+        return Markdown(f"*{empty}*")
+    return report.style_table(table)
 
 
 def show_figure(cfg: dict[str, Any], name: str):
@@ -226,8 +235,9 @@ def train_model(cfg: dict[str, Any], fusion: str, inputs: str, manifest=None, ca
 
     Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
     """
-    from cemlib import training
+    from cemlib import tracking, training
 
+    tracking.note(f"model {inputs}_{fusion}: training (a finished model is reused)")
     return training.train_with_shared_stage1(cfg, fusion, inputs, manifest, cache)
 
 
@@ -300,6 +310,9 @@ def score_model(cfg: dict[str, Any], checkpoint: Path, fusion: str, inputs: str,
     key = scores_key(checkpoint, manifest, cache, split)
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
+    from cemlib import tracking
+
+    tracking.note(f"model {inputs}_{fusion}: scoring {dataset} breasts")
     scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
                                 device=cfg.get("device", "cpu"))
     atomic_write_text(path, scores.to_csv(index=False))
@@ -439,7 +452,7 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
         plots.roc_panel(ax, frame, inputs, "external", title)
     save_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
-            "predictions": external}
+            "comparison": results["comparison"], "predictions": external}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -491,8 +504,9 @@ def pointing_game_table(cfg: dict[str, Any], threshold: float = 0.5) -> pd.DataF
 
 def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) -> list:
     """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
-    from cemlib import cams, training
+    from cemlib import cams, report, tracking, training
 
+    tracking.note(f"Grad-CAM++ figures: {where}")
     internal = training.prepare_data(cfg)
     if where == "internal":
         sources = [("internal", MAIN_MODEL, *internal, "test")]
@@ -510,10 +524,15 @@ def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) ->
             if not any(int(item["y"][k]) == 1 and scores[s] >= 0.5 for k, s in enumerate(("L", "R"))):
                 continue
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
-            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test')}: {item['patient_id']}", fontsize=9)
+            # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
+            case = report.pseudonym(name, item["patient_id"])
+            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
             number = 5 if where == "internal" else 6
             figures.append(save_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
             shown += 1
+        if shown == 0:
+            print(f"{EXTERNAL_NAMES.get(name, 'Internal test set')}: no correctly called malignant exam in "
+                  "this run, so no Grad-CAM++ figure.")
     return figures
 
 
