@@ -95,7 +95,7 @@ def pseudonym(dataset: str, patient_id: str) -> str:
 
 def _collapse_carriage_returns(text: str) -> str:
     """What a terminal would show of stream text: each line's last carriage-return segment."""
-    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in text.split("\n"))
 
 
 def clean_executed(path: Path, project_root: Path | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The report as a reader gets it: paper formatting, no reprs or stderr, title page, contents, tidy outputs."""
+"""The report a reader gets: paper formatting, no reprs or stderr, title page, contents, tidy folders."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from cemlib import report
 @pytest.mark.parametrize(
     ("value", "printed"),
     [(0.118, "0.118"), (162.8, "162.8"), (-0.24, "-0.24"), (3.0, "3"), (np.int64(180), "180"),
-     (math.nan, "n/a"), (np.float64(0.1234567), "0.123"), (True, "yes"), ("0.92 (0.88, 0.96)", "0.92 (0.88, 0.96)")],
+     (math.nan, "n/a"), (np.float64(0.1234567), "0.123"), (True, "yes"),
+     ("0.92 (0.88, 0.96)", "0.92 (0.88, 0.96)")],
 )
 def test_cells_print_as_the_paper_prints_them(value, printed):
     assert report.format_cell(value) == printed
@@ -30,7 +31,8 @@ def test_styled_table_has_no_six_decimal_floats_and_keeps_number_cells_on_one_li
     html = report.style_table(table).to_html()
     assert "0.118000" not in html and "-4.260000" not in html
     assert ">0.118<" in html and ">-4.26<" in html
-    cells = {text: classes for classes, text in re.findall(r'<td [^>]*class="([^"]*)"[^>]*>([^<]*)</td>', html)}
+    found = re.findall(r'<td [^>]*class="([^"]*)"[^>]*>([^<]*)</td>', html)
+    cells = {text: classes for classes, text in found}
     assert "num" in cells["0.92 (0.88, 0.96)"] and "num" in cells["&lt; .001"]
     assert "num" not in cells["CEM MF fusion (concatenation)"]
     assert "white-space: nowrap" in html
@@ -41,7 +43,7 @@ def _executed(tmp_path, name="00_cohort"):
     params.metadata["tags"] = ["parameters"]
     shown = nbformat.v4.new_code_cell("x")
     shown.outputs = [
-        nbformat.v4.new_output("stream", name="stderr", text="train:  10%|#   | 1/10\rtrain: 100%|###| 10/10\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="train: 10%|# | 1/10\rtrain: 100%|###|\n"),
         nbformat.v4.new_output("stream", name="stdout", text="patients kept: 12\n"),
         nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/home/me/runs/x')"},
                                execution_count=1),
@@ -69,7 +71,8 @@ def test_cleaning_an_executed_notebook_moves_stderr_beside_it_and_drops_machine_
     assert not any(o.get("name") == "stderr" for o in outputs)
     assert any(o.get("text") == "patients kept: 12\n" for o in outputs)
     assert path.with_suffix(".stderr.txt").read_text() == taken
-    assert notebook.metadata["papermill"] == {"input_path": "notebooks/00_cohort.ipynb", "output_path": "x.ipynb"}
+    expected = {"input_path": "notebooks/00_cohort.ipynb", "output_path": "x.ipynb"}
+    assert notebook.metadata["papermill"] == expected
 
 
 def test_report_html_has_title_page_contents_and_only_what_a_study_shows(tmp_path):
@@ -95,9 +98,9 @@ def test_pdf_has_numbered_pages_but_an_unnumbered_title_page(tmp_path):
     out = report.export_report({"name": "smoke", "reports": str(tmp_path)}, paths)
     pages = []
     for number in (1, 2, 3):
-        text = subprocess.run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", f"-dFirstPage={number}",
-                               f"-dLastPage={number}", "-sOutputFile=-", str(out["pdf"])],
-                              capture_output=True, text=True, check=True).stdout
+        command = ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", f"-dFirstPage={number}",
+                   f"-dLastPage={number}", "-sOutputFile=-", str(out["pdf"])]
+        text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         pages.append(text)
     assert "supplementary report" in pages[0].lower() and "/ 3" not in pages[0]
     assert "Contents" in pages[1] and "2 / 3" in pages[1]
