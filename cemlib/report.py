@@ -36,6 +36,8 @@ STUDY_TITLE = ("Multi-feature fusion of contrast-enhanced mammography for breast
 STUDY_REFERENCE = "Qian et al., Eur Radiol 2024;34:917-927 (doi:10.1007/s00330-023-10170-9)"
 #: Cells holding only numbers as the paper prints them: '0.92 (0.88, 0.96)', '< .001', '138 (30.7%)'.
 NUMERIC_CELL = re.compile(r"^[\s\d.,:()%<>=±+\-–]*\d[\s\d.,:()%<>=±+\-–]*$|^n/a$")
+#: Text cells up to this length stay on one line ('AUC 0.93 vs 0.90', 'does not hold'); longer ones wrap.
+SHORT_CELL = 18
 OUTPUT_DIRS = ("figures", "tables")
 #: Cells the report leaves out: papermill's parameters and the notebooks' "to explore" cells.
 HIDDEN_TAGS = {"parameters", "injected-parameters", "explore"}
@@ -70,12 +72,14 @@ def printed_table(table: pd.DataFrame) -> pd.DataFrame:
 def style_table(table: pd.DataFrame):
     """A pandas Styler for notebooks and the report: no index, paper formatting, number cells unwrapped."""
     text = printed_table(table)
-    classes = text.map(lambda cell: "num" if NUMERIC_CELL.match(cell) else "")
+    classes = text.map(lambda cell: "num" if NUMERIC_CELL.match(cell) else
+                       ("short" if len(cell) <= SHORT_CELL else ""))
     return (
         text.style.hide(axis="index")
         .format(escape="html")
         .set_td_classes(classes)
         .set_table_styles([{"selector": "td.num", "props": "white-space: nowrap; text-align: right;"},
+                           {"selector": "td.short", "props": "white-space: nowrap;"},
                            {"selector": "th", "props": "text-align: left;"}])
     )
 
@@ -367,6 +371,7 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 td, th { border: 0.6pt solid #bbb; padding: 1.5pt 3pt; vertical-align: top; }
 th { background: #eef2f6; text-align: left; }
 td.num { white-space: nowrap; text-align: right; }
+td.short { white-space: nowrap; }
 code { font-size: 8pt; }
 """
 
