@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 
 #: The main model of each input type, as named in the predictions tables.
 MAIN_MODELS = ("LE mf_concat", "CEM mf_concat")
+#: The metrics in the order the paper's tables give them.
+PAPER_METRICS = ("auc", "acc", "sen", "spe", "ppv", "npv")
 
 
 def display_path(path: str | Path, cfg: dict[str, Any]) -> str:
@@ -60,10 +62,12 @@ def metrics(cfg: dict[str, Any]) -> pd.DataFrame:
 def metrics_wide(cfg: dict[str, Any]) -> pd.DataFrame:
     """The metrics one row per (dataset, model): columns auc, auc_low, auc_high, acc, ... (numbers)."""
     long = metrics(cfg)
-    wide = long.pivot_table(index=["dataset", "split", "model", "n_breasts"], columns="metric",
-                            values=["estimate", "low", "high"])
+    keys = ["dataset", "split", "model", "n_breasts", "metric"]
+    wide = long.set_index(keys)[["estimate", "low", "high"]].unstack("metric")
     wide.columns = [m if kind == "estimate" else f"{m}_{kind}" for kind, m in wide.columns]
-    return wide.reset_index()
+    names = [m for m in PAPER_METRICS if m in set(long["metric"])]
+    names += sorted(set(long["metric"]) - set(names))
+    return wide[[c for m in names for c in (m, f"{m}_low", f"{m}_high")]].reset_index()
 
 
 def delong(cfg: dict[str, Any]) -> pd.DataFrame:
