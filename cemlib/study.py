@@ -448,10 +448,10 @@ def external_validation(cfg: dict[str, Any]) -> dict[str, Any]:
     external = pd.concat(frames, ignore_index=True)
     results = ablation_tables(cfg)
     figure = Figure(figsize=(9, 4.2), layout="constrained")
-    for ax, frame in zip(figure.subplots(1, 2), frames, strict=True):
+    for ax, frame, name in zip(figure.subplots(1, 2), frames, EXTERNAL_MODELS, strict=True):
         inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
         title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
-        plots.roc_panel(ax, frame, inputs, "external", title)
+        plots.roc_panel(ax, frame, inputs, "external", title, fusions=(EXTERNAL_MODELS[name][0],))
     save_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
             "comparison": results["comparison"], "predictions": external}
