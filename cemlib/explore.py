@@ -111,3 +111,11 @@ def birads_figure(predictions: pd.DataFrame, breasts: pd.DataFrame, split: str =
     figure.suptitle("Scores per breast by BI-RADS category (internal test set; dotted: threshold 0.5)",
                     fontsize=9)
     return figure
+
+
+def pseudonyms(manifest) -> pd.DataFrame:
+    """patient_id -> the case name the figures use (`report.pseudonym`), to find a figure's exam here."""
+    from cemlib import report
+
+    ids = sorted(set(manifest.breasts["patient_id"].astype(str)))
+    return pd.DataFrame({"patient_id": ids, "case": [report.pseudonym(manifest.dataset, i) for i in ids]})

@@ -193,13 +193,20 @@ def prepare_cache(cfg: dict[str, Any]):
 
 def qc_figure(cfg: dict[str, Any], manifest, patients: int = 2):
     """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
-    from cemlib import qc, training
+    from dataclasses import replace
+    from itertools import product
+
+    from cemlib import qc, report, training
+    from cemlib.views import VIEW_ORDER
 
     breasts = manifest.breasts[manifest.breasts["split"] == "train"]
     malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
     benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
     chosen = [*benign, *malignant.tolist()]
-    figure = qc.qc_figure(manifest, chosen, training.preprocess_settings(cfg))
+    # Panels name patients by the study's pseudonym (a manifest id can be a folder name).
+    views = [replace(view, label=f"{report.pseudonym(manifest.dataset, pid)} {key}") for view, (pid, key)
+             in zip(qc.manifest_views(manifest, chosen), product(chosen, VIEW_ORDER), strict=True)]
+    figure = qc.qc_figure_from_views(views, training.preprocess_settings(cfg))
     return save_figure(cfg, figure, "qc_preprocessing")
 
 
@@ -207,7 +214,7 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
     """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
     from matplotlib.figure import Figure
 
-    from cemlib import data
+    from cemlib import data, report
     from cemlib.views import VIEW_ORDER
 
     dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
@@ -221,7 +228,8 @@ def batch_figure(cfg: dict[str, Any], manifest, cache, patients: int = 2):
                 ax = axes[2 * p + c, v]
                 ax.imshow(item["x"][v, c].numpy(), cmap="gray", vmin=0, vmax=1)
                 label = int(item["y"][v // 2])
-                ax.set_title(f"{item['patient_id']} {view} {energy} (label {label})", fontsize=7)
+                case = report.pseudonym(manifest.dataset, item["patient_id"])
+                ax.set_title(f"{case} {view} {energy} (label {label})", fontsize=7)
                 ax.set_axis_off()
     return save_figure(cfg, figure, "loader_batch")
 
@@ -527,7 +535,7 @@ def cam_figures(cfg: dict[str, Any], where: str = "internal", cases: int = 2) ->
                 continue
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
             # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
-            case = report.pseudonym(name, item["patient_id"])
+            case = report.pseudonym(manifest.dataset, item["patient_id"])
             figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
             number = 5 if where == "internal" else 6
             figures.append(save_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
