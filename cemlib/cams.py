@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from scipy import ndimage
 from torch import nn
@@ -282,7 +284,8 @@ def plot_exam_cams(
         raise ValueError(f"cams must be (4, H, W) = {expected}, got {cams.shape}")
     channels = ["LE", "DES"][: images.shape[1]]
     columns = [*channels, "Grad-CAM++"]
-    fig = Figure(figsize=(1.6 * len(SIDES) * len(columns), 3.0 * len(VIEWS)))
+    # Constrained layout leaves room for a caller's suptitle above the first row and for the colour bar.
+    fig = Figure(figsize=(1.6 * len(SIDES) * len(columns) + 0.8, 3.0 * len(VIEWS)), layout="constrained")
     axes = fig.subplots(len(VIEWS), len(SIDES) * len(columns), squeeze=False)
     for s, side in enumerate(SIDES):
         for r, view in enumerate(VIEWS):
@@ -301,5 +304,6 @@ def plot_exam_cams(
                     title = f"p(malignant) {side} = {scores[side]:.2f}\n{title}"
                 ax.set_title(title, fontsize=8)
                 ax.axis("off")
-    fig.tight_layout()
+    scale = ScalarMappable(norm=Normalize(0, 1), cmap="jet")
+    fig.colorbar(scale, ax=axes, location="right", shrink=0.7, label="Grad-CAM++ (scaled 0-1 per view)")
     return fig

@@ -132,8 +132,9 @@ def scorecard(metrics: pd.DataFrame, delong: pd.DataFrame, reference: pd.DataFra
                 paper_auc.get(r.model_b, np.nan) - paper_auc.get(r.model_a, np.nan)
             )
             ok = bool(run_sig == paper_sig and (not paper_sig or same_direction))
+            p_text = format_p(r.p_value)  # '< .001' and '> .99' carry their own relation
             mine = (
-                f"P {format_p(r.p_value) if r.p_value < 0.001 else '= ' + format_p(r.p_value)}, "
+                f"P {p_text if p_text[0] in '<>' else '= ' + p_text}, "
                 f"AUC {r.auc_a:.3f} vs {r.auc_b:.3f}"
             )
         what = "differs significantly from" if paper_sig else "does not differ significantly from"

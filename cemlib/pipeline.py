@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cemlib.fileio import atomic_write_bytes, atomic_write_text
+from cemlib import report as report_files
+from cemlib import tracking
+from cemlib.fileio import atomic_write_text
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
-from cemlib.resources import WORKDIR_ENV, notebooks_dir
+from cemlib.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
 from cemlib.study import write_index
 
 STEPS = (
@@ -34,6 +36,8 @@ STEPS = (
     "05_cams",
 )
 STATE_FILE = "pipeline_state.json"
+#: Key of the state file holding the files each step wrote into figures/ and tables/.
+OUTPUTS_KEY = "outputs"
 #: The venv's own interpreter (ipykernel's native kernel), so papermill needs no kernelspec install.
 KERNEL_NAME = "python3"
 
@@ -100,6 +104,38 @@ def _load_state(path: Path) -> dict[str, Any]:
     return {}
 
 
+def notebook_profile(profile_name: str | Path, notebook_dir: Path | None = None) -> str:
+    """The profile as the notebooks' parameter: a profile name, or a path relative to the notebooks.
+
+    No absolute path of the machine is injected into the executed notebooks (a YAML outside the project
+    is the exception: it has no shorter name).
+    """
+    path = profile_path(profile_name).resolve()
+    if path.parent == profiles_dir().resolve():
+        return path.stem
+    notebooks = Path(notebook_dir if notebook_dir is not None else notebooks_dir()).resolve()
+    if not path.is_relative_to(notebooks.parent):
+        return path.as_posix()
+    return Path(os.path.relpath(path, notebooks)).as_posix()
+
+
+def _tidy(output: Path, profile: Settings) -> None:
+    """Executed notebook without stderr (kept in NAME.stderr.txt) or the machine's paths in its metadata."""
+    if output.exists():
+        report_files.clean_executed(output, Path(profile.root))
+
+
+def _remove_stale_outputs(reports: Path, outputs: dict[str, list[str]]) -> None:
+    """Delete figures and tables that no step of the current run wrote (left by an earlier run)."""
+
+    if any(name not in outputs for name in STEPS):
+        print("report: some steps ran before outputs were recorded; figures/ and tables/ not tidied "
+              "(run with --force to rebuild them all)", flush=True)
+        return
+    for name in report_files.remove_stale(reports, {f for files in outputs.values() for f in files}):
+        print(f"report: removed {name} (not made by this run)", flush=True)
+
+
 def run_pipeline(
     profile_name: str | Path = "smoke",
     steps: tuple[str, ...] = STEPS,
@@ -119,11 +155,12 @@ def run_pipeline(
 
     notebook_dir = Path(notebook_dir) if notebook_dir is not None else notebooks_dir()
     profile = load_profile(profile_name, overrides, workdir)
+    reports = Path(profile.reports)
     out_dir = executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = Path(profile.runs) / STATE_FILE
     state = {} if force else _load_state(state_path)
-    parameters = {"profile": str(profile_path(profile_name)), "overrides": overrides or {}}
+    parameters = {"profile": notebook_profile(profile_name, notebook_dir), "overrides": overrides or {}}
     # The profile's settings (not only its path) are an input of every step.
     code = source_digest() + json.dumps(profile.as_dict(), sort_keys=True, default=str)
     previous = ""
@@ -141,17 +178,21 @@ def run_pipeline(
             continue
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
         started = time.perf_counter()
+        before = report_files.output_files(reports)
         try:
-            with kernel_workdir(str(profile.root)):
+            # Progress reaches the terminal through a side channel; the notebook keeps only results.
+            progress = tracking.follow(out_dir / "progress.log", prefix="      ")
+            with kernel_workdir(str(profile.root)), progress:
                 papermill.execute_notebook(
                     str(notebook),
                     str(output),
                     parameters=parameters,
                     kernel_name=kernel_name,
                     cwd=str(notebook_dir),
-                    progress_bar=sys.stderr.isatty(),
+                    progress_bar=False,
                 )
         except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
+            _tidy(output, profile)
             state.pop(name, None)
             atomic_write_text(state_path, json.dumps(state, indent=2))
             raise StepFailed(
@@ -159,11 +200,15 @@ def run_pipeline(
                 f"open the executed notebook to see where: {output}"
             ) from exc
         seconds = time.perf_counter() - started
+        _tidy(output, profile)
         state[name] = fingerprint
+        written = report_files.written_between(before, report_files.output_files(reports))
+        state.setdefault(OUTPUTS_KEY, {})[name] = written
         atomic_write_text(state_path, json.dumps(state, indent=2))
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
         results.append(StepResult(name, "ran", seconds, output))
     if report and tuple(steps) == STEPS:
+        _remove_stale_outputs(reports, state.get(OUTPUTS_KEY, {}))
         paths = export_report(profile)
         paths["index"] = write_index(profile, sum(r.seconds for r in results))
         for path in paths.values():
@@ -171,65 +216,15 @@ def run_pipeline(
     return results
 
 
-def merged_notebook(paths: list[Path]):
-    """One notebook holding the cells of several executed notebooks, in order, without stderr noise.
-
-    Progress bars and warnings go to stderr; the report keeps what the study shows (stdout, tables,
-    figures).
-    """
-    import nbformat
-
-    merged = None
-    for path in paths:
-        notebook = nbformat.read(str(path), as_version=4)
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
-        if merged is None:
-            merged = notebook
-        else:
-            merged.cells.extend(notebook.cells)
-    if merged is None:
-        raise FileNotFoundError("no executed notebooks to merge into a report")
-    return merged
-
-
 def export_report(profile: Settings) -> dict[str, Path]:
-    """Write the study report as HTML (nbconvert, code hidden) and PDF (WeasyPrint) into reports/."""
-    from nbconvert import HTMLExporter
-
+    """Write the study report as HTML and PDF (title page, contents, code hidden) into reports/."""
     executed = [executed_dir(profile) / f"{name}.ipynb" for name in STEPS]
-    executed = [path for path in executed if path.exists()]
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(merged_notebook(executed))
-    reports = Path(profile.reports)
-    html_path = reports / "report.html"
-    atomic_write_text(html_path, body)
-    pdf_path = reports / "report.pdf"
-    html_to_pdf(html_path, pdf_path)
-    return {"html": html_path, "pdf": pdf_path}
-
-
-PRINT_CSS = """
-@page { size: A4; margin: 14mm; }
-body { font-family: sans-serif; font-size: 9pt; }
-img { max-width: 100%; height: auto; }
-table { border-collapse: collapse; font-size: 8pt; }
-td, th { border: 1px solid #bbb; padding: 2px 4px; }
-"""
+    return report_files.export_report(profile, [path for path in executed if path.exists()])
 
 
 def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
     """Render an HTML file to PDF with WeasyPrint (needs no browser and no LaTeX)."""
-    import weasyprint
-
-    document = weasyprint.HTML(filename=str(html_path))
-    pdf_bytes = document.write_pdf(stylesheets=[weasyprint.CSS(string=PRINT_CSS)])
-    atomic_write_bytes(pdf_path, pdf_bytes)
-    return pdf_path
+    return report_files.html_to_pdf(html_path, pdf_path)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -20,11 +20,15 @@ FUSION_STYLES = {
 }
 
 
-def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", title: str = "") -> list[str]:
-    """Draw the ROC curves of one input type's models on ax; returns the models drawn (AUC in the legend)."""
+def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", title: str = "",
+              fusions: tuple[str, ...] = FUSIONS) -> list[str]:
+    """Draw the ROC curves of one input type's models on ax; returns the models drawn (AUC in the legend).
+
+    `fusions`: the models the panel is meant to show; any of them without scores is named as missing.
+    """
     part = predictions[predictions["split"] == split]
     drawn, missing = [], []
-    for fusion in FUSIONS:
+    for fusion in fusions:
         model = model_name(fusion, inputs.lower())
         rows = part[part["model"] == model]
         y = rows["label"].to_numpy()

@@ -13,14 +13,17 @@ Where things go, for a profile P:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from cemlib import cams, data, evaluation, plots, prepare, qc, results, tables, training
+from cemlib import cams, data, evaluation, plots, prepare, qc, report, results, tables, tracking, training
 from cemlib.checkpoints import load_model
 from cemlib.devices import inference_device
 from cemlib.fileio import atomic_write_text, save_figure
@@ -80,11 +83,18 @@ def keep_figure(cfg: Settings, figure, name: str):
     return figure
 
 
-def show_table(table: pd.DataFrame | None):
-    """A table for display in a notebook or the report: no row index, missing tables said plainly."""
+def show_table(table: pd.DataFrame | None, empty: str = "No rows in this run."):
+    """A table for display in a notebook or the report: numbers as the paper prints them, no row index.
+
+    A missing table, or one without rows, is said in words (`empty`) instead of a bare header.
+    """
+    from IPython.display import Markdown
+
     if table is None:
-        return "(not available for this run)"
-    return table.style.hide(axis="index")
+        return Markdown("*Not available for this run.*")
+    if table.empty:
+        return Markdown(f"*{empty}*")
+    return report.style_table(table)
 
 
 def show_figure(cfg: Settings, name: str):
@@ -182,7 +192,10 @@ def qc_figure(cfg: Settings, manifest, patients: int = 2):
     malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
     benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
     chosen = [*benign, *malignant.tolist()]
-    figure = qc.qc_figure(manifest, chosen, prepare.preprocess_settings(cfg))
+    # Panels name patients by the study's pseudonym (a manifest id can be a folder name).
+    views = [replace(view, label=f"{report.pseudonym(manifest.dataset, pid)} {key}") for view, (pid, key)
+             in zip(qc.manifest_views(manifest, chosen), product(chosen, VIEW_ORDER), strict=True)]
+    figure = qc.qc_figure_from_views(views, prepare.preprocess_settings(cfg))
     return keep_figure(cfg, figure, "qc_preprocessing")
 
 
@@ -199,7 +212,8 @@ def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
                 ax = axes[2 * p + c, v]
                 ax.imshow(item["x"][v, c].numpy(), cmap="gray", vmin=0, vmax=1)
                 label = int(item["y"][v // 2])
-                ax.set_title(f"{item['patient_id']} {view} {energy} (label {label})", fontsize=7)
+                case = report.pseudonym(manifest.dataset, item["patient_id"])
+                ax.set_title(f"{case} {view} {energy} (label {label})", fontsize=7)
                 ax.set_axis_off()
     return keep_figure(cfg, figure, "loader_batch")
 
@@ -237,6 +251,8 @@ def learning_curves(cfg: Settings, fusion: str, inputs: str):
         ax_loss.plot(log["epoch"], log["train_loss"], "-o", ms=3, label=f"{stage} train")
         ax_loss.plot(log["epoch"], log["val_loss"], "--o", ms=3, label=f"{stage} validation")
         ax_auc.plot(log["epoch"], log["val_auc"], "-o", ms=3, label=stage)
+    for ax in (ax_loss, ax_auc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.4, 1.0))
     ax_loss.legend(fontsize=7)
@@ -278,6 +294,7 @@ def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manif
     key = scores_key(checkpoint, manifest, cache, split)
     if path.exists() and key_path.exists() and key_path.read_text() == key:
         return pd.read_csv(path, dtype={"patient_id": str})
+    tracking.note(f"model {inputs}_{fusion}: scoring {dataset} breasts")
     scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
                                 device=cfg.device)
     atomic_write_text(path, scores.to_csv(index=False))
@@ -355,13 +372,13 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
     external = pd.concat(frames, ignore_index=True)
     results = ablation_tables(cfg)
     figure = Figure(figsize=(9, 4.2), layout="constrained")
-    for ax, frame in zip(figure.subplots(1, 2), frames, strict=True):
+    for ax, frame, name in zip(figure.subplots(1, 2), frames, EXTERNAL_MODELS, strict=True):
         inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
         title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
-        plots.roc_panel(ax, frame, inputs, "external", title)
+        plots.roc_panel(ax, frame, inputs, "external", title, fusions=(EXTERNAL_MODELS[name][0],))
     keep_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
-            "predictions": external}
+            "comparison": results["comparison"], "predictions": external}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -408,6 +425,7 @@ def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
 
 def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
     """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
+    tracking.note(f"Grad-CAM++ figures: {where}")
     internal = prepare.prepare_data(cfg)
     if where == "internal":
         sources = [("internal", MAIN_MODEL, *internal, "test")]
@@ -425,10 +443,15 @@ def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
             if not any(int(item["y"][k]) == 1 and scores[s] >= 0.5 for k, s in enumerate(("L", "R"))):
                 continue
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
-            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test')}: {item['patient_id']}", fontsize=9)
+            # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
+            case = report.pseudonym(manifest.dataset, item["patient_id"])
+            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
             number = 5 if where == "internal" else 6
             figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
             shown += 1
+        if shown == 0:
+            print(f"{EXTERNAL_NAMES.get(name, 'Internal test set')}: no correctly called malignant exam in "
+                  "this run, so no Grad-CAM++ figure.")
     return figures
 
 
@@ -454,7 +477,7 @@ def write_index(cfg: Settings, seconds: float | None = None) -> Path:
     if seconds is not None:
         lines += [f"`cem reproduce --profile {cfg.name}` ran in {seconds / 60:.1f} minutes.", ""]
     lines += ["Full report: [report.pdf](report.pdf); each run also writes `report.html` beside it (the same "
-              "report as one web page, over 5 MB, not kept in git). "
+              "report as one web page, not kept in git). "
               "Everything below is regenerated by the study notebooks.", ""]
     for title, name in INDEX_TABLES:
         table = tables_dir(cfg) / f"{name}.md"

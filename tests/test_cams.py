@@ -164,7 +164,7 @@ def test_exam_figure_has_le_des_and_overlay_for_both_breasts(tmp_path):
     per_side = {side: _images(4, 128, 64, seed=i).numpy() for i, side in enumerate(SIDES)}
     cams = own_breast_maps(per_side)
     fig = plot_exam_cams(exam, cams, scores={"L": 0.12, "R": 0.87})
-    titles = [ax.get_title() for ax in fig.axes]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(titles) == 12
     for key in VIEW_ORDER:
         for column in ("LE", "DES", "Grad-CAM++"):
@@ -174,7 +174,7 @@ def test_exam_figure_has_le_des_and_overlay_for_both_breasts(tmp_path):
     with Image.open(path) as image:
         assert image.size[0] > image.size[1] > 100
     le_only = plot_exam_cams(exam[:, :1], cams)
-    assert len(le_only.axes) == 8
+    assert len(le_only.axes) == 8 + 1  # and the colour bar
     with pytest.raises(ValueError, match="cams must be"):
         plot_exam_cams(exam, cams[:, :64])
 
@@ -206,3 +206,19 @@ def test_default_layer_keeps_the_papers_map_resolution(size):
     assert shapes == [(32, 16)]
     if size == (512, 256):
         assert layer is [m for m in encoder.features if isinstance(m, nn.ReLU)][-1]
+
+
+def test_cam_figure_has_a_colour_bar_and_room_for_a_title_above_the_panels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = plot_exam_cams(torch.rand(4, 2, 32, 16), np.random.default_rng(0).random((4, 32, 16)),
+                            {"L": 0.9, "R": 0.1})
+    title = figure.suptitle("internal test set: case P-0123abcd")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    panel_titles = [ax.title.get_window_extent(renderer) for ax in figure.axes if ax.get_title()]
+    assert len(panel_titles) == 12
+    assert title.get_window_extent(renderer).y0 >= max(box.y1 for box in panel_titles)
+    colour_bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1 and colour_bars[0].get_ylim() == (0.0, 1.0)

@@ -108,7 +108,10 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert histories[0] == histories[1] and len(histories[0]) == 2
     # Rank 0 alone wrote the checkpoints and the log; they hold the weights the ranks ended with.
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "last.pt", "log.csv"]
+    files = sorted(p.name for p in run.iterdir())
+    events = [f for f in files if f.startswith("events.out.tfevents.")]
+    assert len(events) == 1  # TensorBoard's file, from rank 0 alone
+    assert [f for f in files if f not in events] == ["best.pt", "last.pt", "log.csv"]
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2]
     best = checkpoints.load_checkpoint(run / "best.pt")
     for key, value in best["model"].items():

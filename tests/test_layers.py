@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cemlib"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("package", ("cemlib",)),
     ("vocabulary", ("cemlib.views", "cemlib.vocab", "cemlib.fileio", "cemlib.resources", "cemlib.environment",
-                    "cemlib.outputs")),
+                    "cemlib.outputs", "cemlib.tracking")),
     ("settings", ("cemlib.profiles",)),
     ("window", ("cemlib.window",)),
     ("header checks", ("cemlib.headercheck",)),
@@ -42,6 +42,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tables and figures", ("cemlib.tables", "cemlib.plots")),
     ("checks of a run", ("cemlib.claims", "cemlib.check")),
     ("results", ("cemlib.results",)),
+    ("report", ("cemlib.report",)),
+    ("objects to explore", ("cemlib.explore",)),
     ("study", ("cemlib.study", "cemlib.bench")),
     ("pipeline", ("cemlib.pipeline",)),
     ("command line", ("cemlib.cli",)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -93,3 +94,33 @@ def test_report_exports_html_and_pdf_with_code_hidden(tmp_path):
     assert "secret_code_line" not in html
     pdf = paths["pdf"].read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+
+
+def test_executed_notebooks_hold_no_stderr_and_no_machine_paths(tiny_study, tmp_path):
+    notebooks, profile, _ = tiny_study
+    body = "import sys\nprint('result')\nsys.stderr.write('50%|#####     |\\r')"
+    write_notebook(notebooks / "a.ipynb", body)
+    results = run(notebooks, profile)
+    executed = nbformat.read(str(results[0].output), as_version=4)
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert [o.get("text") for o in outputs if o.get("output_type") == "stream"] == ["result\n"]
+    assert "50%" in results[0].output.with_suffix(".stderr.txt").read_text()
+    assert str(tmp_path) not in nbformat.writes(executed)
+    assert executed.metadata["papermill"]["parameters"]["profile"] == "../profile.yaml"
+
+
+def test_named_profiles_are_passed_by_name():
+    assert pipeline.notebook_profile("smoke") == "smoke"
+
+
+def test_each_step_records_the_report_files_it_wrote(tiny_study, tmp_path):
+    notebooks, profile, _ = tiny_study
+    figure = tmp_path / "reports" / "figures" / "fig_a.png"
+    body = f"import pathlib\np = pathlib.Path({str(figure)!r})\np.parent.mkdir()\np.write_text('x')"
+    write_notebook(notebooks / "a.ipynb", body)
+    run(notebooks, profile)
+    state = json.loads((tmp_path / "runs" / pipeline.STATE_FILE).read_text())
+    assert state[pipeline.OUTPUTS_KEY] == {"a": ["figures/fig_a.png"], "b": []}
+    run(notebooks, profile)  # both skipped: what they made stays on record
+    state = json.loads((tmp_path / "runs" / pipeline.STATE_FILE).read_text())
+    assert state[pipeline.OUTPUTS_KEY] == {"a": ["figures/fig_a.png"], "b": []}

@@ -94,3 +94,18 @@ def test_no_fake_phi_reaches_any_output(study_run):
         text = path.read_bytes().decode("utf-8", errors="ignore")
         leaked = [value for value in phi if value in text]
         assert not leaked, f"{path} contains header identifiers {leaked}"
+
+
+def test_notebooks_and_report_hold_no_noise_and_training_left_event_files(study_run):
+    root, results = study_run
+    for result in results:
+        executed = result.output.read_text()
+        assert '"name": "stderr"' not in executed, result.name
+    html = (root / "reports" / "report.html").read_text()
+    assert "Contents" in html and "Supplementary report" in html
+    for noise in ("PosixPath", "%|", "Warning", "<title>Notebook"):
+        assert noise not in html, noise
+    logs = sorted((root / "runs").rglob("log.csv"))
+    assert logs
+    for log in logs:
+        assert list(log.parent.glob("events.out.tfevents.*")), log.parent

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cemlib import models
+from cemlib import models, tracking
 from cemlib.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from cemlib.data import make_loader, set_loader_epoch
 from cemlib.devices import DistContext, choose_kernels, resolve_device, set_seed
@@ -481,6 +481,7 @@ def fit(
             }
             save_checkpoint({**payload_base, "model": state, "epoch": epoch, **training_state}, last_path)
             _write_log(history, log_path)
+            tracking.epoch_logged(run_dir, row, config.epochs)
         if context.enabled:
             dist.barrier()
         if stopper.stopped:
