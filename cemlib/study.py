@@ -393,10 +393,10 @@ def _check_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, 
 
 
 def _replica_module(name: str):
-    """The source adapter module of an external dataset (it writes and reads its replica)."""
+    """The replica writer of an external dataset (cemlib.synthetic.cddcesm or .inbreast)."""
     import importlib
 
-    return importlib.import_module(f"cemlib.sources.{name}")
+    return importlib.import_module(f"cemlib.synthetic.{name}")
 
 
 def write_replica(name: str, root: Path, synth: dict[str, Any], cfg: dict[str, Any]) -> Path:

@@ -15,14 +15,13 @@ from scipy import ndimage
 from cemlib.cli import main as cem_main
 from cemlib.fileio import sha256_file
 from cemlib.synthetic import (
-    BIRADS_BENIGN,
-    BIRADS_MALIGNANT,
     grid_shape,
     pixel_spacing,
     render_exam,
     sample_cohort,
     write_cohort,
 )
+from cemlib.synthetic.cohort import BIRADS_BENIGN, BIRADS_MALIGNANT
 
 SCALE = 0.03
 PATIENTS = 5

@@ -248,16 +248,3 @@ def default_mask_dir(root: str | Path) -> Path:
     """Where an external adapter writes lesion masks by default: `<ROOT>_masks` beside the release."""
     root = Path(root).resolve()
     return root.parent / f"{root.name}_masks"
-
-
-def prepare_replica_dir(out: Path, release: str, marker: str = "replica.json") -> None:
-    """Refuse a non-empty folder that is not an earlier replica (no `marker`); clear an earlier replica."""
-    import shutil
-
-    if out.exists() and any(out.iterdir()):
-        if not (out / marker).is_file():
-            raise ValueError(f"{out} is not empty and is not a {release} replica (no {marker}); "
-                             "choose an empty or new folder")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
