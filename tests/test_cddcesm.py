@@ -188,7 +188,7 @@ def test_replica_has_the_release_layout(replica):
 
 
 def test_scan_keeps_complete_patients_and_excludes_the_rest(manifest, replica):
-    specs = sample_cohort(N_PATIENTS, SEED)
+    specs = sample_cohort(N_PATIENTS, SEED, "cddcesm")
     plans = writer.plan_replica(specs, SEED)
     complete = {f"P{p.number}" for p in plans if not p.missing}
     assert set(manifest.patients) == complete and 0 < len(complete) < N_PATIENTS
@@ -206,7 +206,7 @@ def test_scan_keeps_complete_patients_and_excludes_the_rest(manifest, replica):
 
 
 def test_labels_follow_the_worst_image_and_match_the_phantom(manifest, replica):
-    specs = {f"P{i + 1}": spec for i, spec in enumerate(sample_cohort(N_PATIENTS, SEED))}
+    specs = {f"P{i + 1}": spec for i, spec in enumerate(sample_cohort(N_PATIENTS, SEED, "cddcesm"))}
     sheet = pd.read_excel(replica / cddcesm.WORKBOOK_NAMES[0], sheet_name="all", dtype=object)
     sheet["key"] = sheet["Image_name"].map(lambda n: cddcesm.parse_image_name(n).key)
     for row in manifest.breasts.itertuples():
@@ -221,7 +221,7 @@ def test_labels_follow_the_worst_image_and_match_the_phantom(manifest, replica):
 
 
 def test_masks_sit_on_the_lesions_and_outside_the_release(manifest, replica):
-    specs = sample_cohort(N_PATIENTS, SEED)
+    specs = sample_cohort(N_PATIENTS, SEED, "cddcesm")
     checked = 0
     for patient_id in manifest.patients:
         views = writer.render_views(specs[int(patient_id[1:]) - 1], SCALE)

@@ -34,7 +34,7 @@ def manifest(replica):
 
 @pytest.fixture(scope="module")
 def plans():
-    specs = sample_cohort(N_PATIENTS, SEED)
+    specs = sample_cohort(N_PATIENTS, SEED, "inbreast")
     return specs, writer.plan_replica(specs, SEED, writer.real_file_names())
 
 

@@ -124,8 +124,9 @@ OTHER_SHEETS: dict[str, tuple[str, ...]] = {
         "Pathology Classification/ Follow up",
     ),
 }
-MASS_SHAPE = {"circumscribed": "oval", "irregular": "irregular", "spiculated": "irregular"}
-MASS_MARGIN = {"circumscribed": "circumscribed", "irregular": "indistinct", "spiculated": "speculated"}
+#: The release's spelling of a few lexicon words.
+RELEASE_WORDS = {"spiculated": "speculated", "non-mass enhancement": "non mass enhancement"}
+DEGREE = {0: "none", 1: "mild", 2: "moderate", 3: "marked"}
 
 
 @dataclass(frozen=True)
@@ -265,13 +266,21 @@ def _findings(spec_breast: Any, energy: str, dollar: bool) -> tuple[str, str, st
         category = "4"
     if not lesions:
         return "1", "No abnormality", "normal"
-    lesion = lesions[0]
+    f = lesions[0].finding
+    kind = RELEASE_WORDS.get(f.kind, f.kind)
     if energy == "LE":
-        finding = f"{MASS_SHAPE[lesion.margin]} {MASS_MARGIN[lesion.margin]} mass"
-        tags = "mass"
+        if f.kind == "mass":
+            finding = f"{f.shape} {RELEASE_WORDS.get(f.margin, f.margin)} mass"
+        elif f.kind == "calcifications":
+            finding = f"{f.morphology} {f.margin} calcifications"
+        else:
+            finding = f"{f.shape} {kind}"
+        tags = kind
     else:
-        finding = f"{lesion.pattern} mass enhancement" if lesion.pattern != "none" else "non enhancing mass"
-        tags = "enhancement" if lesion.pattern != "none" else "no enhancement"
+        enhancing = f.enhancement != "none"
+        degree = DEGREE[f.enhancement_level]
+        finding = f"{degree} {f.enhancement} enhancement" if enhancing else "no enhancement"
+        tags = "enhancement" if enhancing else "no enhancement"
     if dollar:
         return f"{category}$2", f"{finding}$benign calcifications", f"{tags}$calcification"
     return category, finding, tags
@@ -332,7 +341,7 @@ def _patient_task(args: tuple[Any, PatientPlan, Path, float]) -> dict:
             elif (side, view, energy) in plan.empty_region_rows:
                 via.append([file_name, size, "{}", 0, 0, "{}", "{}"])
             if breast.lesions:
-                lesion = breast.lesions[0]
+                f = breast.lesions[0].finding
                 base = {
                     "Image_name": name,
                     "Patient_ID": plan.number,
@@ -340,25 +349,34 @@ def _patient_task(args: tuple[Any, PatientPlan, Path, float]) -> dict:
                     "View": view,
                     PATHOLOGY_COLUMN: pathology,
                 }
-                if energy == "LE":
+                if energy == "LE" and f.kind == "mass":
                     extra["mass_description"].append(
                         {
                             **base,
-                            "Mass shape": MASS_SHAPE[lesion.margin],
-                            "Mass margin": MASS_MARGIN[lesion.margin],
-                            "Mass density": "high" if lesion.kind == "malignant" else "equal",
+                            "Mass shape": f.shape,
+                            "Mass margin": RELEASE_WORDS.get(f.margin, f.margin),
+                            "Mass density": "high" if f.size_mm > 20 else "equal",
                         }
                     )
+                if energy == "LE" and f.kind == "calcifications":
+                    extra["calcifications"].append(
+                        {**base, "Morphology": f.morphology, "Distribution": f.margin})
+                if energy == "LE" and f.kind == "asymmetry":
+                    extra["asymmetry"].append({**base, "Asymmetry type": f.shape})
+                if energy == "LE":
                     if side in plan.dollar_sides:
                         extra["calcifications"].append(
                             {**base, "Morphology": "coarse", "Distribution": "scattered"}
                         )
+                elif f.kind == "non-mass enhancement":
+                    extra["nonmass enhancement_description"].append(
+                        {**base, "Distribution": f.shape, "Internal enhancement pattern": "clumped"})
                 else:
                     extra["mass enhancement_description"].append(
                         {
                             **base,
-                            "Enhancement pattern": lesion.pattern,
-                            "Enhancement degree": "marked" if lesion.enhancement > 400 else "mild",
+                            "Enhancement pattern": f.enhancement,
+                            "Enhancement degree": DEGREE[f.enhancement_level],
                         }
                     )
     return {"sheet": sheet, "via": via, "extra": dict(extra)}
@@ -406,7 +424,7 @@ def write_replica(
         raise ValueError(f"workbook_name must be one of {WORKBOOK_NAMES}, got {workbook_name!r}")
     out = Path(out).resolve()
     prepare_replica_dir(out, "CDD-CESM", REPLICA_FILE)
-    specs = sample_cohort(patients, seed)
+    specs = sample_cohort(patients, seed, DATASET)
     plans = plan_replica(specs, seed)
     for folder in FOLDER_OF_ENERGY.values():
         (out / folder).mkdir(parents=True, exist_ok=True)

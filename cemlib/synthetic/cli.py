@@ -20,6 +20,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="resolution relative to 3062 x 2394 at 0.1 mm (default: 0.08)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes (default: CPU count up to 8; 0 = serial)")
+    parser.add_argument("--no-images", action="store_true",
+                        help="write labels.csv and lesions.csv only, without rendering pixels (ge format)")
     parser.add_argument("--format", choices=("ge", "cddcesm", "inbreast"), default="ge",
                         help="ge: GE DICOM layout; cddcesm / inbreast: replicas of the public datasets")
 
@@ -29,7 +31,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.patients < 1:
         raise ValueError(f"--patients must be at least 1, got {args.patients}")
     if args.format == "ge":
-        root = write_cohort(args.out, args.patients, args.seed, args.scale, args.workers)
+        root = write_cohort(args.out, args.patients, args.seed, args.scale, args.workers,
+                            images=not args.no_images)
+    elif args.no_images:
+        raise ValueError("--no-images applies to the internal cohort (--format ge) only")
     else:
         module = importlib.import_module(f"cemlib.synthetic.{args.format}")
         root = module.write_replica(args.out, args.patients, args.seed, args.scale, args.workers)

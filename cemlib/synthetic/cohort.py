@@ -1,32 +1,37 @@
-"""Synthetic CEM cohort: patient specifications with the paper's statistics, written in the GE DICOM layout.
+"""Synthetic CEM patients with the paper's cohort statistics and published finding frequencies.
 
-This is the project's embedded default dataset (`cem synth`). `sample_cohort` draws patients whose class
-shares (Table 2), ages, BI-RADS and pathologies (Table 1) follow the paper, conditional on the label;
-`cemlib.phantom` renders them (physics explained there: outline, power-law texture, ACR density, lesions,
-iodine enhancement); `write_cohort` writes the DICOM files, labels, lesion ground truth and masks.
+`sample_cohort` draws patients whose class shares (Table 2), ages, BI-RADS categories and pathologies
+(Table 1) follow the paper, conditional on the label; `lesions.draw_finding` then draws each finding's
+kind and descriptors from published frequencies (values and sources in CARD.md). Nothing here is tuned
+so that a model, an input or a fusion comes out ahead: what the phantom builds in by construction is
+listed in the card (iodine uptake of most cancers, the descriptors' published predictive values, dense
+tissue masking LE findings); everything else is left to chance.
 
-The cohort is built to be learnable but not trivial, for the paper's physical reasons:
-- Lesions have the sizes of a diagnostic CEM cohort (cancers ~2 cm median, benign masses ~1.5 cm), so they
-  stay a few pixels wide at the smoke profile's resolution, as they do at the paper's 512 x 256.
-- CEM beats LE alone: in LE a mass shows as a density only where the breast is fatty (its contrast follows
-  its thickness; dense tissue masks it), and size, margin and a slightly higher density are the only
-  LE signs of malignancy; in DES cancers enhance strongly while most benign lesions do not (with ~10%
-  non-enhancing cancers, ~15% enhancing benign).
-- Fusion beats single images: BPE varies strongly between patients, enhancing foci appear in one view
-  only (a second view dismisses them) or mirrored in both breasts (the other breast dismisses them).
+A population (`POPULATIONS`) bundles the patient mix of a dataset: the paper's internal cohort, or the
+mixes of the CDD-CESM and INbreast releases, whose breast sizes, densities and class shares differ.
 
-Same seed, same bytes: every random draw comes from a per-patient `numpy.random.SeedSequence` stream, UIDs
-come from the seed, dates are fixed, so serial and parallel runs write identical files.
+Same seed, same patients: every random draw comes from a per-patient `numpy.random.SeedSequence` stream.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from cemlib.synthetic.phantom import BreastSpec, FocusSpec, LesionSpec, PatientSpec, ShapeSpec
+from cemlib.synthetic import lesions
+from cemlib.synthetic.lesions import draw_finding
+from cemlib.synthetic.phantom import (
+    GE_ESSENTIAL,
+    BreastSpec,
+    Detector,
+    FocusSpec,
+    LesionSpec,
+    PatientSpec,
+    ShapeSpec,
+)
 from cemlib.views import SIDES, VIEWS
 
 # ---------------------------------------------------------------------------- cohort statistics (paper)
@@ -42,24 +47,35 @@ MALIGNANT_PATHOLOGY = {"IDC": 18.5, "DCIS+IDC": 10.5, "DCIS": 1.9, "papillary ca
                        "mucinous carcinoma": 1.1, "ILC": 0.8, "LCIS+ILC": 0.2,
                        "malignant phyllodes tumour": 0.2, "Paget disease": 0.2, "LCIS": 0.1,
                        "squamous cell carcinoma": 0.1}
-BENIGN_PATHOLOGY = {"fibroadenoma": 35, "fibrocystic change": 20, "adenosis": 18, "cyst": 10,
+#: Benign pathologies of biopsied breasts (the paper gives none; a typical surgical series, see CARD.md).
+BENIGN_PATHOLOGY = {"fibroadenoma": 33, "fibrocystic change": 20, "adenosis": 17, "cyst": 10,
                     "intraductal papilloma": 8, "benign phyllodes tumour": 3, "mastitis": 3,
-                    "fat necrosis": 3}
+                    "fat necrosis": 3, "radial scar": 3}
+#: Share of benign breasts with a finding, by BI-RADS (1 = negative by definition).
+P_FINDING_BENIGN = {"1": 0.0, "0": 0.5}
+lesions.TILT_CENTRE.update(lesions.tilt_centres({
+    1: BIRADS_MALIGNANT,
+    0: {b: w * P_FINDING_BENIGN.get(b, 1.0) for b, w in BIRADS_BENIGN.items()}}))
+#: A second, benign finding in the same breast (malignant, benign breast).
+P_SECOND_FINDING = (0.15, 0.15)
 AGE_MEAN = {"benign": 47.3, "malignant": 55.5}  # mixture mean 53 with 69% malignant patients
 AGE_SD, AGE_RANGE = 11.4, (17, 85)
 DENSITY_FRACTION = {"a": (0.08, 0.03), "b": (0.22, 0.05), "c": (0.42, 0.06), "d": (0.62, 0.06)}
 BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
+#: BPE weights (minimal, mild, moderate, marked) under and over 50 years (Sogani 2017; see CARD.md).
+BPE_WEIGHTS = {"young": (0.25, 0.35, 0.25, 0.15), "old": (0.45, 0.35, 0.15, 0.05)}
 BPE_AMPLITUDE = {"minimal": (5, 25), "mild": (40, 85), "moderate": (95, 165), "marked": (175, 280)}
-#: Median long diameter (mm) of the lesions of a diagnostic CEM cohort (symptomatic women recalled for
-#: BI-RADS 3-5 findings): cancers about 2 cm (smaller when only mildly suspicious), benign masses 1.5 cm.
-LESION_MEDIAN_MM = {"malignant": 22.0, "4A": 16.0, "benign": 15.0}
+#: Peak iodine signal (raw DES units) of an enhancing finding by level (mild, moderate, marked): marked
+#: BPE (175-280) reaches moderate lesion enhancement, so BPE can hide a lesion or mimic one.
+IODINE_BY_LEVEL = {1: (70.0, 150.0), 2: (150.0, 280.0), 3: (280.0, 480.0)}
 #: Typical compressed breast thickness (mm). A mass's LE contrast follows its thickness along the beam
-#: relative to it, times its attenuation relative to glandular tissue: cancers 0.8-1.05, benign masses
-#: (fibroadenomas, cysts) 0.7-1.0, so high density is a weak suspicious LE sign, not a giveaway.
+#: relative to it, times its attenuation relative to glandular tissue (0.75-1.05 for every mass).
 COMPRESSED_THICKNESS_MM = 60.0
-#: Enhancing foci without a mass per patient, by BPE level: single-view (Poisson mean), mirrored pairs (p).
+#: Enhancing foci without a lesion per patient, by BPE level: single-view (Poisson mean), mirrored pairs (p).
 FOCI_SINGLE = {"minimal": 0.4, "mild": 0.8, "moderate": 1.3, "marked": 1.8}
 FOCI_MIRRORED = {"minimal": 0.2, "mild": 0.35, "moderate": 0.5, "marked": 0.6}
+#: Share of CC views that show a sliver of pectoral muscle at the chest wall.
+P_CC_PECTORAL = 0.3
 
 GIVEN_NAMES = ("JANE", "MARY", "ANNA", "LINDA", "SUSAN", "KAREN", "LISA", "NANCY", "HELEN", "SANDRA",
                "DONNA", "CAROL", "RUTH", "SHARON", "LAURA", "SARAH", "EMMA", "GRACE", "ALICE", "JULIA",
@@ -73,15 +89,50 @@ FAMILY_NAMES = ("DOE", "ROE", "SMITH", "JONES", "BROWN", "TAYLOR", "MILLER", "DA
 DEFAULT_PATIENTS = 450
 
 
+@dataclass(frozen=True)
+class Population:
+    """The patient mix of one dataset: class shares, density by age band, breast size and detector."""
+
+    name: str
+    class_shares: dict[str, float]
+    density: tuple[dict[str, float], dict[str, float], dict[str, float]]  # <45, 45-59, >=60 years
+    size: float  # breast size factor
+    detector: Detector
+
+
+INTERNAL = Population(
+    "internal", CLASS_SHARES,
+    ({"a": 0.05, "b": 0.30, "c": 0.45, "d": 0.20}, {"a": 0.10, "b": 0.38, "c": 0.40, "d": 0.12},
+     {"a": 0.18, "b": 0.45, "c": 0.30, "d": 0.07}),
+    1.0, GE_ESSENTIAL)
+#: CDD-CESM as the paper used it (193 patients: 62 / 127 / 4); larger, fattier breasts than the internal
+#: cohort (no published density table for the release: an assumption), other systems (Hologic, GE DS).
+CDDCESM = Population(
+    "cddcesm",
+    {"bilateral_benign": 62 / 193, "unilateral_malignant": 127 / 193, "bilateral_malignant": 4 / 193},
+    ({"a": 0.10, "b": 0.40, "c": 0.38, "d": 0.12}, {"a": 0.18, "b": 0.45, "c": 0.30, "d": 0.07},
+     {"a": 0.28, "b": 0.47, "c": 0.20, "d": 0.05}),
+    1.15, Detector("Hologic Selenia Dimensions", contrast=0.85, gamma=0.85, noise=1.5, blur_mm=0.15,
+                   iodine=0.85))
+#: INbreast as the paper used it (86 patients: 44 / 41 / 1); density from the release's ACR column
+#: (images: 33% / 36% / 24% / 7%), a Siemens FFDM detector with finer pixels and less noise.
+INBREAST = Population(
+    "inbreast", {"bilateral_benign": 44 / 86, "unilateral_malignant": 41 / 86, "bilateral_malignant": 1 / 86},
+    ({"a": 0.25, "b": 0.37, "c": 0.28, "d": 0.10}, {"a": 0.33, "b": 0.36, "c": 0.24, "d": 0.07},
+     {"a": 0.42, "b": 0.35, "c": 0.19, "d": 0.04}),
+    1.0, Detector("Siemens Mammomat Novation DR", contrast=1.15, gamma=1.2, noise=0.7, blur_mm=0.0))
+POPULATIONS = {p.name: p for p in (INTERNAL, CDDCESM, INBREAST)}
+
+
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
     keys = list(weights)
     p = np.array([weights[k] for k in keys], float)
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
-def _class_quota(n: int) -> list[str]:
-    """Largest-remainder allocation of the paper's class shares to n patients."""
-    raw = {k: v * n for k, v in CLASS_SHARES.items()}
+def _class_quota(n: int, shares: dict[str, float] = CLASS_SHARES) -> list[str]:
+    """Largest-remainder allocation of the class shares to n patients."""
+    raw = {k: v * n for k, v in shares.items()}
     counts = {k: math.floor(v) for k, v in raw.items()}
     for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
         counts[k] += 1
@@ -90,100 +141,85 @@ def _class_quota(n: int) -> list[str]:
 
 def _shape(rng: np.random.Generator, base: dict[str, float]) -> ShapeSpec:
     jitter = {k: v * rng.uniform(0.97, 1.03) for k, v in base.items()}
+    jitter["cc_pectoral_mm"] = float(rng.uniform(6, 16)) if rng.random() < P_CC_PECTORAL else 0.0
     return ShapeSpec(**jitter)
 
 
-def _base_shape(rng: np.random.Generator, density: str) -> dict[str, float]:
-    size = rng.uniform(0.85, 1.1) * (1.05 if density in "ab" else 0.95)  # fatty breasts are larger
+def _base_shape(rng: np.random.Generator, density: str, size_factor: float) -> dict[str, float]:
+    size = rng.uniform(0.85, 1.1) * (1.05 if density in "ab" else 0.95) * size_factor  # fatty ones larger
     return {"cc_depth": 150 * size, "cc_half_height": 105 * size, "cc_center": rng.uniform(0.46, 0.54),
             "mlo_depth": 165 * size, "mlo_half_height": 150 * size, "mlo_center": rng.uniform(0.30, 0.38),
             "mlo_tilt_deg": rng.uniform(18, 30), "pect_width": rng.uniform(60, 100),
-            "pect_height": rng.uniform(130, 190)}
+            "pect_height": rng.uniform(130, 190), "nipple_mm": rng.uniform(4.0, 6.5)}
 
 
-def _lesion_thickness(size_mm: float, aspect: float) -> float:
-    """A mass's thickness along the beam as a fraction of the compressed breast (LE contrast scale)."""
-    return min(0.6, size_mm * math.sqrt(aspect) / COMPRESSED_THICKNESS_MM)
+def _aspect(rng: np.random.Generator, kind: str, shape: str) -> float:
+    if kind == "mass":
+        return float({"oval": rng.uniform(0.55, 0.8), "round": rng.uniform(0.85, 1.0)}.get(
+            shape, rng.uniform(0.6, 0.95)))
+    return float(rng.uniform(0.5, 1.0))
 
 
-def _lesion(rng: np.random.Generator, kind: str, pathology: str, birads: str) -> LesionSpec:
-    """Draw one lesion: morphology and enhancement depend on the kind, pathology and BI-RADS."""
-    suspicious = birads in ("4B", "4C", "5", "6")
-    if kind == "malignant":
-        median = LESION_MEDIAN_MM["4A" if birads == "4A" else "malignant"]
-        size = float(np.clip(rng.lognormal(math.log(median), 0.35), 8, 40))
-        if pathology in ("mucinous carcinoma", "papillary carcinoma"):
-            margin, aspect = "circumscribed", rng.uniform(0.65, 0.95)
-        elif pathology == "DCIS":
-            margin, aspect = "irregular", rng.uniform(0.35, 0.6)
-        else:
-            margin, aspect = ("spiculated" if rng.random() < 0.55 else "irregular"), rng.uniform(0.6, 1.0)
-        p_silent = {"4A": 0.3, "4B": 0.15, "4C": 0.08}.get(birads, 0.05)
-        if rng.random() < p_silent:  # non-enhancing cancer
-            pattern, enhancement = "homogeneous", rng.uniform(0, 40)
-        else:
-            pattern = _choice(rng, {"homogeneous": 0.35, "heterogeneous": 0.35, "rim": 0.3})
-            enhancement = float(np.clip(rng.normal(380, 110), 180, 700))
-        le_density = _lesion_thickness(size, aspect) * rng.uniform(0.8, 1.05)
+def _lesion(rng: np.random.Generator, label: int, pathology: str, birads: str) -> LesionSpec:
+    """Draw one finding and where and how strongly it shows in LE and DES."""
+    finding = draw_finding(rng, label, pathology, birads)
+    aspect = _aspect(rng, finding.kind, finding.shape)
+    level = finding.enhancement_level
+    iodine = float(rng.uniform(*IODINE_BY_LEVEL[level])) if level else 0.0
+    if finding.kind == "mass":
+        thickness = min(0.6, finding.size_mm * math.sqrt(aspect) / COMPRESSED_THICKNESS_MM)
+        le_density = thickness * rng.uniform(0.75, 1.05)
+    elif finding.kind == "asymmetry":
+        le_density = rng.uniform(0.25, 0.45)
+    elif finding.kind == "non-mass enhancement":
+        le_density = rng.uniform(0.0, 0.15)
     else:
-        size = float(np.clip(rng.lognormal(math.log(LESION_MEDIAN_MM["benign"]), 0.4), 6, 34))
-        p_irregular = 0.4 if suspicious else 0.25 if birads in ("3-4A", "4A") else 0.05
-        margin = "irregular" if rng.random() < p_irregular else "circumscribed"
-        aspect = rng.uniform(0.55, 0.95)
-        p_enhancing = 0.45 if suspicious else 0.25 if birads in ("3-4A", "4A") else 0.08
-        if pathology == "cyst":
-            p_enhancing = 0.0
-        if rng.random() < p_enhancing:  # enhancing benign lesion (fibroadenoma, papilloma, ...)
-            pattern, enhancement = "homogeneous", float(rng.uniform(150, 400))
-        elif rng.random() < 0.5:
-            pattern, enhancement = "none", 0.0
-        else:
-            pattern, enhancement = "homogeneous", float(rng.uniform(20, 90))
-        le_density = _lesion_thickness(size, aspect) * rng.uniform(0.7, 1.0)
-    return LesionSpec(kind=kind, pathology=pathology, depth=float(rng.uniform(0.15, 0.8)),
-                      ml=float(rng.uniform(-0.9, 0.9)), si=float(rng.uniform(-0.9, 0.9)), size_mm=size,
-                      aspect=float(aspect), angle_deg=float(rng.uniform(0, 180)), margin=margin,
-                      pattern=pattern, enhancement=float(enhancement), le_density=float(le_density),
-                      shape_seed=int(rng.integers(2**31)))
+        le_density = 0.0
+    return LesionSpec(finding=finding, depth=float(rng.uniform(0.15, 0.8)), ml=float(rng.uniform(-0.9, 0.9)),
+                      si=float(rng.uniform(-0.9, 0.9)), aspect=aspect, angle_deg=float(rng.uniform(0, 180)),
+                      iodine=iodine, le_density=float(le_density), shape_seed=int(rng.integers(2**31)))
 
 
 def _breast(rng: np.random.Generator, side: str, label: int, shape: ShapeSpec) -> BreastSpec:
-    """Draw BI-RADS, pathology and lesions of one breast given its label."""
+    """Draw BI-RADS, pathology and findings of one breast given its label."""
     if label:
         birads = _choice(rng, BIRADS_MALIGNANT)
         pathology = _choice(rng, MALIGNANT_PATHOLOGY)
-        lesions = [_lesion(rng, "malignant", pathology, birads)]
-        if rng.random() < 0.15:
-            lesions.append(_lesion(rng, "benign", _choice(rng, BENIGN_PATHOLOGY), "3"))
-        return BreastSpec(side, 1, birads, pathology, shape, tuple(lesions))
-    birads = _choice(rng, BIRADS_BENIGN)
-    p_lesion = {"1": 0.0, "0": 0.5, "2": 0.6, "3": 0.85}.get(birads, 1.0)
-    if rng.random() >= p_lesion:
-        return BreastSpec(side, 0, birads, "normal", shape, ())
-    pathology = _choice(rng, BENIGN_PATHOLOGY)
-    lesions = [_lesion(rng, "benign", pathology, birads)]
-    if rng.random() < 0.2:
-        lesions.append(_lesion(rng, "benign", _choice(rng, BENIGN_PATHOLOGY), "3"))
-    return BreastSpec(side, 0, birads, pathology, shape, tuple(lesions))
+        lesions = [_lesion(rng, 1, pathology, birads)]
+    else:
+        birads = _choice(rng, BIRADS_BENIGN)
+        if rng.random() >= P_FINDING_BENIGN.get(birads, 1.0):
+            return BreastSpec(side, 0, birads, "normal", shape, ())
+        pathology = _choice(rng, BENIGN_PATHOLOGY)
+        lesions = [_lesion(rng, 0, pathology, birads)]
+    if rng.random() < P_SECOND_FINDING[0 if label else 1]:
+        lesions.append(_lesion(rng, 0, _choice(rng, BENIGN_PATHOLOGY), "3"))
+    return BreastSpec(side, label, birads, pathology, shape, tuple(lesions))
 
 
 def _foci(rng: np.random.Generator, bpe: str) -> tuple[FocusSpec, ...]:
-    """Enhancing foci without a mass: single-view ones and mirrored bilateral ones."""
+    """Enhancing foci without a lesion: single-view ones and mirrored bilateral ones."""
     foci = []
     for _ in range(int(rng.poisson(FOCI_SINGLE[bpe]))):
         foci.append(FocusSpec((str(rng.choice(SIDES)),), (str(rng.choice(VIEWS)),),
                               float(rng.uniform(0.15, 0.8)), float(rng.uniform(-0.9, 0.9)),
-                              float(rng.uniform(-0.9, 0.9)), float(rng.uniform(5, 13)),
-                              float(rng.uniform(150, 450))))
+                              float(rng.uniform(-0.9, 0.9)), float(rng.uniform(4, 10)),
+                              float(rng.uniform(100, 300))))
     if rng.random() < FOCI_MIRRORED[bpe]:
         for _ in range(int(rng.integers(1, 3))):
             foci.append(FocusSpec(SIDES, VIEWS, float(rng.uniform(0.15, 0.8)), float(rng.uniform(-0.9, 0.9)),
-                                  float(rng.uniform(-0.9, 0.9)), float(rng.uniform(5, 11)),
-                                  float(rng.uniform(120, 350))))
+                                  float(rng.uniform(-0.9, 0.9)), float(rng.uniform(4, 9)),
+                                  float(rng.uniform(90, 250))))
     return tuple(foci)
 
 
-def sample_patient(index: int, patient_class: str, seed: int) -> PatientSpec:
+def _density(rng: np.random.Generator, age: int, population: Population) -> str:
+    young, middle, old = population.density
+    return _choice(rng, young if age < 45 else middle if age < 60 else old)
+
+
+def sample_patient(index: int, patient_class: str, seed: int,
+                   population: Population = INTERNAL) -> PatientSpec:
     """Draw one patient of a given class from its own random stream (independent of cohort size)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     malignant = patient_class != "bilateral_benign"
@@ -195,18 +231,12 @@ def sample_patient(index: int, patient_class: str, seed: int) -> PatientSpec:
     day = min(study.day, 28) if study.month == 2 else study.day
     last_birthday = study.replace(year=study.year - age, day=day)
     birth = last_birthday - dt.timedelta(days=int(rng.integers(0, 360)))
-    if age < 45:
-        density = _choice(rng, {"a": 0.05, "b": 0.30, "c": 0.45, "d": 0.20})
-    elif age < 60:
-        density = _choice(rng, {"a": 0.10, "b": 0.38, "c": 0.40, "d": 0.12})
-    else:
-        density = _choice(rng, {"a": 0.18, "b": 0.45, "c": 0.30, "d": 0.07})
-    bpe_weights = (0.25, 0.35, 0.25, 0.15) if age < 50 else (0.45, 0.35, 0.15, 0.05)
-    bpe = _choice(rng, dict(zip(BPE_LEVELS, bpe_weights, strict=True)))
+    density = _density(rng, age, population)
+    bpe = _choice(rng, dict(zip(BPE_LEVELS, BPE_WEIGHTS["young" if age < 50 else "old"], strict=True)))
     labels = {"bilateral_benign": (0, 0), "bilateral_malignant": (1, 1)}.get(patient_class)
     if labels is None:
         labels = (1, 0) if rng.random() < 0.5 else (0, 1)
-    base = _base_shape(rng, density)
+    base = _base_shape(rng, density, population.size)
     breasts = {side: _breast(rng, side, label, _shape(rng, base))
                for side, label in zip(SIDES, labels, strict=True)}
     mean_fg, sd_fg = DENSITY_FRACTION[density]
@@ -220,13 +250,31 @@ def sample_patient(index: int, patient_class: str, seed: int) -> PatientSpec:
         fat_level=float(rng.uniform(-40, 40)), fg_gain=float(rng.uniform(1000, 1150)),
         le_noise=float(rng.uniform(10, 16)), des_noise=float(rng.uniform(28, 40)),
         n_vessels=int(rng.integers(2, 6)), breasts=breasts, foci=_foci(rng, bpe),
-        render_seed=int(rng.integers(2**62)))
+        render_seed=int(rng.integers(2**62)), detector=population.detector)
 
 
-def sample_cohort(n_patients: int, seed: int) -> list[PatientSpec]:
-    """Draw n patients: exact Table 2 class quotas in seeded random order, then one stream per patient."""
+def sample_cohort(n_patients: int, seed: int, population: str | Population = "internal") -> list[PatientSpec]:
+    """Draw n patients: exact class quotas in seeded random order, then one stream per patient."""
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
-    classes = _class_quota(n_patients)
+    mix = POPULATIONS[population] if isinstance(population, str) else population
+    classes = _class_quota(n_patients, mix.class_shares)
     order = np.random.default_rng(np.random.SeedSequence([seed, 0xC0407])).permutation(n_patients)
-    return [sample_patient(i, classes[int(order[i])], seed) for i in range(n_patients)]
+    return [sample_patient(i, classes[int(order[i])], seed, mix) for i in range(n_patients)]
+
+
+def lesion_rows(specs: list[PatientSpec]) -> list[dict]:
+    """One row per finding (lesions.csv): the patient, breast, label and the finding's descriptors."""
+    rows = []
+    for spec in specs:
+        for side, breast in spec.breasts.items():
+            for lesion in breast.lesions:
+                f = lesion.finding
+                rows.append({"patient_id": spec.patient_id, "side": side, "label": f.label,
+                             "breast_label": breast.label, "pathology": f.pathology, "birads": breast.birads,
+                             "kind": f.kind, "shape": f.shape, "margin": f.margin,
+                             "size_mm": round(f.size_mm, 1), "calcification": f.calcification,
+                             "morphology": f.morphology or "none", "enhancement": f.enhancement,
+                             "enhancement_level": f.enhancement_level, "density": spec.density,
+                             "bpe": spec.bpe})
+    return rows

@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cemlib import __version__
 from cemlib.fileio import atomic_write_bytes, atomic_write_text
-from cemlib.synthetic.cohort import DEFAULT_PATIENTS, sample_cohort
+from cemlib.synthetic.cohort import DEFAULT_PATIENTS, lesion_rows, sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
 from cemlib.synthetic.writer import GENERATOR_VERSION, prepare_cohort_dir, write_patients
 from cemlib.views import ENERGIES, SIDES, VIEWS
@@ -118,26 +118,49 @@ def _write_patient_task(args: tuple[PatientSpec, Path, float, int]) -> list[dict
     return write_patient(*args)
 
 
-def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed: int = 0, scale: float = 0.08,
-                 workers: int | None = None) -> Path:
-    """Write a synthetic CEM cohort in the GE layout (DICOMs, labels.csv, lesions.csv, masks, cohort.json)."""
-    out = Path(out).resolve()
-    rows, cols = grid_shape(scale)
-    specs = sample_cohort(patients, seed)
-    prepare_cohort_dir(out, {s.patient_id for s in specs})
-    tasks = [(spec, out, scale, seed) for spec in specs]
-    lesion_rows = write_patients(_write_patient_task, tasks, workers, "synth")
-    labels = pd.DataFrame([
+#: Columns of lesions.csv (one row per finding) and lesion_views.csv (one row per finding and view).
+LESION_COLUMNS = ("patient_id", "side", "label", "breast_label", "pathology", "birads", "kind", "shape",
+                  "margin", "size_mm", "calcification", "morphology", "enhancement", "enhancement_level",
+                  "density", "bpe")
+LESION_VIEW_COLUMNS = ("patient_id", "side", "view", "label", "kind", "cx", "cy", "rx", "ry", "angle",
+                       "iodine")
+
+
+def labels_table(specs: list[PatientSpec]) -> pd.DataFrame:
+    """labels.csv: one row per breast (label, BI-RADS, pathology, age, density)."""
+    return pd.DataFrame([
         {"patient_id": s.patient_id, "side": side, "label": b.label, "birads": b.birads,
          "pathology": b.pathology, "age": s.age, "density": s.density}
         for s in specs for side, b in s.breasts.items()])
-    lesions = pd.DataFrame([r for group in lesion_rows for r in group],
-                           columns=["patient_id", "side", "view", "kind", "cx", "cy", "rx", "ry", "angle",
-                                    "enhancement"])
-    atomic_write_text(out / "labels.csv", labels.to_csv(index=False))
-    atomic_write_text(out / "lesions.csv", lesions.to_csv(index=False, float_format="%.2f"))
+
+
+def lesions_table(specs: list[PatientSpec]) -> pd.DataFrame:
+    """lesions.csv: one row per finding with its descriptors; a breast without a finding has no row."""
+    return pd.DataFrame(lesion_rows(specs), columns=list(LESION_COLUMNS))
+
+
+def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed: int = 0, scale: float = 0.08,
+                 workers: int | None = None, images: bool = True) -> Path:
+    """Write a synthetic CEM cohort in the GE layout (DICOMs, labels.csv, lesions.csv, masks, cohort.json).
+
+    With images=False only the tables and cohort.json are written (no pixels are rendered); such a
+    folder is refused as a training cohort by `check_generated`.
+    """
+    out = Path(out).resolve()
+    rows, cols = grid_shape(scale)
+    specs = sample_cohort(patients, seed)
+    prepare_cohort_dir(out, {s.patient_id for s in specs} if images else set())
+    if images:
+        tasks = [(spec, out, scale, seed) for spec in specs]
+        view_rows = write_patients(_write_patient_task, tasks, workers, "synth")
+        views = pd.DataFrame([r for group in view_rows for r in group], columns=list(LESION_VIEW_COLUMNS))
+        atomic_write_text(out / "lesion_views.csv", views.to_csv(index=False, float_format="%.2f"))
+    else:
+        (out / "lesion_views.csv").unlink(missing_ok=True)
+    atomic_write_text(out / "labels.csv", labels_table(specs).to_csv(index=False))
+    atomic_write_text(out / "lesions.csv", lesions_table(specs).to_csv(index=False))
     settings = {"generator": "cemlib.synthetic", "version": GENERATOR_VERSION, "cemlib_version": __version__,
-                "format": "ge", "seed": seed, "scale": scale, "patients": patients,
+                "format": "ge", "seed": seed, "scale": scale, "patients": patients, "images": images,
                 "rows": rows, "cols": cols,
                 "pixel_spacing_mm": round(pixel_spacing(scale), 6), "pydicom_version": pydicom.__version__}
     atomic_write_text(out / "cohort.json", json.dumps(settings, indent=2) + "\n")
@@ -156,6 +179,10 @@ def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, ob
     if not path.is_file():
         return
     recorded = json.loads(path.read_text())
+    if recorded.get("images") is False:
+        raise ValueError(f"{path} records a cohort written without images (cem synth --no-images): delete "
+                         f"{Path(root)} and the manifest folder {Path(manifest_dir)}, or point the profile "
+                         "elsewhere")
     expected = {"version": GENERATOR_VERSION, **settings}
     differing = {key: (recorded.get(key), value) for key, value in expected.items()
                  if recorded.get(key) != value}

@@ -318,7 +318,7 @@ def write_replica(
     prepare_replica_dir(out, "INbreast", REPLICA_FILE)
     for folder in (DICOM_DIR, XML_DIR, "AllROI", "MedicalReports"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    specs = sample_cohort(patients, seed)
+    specs = sample_cohort(patients, seed, DATASET)
     plans = plan_replica(specs, seed, real_file_names(real_csv))
     tasks = [(spec, plan, out, scale, seed) for spec, plan in zip(specs, plans, strict=True)]
     results = write_patients(_patient_task, tasks, workers, "synth inbreast")
