@@ -203,11 +203,11 @@ def pectoral_texture(geom: ViewGeometry, shape: ShapeSpec, spacing: float,
     r1, c1 = int(where[0].max()) + 1, int(where[1].max()) + 1
     r0, c0 = int(where[0].min()), int(where[1].min())
     angle = math.atan2(shape.pect_height, -shape.pect_width)  # from the top edge down to the chest wall
-    fibres = oriented_noise((r1 - r0, c1 - c0), angle, 8.0 / spacing, max(0.5, 0.7 / spacing), rng)
+    fibres = oriented_noise((r1 - r0, c1 - c0), angle, 10.0 / spacing, max(0.6, 1.0 / spacing), rng)
     yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float64)
     reach = max(shape.pect_width, shape.pect_height) / spacing
     thicker = 1.0 - 0.25 * np.clip(np.hypot(xx, yy) / reach, 0.0, 1.0)
-    out[r0:r1, c0:c1] = thicker * (1.0 + 0.07 * fibres)
+    out[r0:r1, c0:c1] = thicker * (1.0 + 0.04 * fibres)
     return out
 
 

@@ -22,6 +22,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="processes (default: CPU count up to 8; 0 = serial)")
     parser.add_argument("--no-images", action="store_true",
                         help="write labels.csv and lesions.csv only, without rendering pixels (ge format)")
+    parser.add_argument("--qc-sheet", metavar="PNG", default=None,
+                        help="write the phantom's QC sheet (an exam per density and finding kind) and stop")
     parser.add_argument("--format", choices=("ge", "cddcesm", "inbreast"), default="ge",
                         help="ge: GE DICOM layout; cddcesm / inbreast: replicas of the public datasets")
 
@@ -30,6 +32,11 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `cem synth`."""
     if args.patients < 1:
         raise ValueError(f"--patients must be at least 1, got {args.patients}")
+    if args.qc_sheet:
+        from cemlib.synthetic.qc import write_qc_sheet
+
+        print(f"wrote {write_qc_sheet(args.qc_sheet, seed=args.seed)}")
+        return 0
     if args.format == "ge":
         root = write_cohort(args.out, args.patients, args.seed, args.scale, args.workers,
                             images=not args.no_images)

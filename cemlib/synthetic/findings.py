@@ -210,7 +210,7 @@ def render_region(cx: float, cy: float, offsets_px: np.ndarray, blob_mm: float, 
     _splat(canvas, cx - c0 + offsets_px[:, 0], cy - r0 + offsets_px[:, 1], np.ones(len(offsets_px)))
     region = ndimage.gaussian_filter(canvas, sigma)
     region = np.clip(region / max(region.max(), 1e-9) * 1.6, 0.0, 1.0)
-    texture = power_law_noise(region.shape, 2.2, spacing, rng, corner_mm=6.0)
-    clumps = np.clip(0.75 + 0.45 * texture, 0.1, 1.5)
+    texture = power_law_noise(region.shape, 3.0, spacing, rng, corner_mm=6.0)
+    clumps = np.clip(0.75 + 0.35 * texture, 0.1, 1.5)
     return FindingMaps(r0, c0, density * region * clumps, np.zeros_like(region), iodine * region * clumps,
                        region > 0.5)

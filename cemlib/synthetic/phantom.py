@@ -63,6 +63,8 @@ LESION_LE_GAIN = 2.6
 #: LE signal of a pixel fully covered by calcium (raw units); calcium is several times as attenuating as
 #: glandular tissue.
 CALCIUM_LE = 1500.0
+#: Pixel spacing (mm) at which the patient's noise standard deviations are given.
+NOISE_SPACING_MM = 0.5
 #: Share of the calcium signal left in DES after recombination.
 CALCIUM_DES = 0.06
 
@@ -291,6 +293,8 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
     rows, cols = grid_shape(scale)
     spacing = pixel_spacing(scale)
     det = spec.detector
+    # quantum noise per pixel falls as the pixel grows (more photons per pixel); specified at 0.5 mm
+    per_pixel = NOISE_SPACING_MM / spacing
     key = (0 if side == "L" else 2) + (0 if view == "CC" else 1)
     rng = _rng(spec, key)
     breast_spec = spec.breasts[side]
@@ -315,7 +319,7 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
         if lesion.kind == "mass":  # a mass displaces the glands it replaces
             lesion_le[sl] += LESION_LE_GAIN * maps.tissue * (1.0 - 0.85 * fg[sl])
         else:
-            lesion_le[sl] += maps.tissue * (1.0 - 0.5 * fg[sl])
+            lesion_le[sl] += maps.tissue * (1.0 - 0.8 * fg[sl])  # extra glands only where fat was
         calcium[sl] = np.maximum(calcium[sl], maps.calcium)
         iodine[sl] += maps.iodine
         mask[sl] |= maps.mask
@@ -341,18 +345,18 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
     if det.blur_mm > 0:
         le = ndimage.gaussian_filter(le, det.blur_mm / spacing)
     # quantum noise: fewer photons behind denser tissue, so the variance grows with the signal
-    le_sd = spec.le_noise * det.noise * np.sqrt(np.clip((le - 1300.0) / 900.0, 0.2, 3.0))
+    le_sd = spec.le_noise * det.noise * per_pixel * np.sqrt(np.clip((le - 1300.0) / 900.0, 0.2, 3.0))
     le += le_sd * _correlated_noise((rows, cols), rng)
 
     slow = power_law_noise((rows, cols), 3.0, spacing, rng, corner_mm=15.0)
     nodular = np.exp(0.5 * slow)
     bpe = spec.bpe_amplitude * fg**1.3 * nodular / max(nodular[geom.breast].mean(), 1e-9)
     des = (DES_OFFSET + 140.0 * (1.0 - t) / 0.45 - 60.0 * (fg - fg[geom.breast].mean()) + 40.0 * geom.pectoral
-           + det.iodine * (bpe + 120.0 * vessels + iodine * t) + CALCIUM_DES * CALCIUM_LE * calcium
+           + det.iodine * (bpe + 70.0 * vessels + iodine * t) + CALCIUM_DES * CALCIUM_LE * calcium
            + 15.0 * fine[::-1, ::-1])  # residual texture uncorrelated with the LE's at each pixel
     if det.blur_mm > 0:
         des = ndimage.gaussian_filter(des, det.blur_mm / spacing)
-    des += spec.des_noise * det.noise * _correlated_noise((rows, cols), rng)
+    des += spec.des_noise * det.noise * per_pixel * _correlated_noise((rows, cols), rng)
 
     # detector background: low but not zero, with a slow gradient and noise
     gradient = slow[::-1]
