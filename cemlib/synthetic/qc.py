@@ -32,17 +32,20 @@ def pick_exams(seed: int = 0, rows: Sequence[tuple[str, str]] = SHEET_ROWS,
                search: int = 600) -> list[tuple[PatientSpec, str]]:
     """(patient, side) per (density, kind) row: the first sampled patient with such a breast finding.
 
-    Malignant findings are preferred for odd rows and benign ones for even rows, so both classes show.
+    Rows alternate between a cancer that enhances at least moderately (so DES shows it) and a benign
+    finding, so both classes show.
     """
     specs = sample_cohort(search, seed)
     chosen = []
     for index, (density, kind) in enumerate(rows):
-        wanted_label = index % 2 == 0
+        malignant = index % 2 == 0
+        wanted = [lambda f, m=malignant: f.label == m and (not m or f.enhancement_level >= 2),
+                  lambda f, m=malignant: f.label == m, lambda f: True]
         found = None
-        for label_first in (wanted_label, not wanted_label):
+        for accept in wanted:
             found = next(((s, side) for s in specs if s.density == density
                           for side, b in s.breasts.items()
-                          if any(les.kind == kind and les.label == label_first for les in b.lesions)), None)
+                          if any(les.kind == kind and accept(les.finding) for les in b.lesions)), None)
             if found:
                 break
         if found is None:
