@@ -4,13 +4,17 @@ The only code in cemlib that writes datasets. It may read the constants and read
 (file names, folder names, table columns) so that what it writes is what the adapters read; the
 adapters never import it.
 
-    phantom.py   one patient specification in, eight images and lesion masks out (the physics)
-    lesions.py   findings and their descriptors, drawn from published frequencies (see CARD.md)
-    cohort.py    patients with the paper's cohort statistics (Tables 1 and 2)
-    ge.py        the internal cohort in the GE DICOM layout, labels.csv and lesions.csv
+    CARD.md      the phantom's card: every parameter that shapes what a classifier can learn, its source
+    lesions.py   findings and their descriptors, drawn from published frequencies
+    cohort.py    patients with the paper's cohort statistics (Tables 1 and 2); populations of the replicas
+    anatomy.py   outline, nipple, skin, pectoral muscle, glands oriented to the nipple, vessels
+    findings.py  masses, calcification clusters, non-mass enhancement and asymmetries in pixels
+    phantom.py   one patient specification in, eight images and lesion masks out; detectors
+    ge.py        the internal cohort in the GE DICOM layout, labels.csv, lesions.csv, lesion_views.csv
     cddcesm.py   the CDD-CESM release replica (8-bit JPEGs, workbook, VIA CSV)
     inbreast.py  the INbreast release replica (14-bit FFDM DICOMs, XML ROIs, CSV, xls)
     writer.py    the one parallel patient writer and the output-folder rules
+    qc.py        the QC sheet and intensity histograms across datasets
     cli.py       `cem synth`
 """
 
