@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_pair, read_pixels
+from cemlib.imaging import PreprocessError, PreprocessSettings, find_geometry, preprocess_pair, read_pixels
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, render_exam
 
@@ -151,30 +151,37 @@ def _sample_pairs(manifest, n_images: int, seed: int) -> list[tuple[Path, Path |
     return pairs
 
 
-def intensity_histograms(manifests: Mapping[str, object], settings: PreprocessSettings | None = None,
+def intensity_histograms(manifests: Mapping[str, object],
+                         settings: PreprocessSettings | Mapping[str, PreprocessSettings] | None = None,
                          n_images: int = 40, seed: int = 0, bins: int = 64) -> Figure:
     """Grey-level histograms of datasets side by side: raw tissue values per dataset, then all preprocessed.
 
     One panel per dataset with the raw grey levels of its sampled LE (and DES) images above the
     detector background (each dataset in its own units: 14-bit, 8-bit ...), and a last panel with the
     same images after the pipeline (window, crop, resize to `settings.size`, [0, 1]), the distribution
-    the network is trained and tested on.
+    the network is trained and tested on. `settings` may name one set per dataset (a detector's own
+    window, as the profile's external.<name>.preprocess gives it).
     """
-    settings = settings or PreprocessSettings(size=(128, 64))
+    default = PreprocessSettings(size=(128, 64))
+    if isinstance(settings, Mapping):
+        per_dataset = dict(settings)
+    else:
+        per_dataset = {name: settings or default for name in manifests}
     names = list(manifests)
     fig = Figure(figsize=(3.2 * (len(names) + 1), 3.0), layout="constrained")
     axes = fig.subplots(1, len(names) + 1, squeeze=False)[0]
     for ax, name in zip(axes, names, strict=False):
         processed = {"LE": [], "DES": []}
         raw = {"LE": [], "DES": []}
+        mine = per_dataset.get(name, default)
         for le_path, des_path, side in _sample_pairs(manifests[name], n_images, seed):
             le = read_pixels(le_path)
             des = read_pixels(des_path) if des_path is not None else None
             try:
-                le01, des01 = preprocess_pair(le, des, side, settings, str(le_path))
+                le01, des01 = preprocess_pair(le, des, side, mine, str(le_path))
             except PreprocessError:
                 continue
-            tissue = le > np.percentile(le, 30)
+            tissue = le > find_geometry(le, side, mine, str(le_path)).window[0]  # the pipeline's tissue
             raw["LE"].append(le[tissue].ravel())
             processed["LE"].append(le01[le01 > 0])
             if des is not None:
