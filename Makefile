@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lint lab report bench gpu-check clean-venv
+.PHONY: reproduce test test-all lint lab tensorboard report bench gpu-check clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	@# The PDF report renders with WeasyPrint, which needs Pango from the system.
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+# Training curves of a profile's models (loss, validation AUC, learning rate), live while a run trains.
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir runs/$(PROFILE)/models
 
 report: $(STAMP)
 	$(BIN)/cem reproduce --profile $(PROFILE) --report-only

@@ -24,15 +24,17 @@ from cemlib.cache import FillResult, TensorCache, apply_exclusions
 from cemlib.imaging import PreprocessSettings
 from cemlib.manifest import Manifest
 from cemlib.profiles import PreprocessSettingsSection, Settings
-from cemlib.sources import cddcesm, inbreast, load_or_build
+from cemlib.sources import load_or_build
+from cemlib.synthetic import cddcesm as cddcesm_replica
+from cemlib.synthetic import inbreast as inbreast_replica
 
 INTERNAL = "internal"
 #: Synthetic data settings used when a profile leaves one out (patients, scale, seed).
 SYNTH_DEFAULTS: dict[str, Any] = {"patients": synthetic.DEFAULT_PATIENTS, "scale": 0.08, "seed": 0}
 #: How each external dataset's replica is written and recognised.
-REPLICA_WRITERS: dict[str, Callable[..., Path]] = {"cddcesm": cddcesm.write_replica,
-                                                   "inbreast": inbreast.write_replica}
-REPLICA_MARKERS = {"cddcesm": cddcesm.REPLICA_FILE, "inbreast": inbreast.REPLICA_FILE}
+REPLICA_WRITERS: dict[str, Callable[..., Path]] = {"cddcesm": cddcesm_replica.write_replica,
+                                                   "inbreast": inbreast_replica.write_replica}
+REPLICA_MARKERS = {"cddcesm": cddcesm_replica.REPLICA_FILE, "inbreast": inbreast_replica.REPLICA_FILE}
 #: Readable dataset names for messages and tables.
 DATASET_NAMES = {"inbreast": "INbreast", "cddcesm": "CDD-CESM", INTERNAL: "internal"}
 

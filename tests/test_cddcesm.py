@@ -22,6 +22,7 @@ from cemlib.sources.masks import (
     read_mask_png,
     via_region_mask,
 )
+from cemlib.synthetic import cddcesm as writer
 from cemlib.synthetic import sample_cohort
 
 N_PATIENTS, SEED, SCALE = 6, 0, 0.08
@@ -29,7 +30,7 @@ N_PATIENTS, SEED, SCALE = 6, 0, 0.08
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory) -> Path:
-    return cddcesm.write_replica(tmp_path_factory.mktemp("cdd") / "CDD-CESM", N_PATIENTS, SEED, SCALE, 0)
+    return writer.write_replica(tmp_path_factory.mktemp("cdd") / "CDD-CESM", N_PATIENTS, SEED, SCALE, 0)
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +188,8 @@ def test_replica_has_the_release_layout(replica):
 
 
 def test_scan_keeps_complete_patients_and_excludes_the_rest(manifest, replica):
-    specs = sample_cohort(N_PATIENTS, SEED)
-    plans = cddcesm.plan_replica(specs, SEED)
+    specs = sample_cohort(N_PATIENTS, SEED, "cddcesm")
+    plans = writer.plan_replica(specs, SEED)
     complete = {f"P{p.number}" for p in plans if not p.missing}
     assert set(manifest.patients) == complete and 0 < len(complete) < N_PATIENTS
     for plan in plans:
@@ -205,7 +206,7 @@ def test_scan_keeps_complete_patients_and_excludes_the_rest(manifest, replica):
 
 
 def test_labels_follow_the_worst_image_and_match_the_phantom(manifest, replica):
-    specs = {f"P{i + 1}": spec for i, spec in enumerate(sample_cohort(N_PATIENTS, SEED))}
+    specs = {f"P{i + 1}": spec for i, spec in enumerate(sample_cohort(N_PATIENTS, SEED, "cddcesm"))}
     sheet = pd.read_excel(replica / cddcesm.WORKBOOK_NAMES[0], sheet_name="all", dtype=object)
     sheet["key"] = sheet["Image_name"].map(lambda n: cddcesm.parse_image_name(n).key)
     for row in manifest.breasts.itertuples():
@@ -220,10 +221,10 @@ def test_labels_follow_the_worst_image_and_match_the_phantom(manifest, replica):
 
 
 def test_masks_sit_on_the_lesions_and_outside_the_release(manifest, replica):
-    specs = sample_cohort(N_PATIENTS, SEED)
+    specs = sample_cohort(N_PATIENTS, SEED, "cddcesm")
     checked = 0
     for patient_id in manifest.patients:
-        views = cddcesm.render_views(specs[int(patient_id[1:]) - 1], SCALE)
+        views = writer.render_views(specs[int(patient_id[1:]) - 1], SCALE)
         rows = manifest.images[manifest.images["patient_id"] == patient_id]
         for row in rows.itertuples():
             truth = views[(row.side, row.view)]["mask"]
@@ -273,7 +274,7 @@ def test_malformed_releases_fail_with_the_file_named(replica, tmp_path):
 
 
 def test_replica_is_deterministic(replica, tmp_path):
-    again = cddcesm.write_replica(tmp_path / "CDD-CESM", N_PATIENTS, SEED, SCALE, 0)
+    again = writer.write_replica(tmp_path / "CDD-CESM", N_PATIENTS, SEED, SCALE, 0)
 
     def digests(root: Path) -> dict[str, str]:
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -14,8 +14,10 @@ from PIL import Image
 from torch import nn
 
 from cemlib import bench, checkpoints, cli, evaluation, exam, models
-from cemlib.phantom import grid_shape
-from cemlib.sources import build, cddcesm, ge, inbreast
+from cemlib.sources import build, ge, inbreast
+from cemlib.synthetic import cddcesm as cdd_replica
+from cemlib.synthetic import grid_shape
+from cemlib.synthetic import inbreast as inb_replica
 from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)
@@ -173,7 +175,7 @@ def test_folder_named_after_the_patient_is_redacted(tiny, cem_checkpoint, tmp_pa
 
 
 def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
-    root = cddcesm.write_replica(tmp_path / "cdd", patients=2, seed=0, scale=0.06, workers=1)
+    root = cdd_replica.write_replica(tmp_path / "cdd", patients=2, seed=0, scale=0.06, workers=1)
     built, _ = build(root, "cddcesm", workers=1)
     assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
     patient = sorted(set(built.images["patient_id"]))[0]
@@ -191,7 +193,7 @@ def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
 
 
 def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoint, tmp_path):
-    root = inbreast.write_replica(tmp_path / "inb", patients=2, seed=0, scale=0.05, workers=1)
+    root = inb_replica.write_replica(tmp_path / "inb", patients=2, seed=0, scale=0.05, workers=1)
     built, _ = build(root, "inbreast", workers=1)
     assert tiny["cache"].fill(built, workers=1, progress=False).failed == 0
     by_patient: dict[str, list[Path]] = {}

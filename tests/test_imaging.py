@@ -331,8 +331,7 @@ def test_mis_flipped_image_raises_orientation_error():
 
 @pytest.fixture(scope="module")
 def phantom_exam():
-    from cemlib.phantom import render_exam
-    from cemlib.synthetic import sample_cohort
+    from cemlib.synthetic import render_exam, sample_cohort
 
     return render_exam(sample_cohort(2, seed=0)[1], 0.08)
 

@@ -15,6 +15,7 @@ import xlrd
 
 from cemlib.sources import detect_layout, inbreast
 from cemlib.sources.masks import read_mask_png
+from cemlib.synthetic import inbreast as writer
 from cemlib.synthetic import sample_cohort
 
 N_PATIENTS, SEED, SCALE = 6, 0, 0.06
@@ -23,7 +24,7 @@ SHARED_REAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "real" / "INb
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory) -> Path:
-    return inbreast.write_replica(tmp_path_factory.mktemp("inb") / "INbreast", N_PATIENTS, SEED, SCALE, 0)
+    return writer.write_replica(tmp_path_factory.mktemp("inb") / "INbreast", N_PATIENTS, SEED, SCALE, 0)
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,14 @@ def manifest(replica):
 
 @pytest.fixture(scope="module")
 def plans():
-    specs = sample_cohort(N_PATIENTS, SEED)
-    return specs, inbreast.plan_replica(specs, SEED, inbreast.real_file_names())
+    specs = sample_cohort(N_PATIENTS, SEED, "inbreast")
+    return specs, writer.plan_replica(specs, SEED, writer.real_file_names())
 
 
 # ------------------------------------------------------------------------------------- real table
 
 def test_real_csv_counts():
-    table = inbreast.read_csv_table(inbreast.REAL_CSV)
+    table = inbreast.read_csv_table(writer.REAL_CSV)
     assert len(table) == 410 and table["file_name"].is_unique
     assert table["birads"].value_counts().to_dict() == {
         "1": 67, "2": 220, "3": 23, "4a": 13, "4b": 8, "4c": 22, "5": 49, "6": 8}
@@ -53,7 +54,7 @@ def test_real_csv_counts():
 
 @pytest.mark.skipif(not SHARED_REAL_CSV.is_file(), reason="the shared copy of the real CSV is not here")
 def test_shipped_copy_is_the_real_csv():
-    assert inbreast.REAL_CSV.read_bytes() == SHARED_REAL_CSV.read_bytes()
+    assert writer.REAL_CSV.read_bytes() == SHARED_REAL_CSV.read_bytes()
 
 
 def test_birads_rule_and_order():
@@ -105,7 +106,7 @@ def test_plist_rois_to_mask(tmp_path):
 # ------------------------------------------------------------------------------- replica and scan
 
 def test_replica_layout_and_headers(replica, plans):
-    real = set(inbreast.real_file_names())
+    real = set(writer.real_file_names())
     dicoms = sorted((replica / inbreast.DICOM_DIR).iterdir())
     assert len(dicoms) == sum(len(p.images) for p in plans[1])
     assert all(inbreast.parse_dicom_name(p.name).file_name in real for p in dicoms)
@@ -163,7 +164,7 @@ def test_masks_sit_on_the_lesions(manifest, replica, plans):
     checked = 0
     for row in manifest.images.itertuples():
         spec, plan = by_hash[row.patient_id]
-        truth = inbreast.render_views(spec, plan, SCALE)[(row.side, row.view)]["mask"]
+        truth = writer.render_views(spec, plan, SCALE)[(row.side, row.view)]["mask"]
         if not truth.any():
             assert row.mask_path == ""
             continue
@@ -214,7 +215,7 @@ def test_missing_pieces_fail_with_the_folder_named(replica, tmp_path):
 
 
 def test_replica_is_deterministic(replica, tmp_path):
-    again = inbreast.write_replica(tmp_path / "INbreast", N_PATIENTS, SEED, SCALE, 0)
+    again = writer.write_replica(tmp_path / "INbreast", N_PATIENTS, SEED, SCALE, 0)
 
     def digests(root: Path) -> dict[str, str]:
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

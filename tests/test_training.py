@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from cemlib import bench, checkpoints, cli, data, devices, models, prepare, profiles, training
 from cemlib.manifest import Manifest
 from cemlib.profiles import load_profile
+from cemlib.synthetic import GENERATOR_VERSION
 from cemlib.training import loop
 from tests.factories import tiny_study
 
@@ -455,6 +456,7 @@ def test_a_cohort_on_disk_that_the_profile_does_not_describe_is_refused(tmp_path
         prepare.prepare_manifest(more)
     # A cohort from an earlier generator is refused too, even when the manifest was built from it.
     record = tmp_path / "cohort" / "cohort.json"
-    record.write_text(record.read_text().replace('"version": "2"', '"version": "1"'))
-    with pytest.raises(ValueError, match="written with version '1', but the profile asks for version '2'"):
+    record.write_text(record.read_text().replace(f'"version": "{GENERATOR_VERSION}"', '"version": "1"'))
+    with pytest.raises(ValueError, match=f"written with version '1', but the profile asks for version "
+                                         f"'{GENERATOR_VERSION}'"):
         prepare.prepare_manifest(load_profile("smoke", overrides))

@@ -8,7 +8,6 @@ identifiers in the header (PatientName, PatientID, birth date) are never copied 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,14 +187,3 @@ def default_mask_dir(root: str | Path) -> Path:
     """Where an external adapter writes lesion masks by default: `<ROOT>_masks` beside the release."""
     root = Path(root).resolve()
     return root.parent / f"{root.name}_masks"
-
-
-def prepare_replica_dir(out: Path, release: str, marker: str = "replica.json") -> None:
-    """Refuse a non-empty folder that is not an earlier replica (no `marker`); clear an earlier replica."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / marker).is_file():
-            raise ValueError(f"{out} is not empty and is not a {release} replica (no {marker}); "
-                             "choose an empty or new folder")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)

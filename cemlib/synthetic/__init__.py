@@ -1,0 +1,31 @@
+"""Synthetic data: the CEM phantom, the internal cohort and the replicas of the external releases.
+
+The only code in cemlib that writes datasets. It may read the constants and readers of `cemlib.sources`
+(file names, folder names, table columns) so that what it writes is what the adapters read; the
+adapters never import it.
+
+    CARD.md      the phantom's card: every parameter that shapes what a classifier can learn, its source
+    lesions.py   findings and their descriptors, drawn from published frequencies
+    cohort.py    patients with the paper's cohort statistics (Tables 1 and 2); populations of the replicas
+    anatomy.py   outline, nipple, skin, pectoral muscle, glands oriented to the nipple, vessels
+    findings.py  masses, calcification clusters, non-mass enhancement and asymmetries in pixels
+    phantom.py   one patient specification in, eight images and lesion masks out; detectors
+    ge.py        the internal cohort in the GE DICOM layout, labels.csv, lesions.csv, lesion_views.csv
+    cddcesm.py   the CDD-CESM release replica (8-bit JPEGs, workbook, VIA CSV)
+    inbreast.py  the INbreast release replica (14-bit FFDM DICOMs, XML ROIs, CSV, xls)
+    writer.py    the one parallel patient writer and the output-folder rules
+    qc.py        the QC sheet and intensity histograms across datasets
+    cli.py       `cem synth`
+"""
+
+from __future__ import annotations
+
+from cemlib.synthetic.cli import configure_parser, main, run_cli
+from cemlib.synthetic.cohort import DEFAULT_PATIENTS, sample_cohort, sample_patient
+from cemlib.synthetic.ge import benchmark_synth, check_generated, dicom_bytes, write_cohort, write_patient
+from cemlib.synthetic.phantom import Exam, PatientSpec, grid_shape, pixel_spacing, render_exam
+from cemlib.synthetic.writer import GENERATOR_VERSION
+
+__all__ = ["DEFAULT_PATIENTS", "GENERATOR_VERSION", "Exam", "PatientSpec", "benchmark_synth",
+           "check_generated", "configure_parser", "dicom_bytes", "grid_shape", "main", "pixel_spacing",
+           "render_exam", "run_cli", "sample_cohort", "sample_patient", "write_cohort", "write_patient"]

@@ -1,0 +1,63 @@
+"""The one parallel patient writer every synthetic dataset uses, and the output-folder rules.
+
+A dataset writer hands `write_patients` one task per patient; each task renders and writes one patient
+and returns its table rows. Every random draw of a task comes from the patient's own seed stream, so the
+bytes on disk do not depend on the number of processes or on their order (serial = parallel).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+#: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
+#: written by an earlier generator is never reused silently.
+GENERATOR_VERSION = "3"
+
+Task = TypeVar("Task")
+
+
+def default_workers(workers: int | None) -> int:
+    """Processes to use: the CPU count up to 8 when None, else the given number (0 or 1 = serial)."""
+    return min(os.cpu_count() or 1, 8) if workers is None else max(0, int(workers))
+
+
+def write_patients(task: Callable[[Task], Any], items: Sequence[Task], workers: int | None,
+                   desc: str) -> list[Any]:
+    """Run `task` on every item, serially or in a process pool, results in item order."""
+    workers = default_workers(workers)
+    progress = {"total": len(items), "desc": desc, "unit": "patient"}
+    if workers <= 1 or len(items) <= 1:
+        return [task(item) for item in tqdm(items, **progress)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        chunk = max(1, len(items) // (workers * 8))
+        return list(tqdm(pool.map(task, items, chunksize=chunk), **progress))
+
+
+def prepare_cohort_dir(out: Path, keep: set[str], marker: str = "cohort.json") -> None:
+    """Refuse a foreign non-empty folder; in an earlier cohort, remove the patients the new one lacks."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / marker).is_file():
+            raise ValueError(f"{out} is not empty and holds no synthetic cohort (no {marker}); "
+                             "choose an empty or new folder")
+        for stale in [*out.glob("SYN*"), *(out / "masks").glob("SYN*")]:
+            if stale.is_dir() and stale.name not in keep:
+                shutil.rmtree(stale)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_replica_dir(out: Path, release: str, marker: str = "replica.json") -> None:
+    """Refuse a non-empty folder that is not an earlier replica (no `marker`); clear an earlier replica."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / marker).is_file():
+            raise ValueError(f"{out} is not empty and is not a {release} replica (no {marker}); "
+                             "choose an empty or new folder")
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
