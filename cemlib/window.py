@@ -55,6 +55,11 @@ RAW_RANGE_SHARE = 0.5
 MIN_STEP_LEVELS = 32
 MAX_STEP = 16.0
 _CHUNK = 1 << 20
+#: The upper bound is sought on counts averaged over this many grey levels (``_range_window``), in search
+#: ranges at least MIN_SMOOTHED_RANGE levels wide.
+UPPER_SMOOTHING = 32
+MIN_SMOOTHED_RANGE = 512
+
 
 
 class PreprocessError(ValueError):
@@ -231,9 +236,18 @@ def _range_window(hist: GreyHistogram, settings: PreprocessSettings, search: tup
                               f"(image range {hist.minimum:g}..{hist.maximum:g})")
     segment = smoothed_counts(hist, step)[start:stop + 1]
     qualifying = np.flatnonzero(segment > settings.peak_fraction * segment.max()) + hist.first + start
+    # The upper bound on counts averaged over UPPER_SMOOTHING levels (in a search range of at least
+    # MIN_SMOOTHED_RANGE levels, as a detector's is): single levels of a sparse tail no longer cross the
+    # threshold by chance, and the empty levels of an encoding average out. (The authors take the
+    # third-to-last single level above it; on a DES image's sparse enhancement tail, dropping odd grey
+    # levels moved that bound by half the window.)
+    box = max(step, UPPER_SMOOTHING) if stop - start + 1 >= MIN_SMOOTHED_RANGE else step
+    wide = smoothed_counts(hist, box)[start:stop + 1]
+    above = np.flatnonzero(wide > settings.peak_fraction * segment.max())
     # the upper_rank-th last level of the encoding: (upper_rank - 1) grey steps below the last one
     rank = 1 + round((settings.upper_rank - 1) * step)
-    return float(qualifying[0]), float(qualifying[-min(rank, qualifying.size)])
+    top = int(above[-min(rank, above.size)]) if above.size else segment.size - 1
+    return float(qualifying[0]), float(top + hist.first + start)
 
 
 def choose_window(hist: GreyHistogram, settings: PreprocessSettings, source: str = "") -> WindowChoice:

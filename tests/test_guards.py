@@ -104,10 +104,10 @@ def test_manifest_and_reader_share_the_default_cap():
 @pytest.fixture(scope="module")
 def phantom_le() -> np.ndarray:
     """A phantom LE image of the smoke cohort (uint16, raw 14-bit values, left breast)."""
-    from cemlib import phantom, synthetic
+    from cemlib.synthetic import render_exam, sample_patient
 
-    spec = synthetic.sample_patient(0, "bilateral benign", 0)
-    return phantom.render_exam(spec, 0.08).images[("L", "CC", "LE")]
+    spec = sample_patient(0, "bilateral benign", 0)
+    return render_exam(spec, 0.08).images[("L", "CC", "LE")]
 
 
 RAW = (1500.0, 3300.0)

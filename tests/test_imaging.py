@@ -194,8 +194,11 @@ def test_adaptive_window_indexes_grey_levels_when_minimum_is_not_zero():
     counts = {1000: 5000, 1600: 100, 2000: 400, 3000: 50, 3200: 30, 3300: 10, 3500: 300, 4000: 200}
     image = image_with_levels(counts)
     settings = PreprocessSettings(window_source="raw")
-    # inside 1500..3300 the levels 1600 2000 3000 3200 3300 all exceed 0.5% of 400: third-to-last = 3000
-    assert window_bounds(grey_histogram(image), settings) == (1600.0, 3000.0)
+    # inside 1500..3300 the levels 1600 2000 3000 3200 3300 all exceed 0.5% of 400 (2 pixels): the lower
+    # bound is the first, 1600. The upper bound is sought on counts averaged over 32 levels (UPPER_SMOOTHING):
+    # the isolated spikes at 3000 (50 / 32), 3200 and 3300 stay below 2, level 2000 reaches 16 levels up
+    # (half weight at 2016: 400 * 0.5 / 32), so the last qualifying level is 2016 and two below it, 2014.
+    assert window_bounds(grey_histogram(image), settings) == (1600.0, 2014.0)
     # the authors' slice reaches level 3300 + 1000 and labels each level one low: a different window
     assert authors_indexing_bounds(image) == (1599, 3299)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cemlib import manifest as manifest_mod
 from cemlib.imaging import PreprocessSettings, preprocess_files
+from cemlib.sources import build
 from cemlib.synthetic import cddcesm, inbreast, lesions, qc, write_cohort
 
 
@@ -32,7 +32,7 @@ def three_datasets(tmp_path_factory) -> dict:
     roots = {"internal": (write_cohort(base / "internal", patients=3, seed=0, scale=0.05, workers=0), "ge"),
              "CDD-CESM": (cddcesm.write_replica(base / "cdd", 3, 0, 0.06, 0), "cddcesm"),
              "INbreast": (inbreast.write_replica(base / "inb", 3, 0, 0.04, 0), "inbreast")}
-    return {name: manifest_mod.build(root, layout, workers=1)[0] for name, (root, layout) in roots.items()}
+    return {name: build(root, layout, workers=1)[0] for name, (root, layout) in roots.items()}
 
 
 def test_every_generated_image_passes_the_preprocessing(three_datasets):
