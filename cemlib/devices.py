@@ -83,6 +83,19 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     choose_kernels(deterministic)
 
 
+def use_threads(threads: int | None) -> int:
+    """Run torch's CPU operations on `threads` threads (None: leave torch's choice); the count in use.
+
+    Sums split across threads add up in another order, so a profile that must repeat its numbers on
+    another machine names its thread count.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def choose_kernels(deterministic: bool) -> None:
     """Deterministic kernels where torch has them, or the fastest ones (cuDNN autotuning)."""
     if deterministic:  # cuBLAS repeats its results only with a fixed workspace, read at its first use

@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cemlib import __version__
+
+#: Where a study run records its environment: reports/<profile>/environment.json.
+ENVIRONMENT_FILE = "environment.json"
 #: Environment variables that change which float kernels run, and so the numbers a run gives.
 KERNEL_VARIABLES = (
     "ATEN_CPU_CAPABILITY",
@@ -93,6 +97,7 @@ def git_commit(root: str | os.PathLike | None = None) -> str | None:
 def describe_environment() -> dict[str, Any]:
     """Everything `environment.json` records about the machine and software of a run."""
     return {
+        "cemlib": __version__,
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -104,10 +109,18 @@ def describe_environment() -> dict[str, Any]:
     }
 
 
-def environment_summary(env: dict[str, Any]) -> str:
-    """One line for a report's title page: Python, torch, CPU, kernel level and threads, GPUs."""
+def environment_facts(env: dict[str, Any]) -> dict[str, str]:
+    """The machine of an environment record as a report's title page shows it (label -> text)."""
     torch_env, cpu = env["torch"], env["cpu"]
-    devices = ", ".join(torch_env["devices"]) or "no GPU"
-    kernels = f"{torch_env['cpu_capability']} kernels, {torch_env['threads']} threads"
-    return (f"Python {env['python']}, torch {torch_env['version']} ({kernels}), "
-            f"{cpu['model']} ({cpu['logical_cores']} logical cores), {devices}")
+    kernels = ", ".join(f"{k}={v}" for k, v in env.get("kernel_variables", {}).items()) or "library defaults"
+    gpus = ", ".join(torch_env["devices"])
+    return {
+        "Python": env["python"],
+        "torch": f"{torch_env['version']} ({torch_env['cpu_capability']} CPU kernels, "
+                 f"{torch_env['threads']} threads)",
+        "Kernel settings": kernels,
+        "Operating system": env["platform"],
+        "CPU": f"{cpu['model']}, {cpu['logical_cores']} logical cores; "
+               f"{' '.join(cpu['vector_extensions']) or 'no vector extensions listed'}",
+        "GPU": f"{gpus} (CUDA {torch_env['cuda_build']})" if gpus else "none",
+    }

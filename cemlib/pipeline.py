@@ -22,6 +22,8 @@ from typing import Any
 
 from cemlib import report as report_files
 from cemlib import tracking
+from cemlib.devices import use_threads
+from cemlib.environment import ENVIRONMENT_FILE, describe_environment
 from cemlib.fileio import atomic_write_text
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
 from cemlib.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
@@ -209,11 +211,20 @@ def run_pipeline(
         results.append(StepResult(name, "ran", seconds, output))
     if report and tuple(steps) == STEPS:
         _remove_stale_outputs(reports, state.get(OUTPUTS_KEY, {}))
-        paths = export_report(profile)
+        paths = {"environment": write_environment(profile)}
+        paths.update(export_report(profile))
         paths["index"] = write_index(profile, sum(r.seconds for r in results))
         for path in paths.values():
             print(f"report: {path}", flush=True)
     return results
+
+
+def write_environment(profile: Settings) -> Path:
+    """reports/<profile>/environment.json: Python, packages, CPU, kernel settings and torch of this run."""
+    use_threads(profile.threads)  # as the notebooks' kernels ran
+    path = Path(profile.reports) / ENVIRONMENT_FILE
+    atomic_write_text(path, json.dumps(describe_environment(), indent=2) + "\n")
+    return path
 
 
 def export_report(profile: Settings) -> dict[str, Path]:

@@ -180,6 +180,7 @@ class Settings(Section):
     name: str = "profile"
     device: str = "cpu"
     seed: int = 0
+    threads: int | None = None  # torch's CPU threads; float results depend on it (None: torch's default)
     data: DataSettings = field(default_factory=DataSettings)
     external: dict[str, ExternalSettings] = field(default_factory=dict)
     preprocess: PreprocessSettingsSection = field(default_factory=PreprocessSettingsSection)

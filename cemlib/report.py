@@ -17,11 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import math
-import os
-import platform
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cemlib.environment import ENVIRONMENT_FILE, describe_environment, environment_facts
 from cemlib.fileio import atomic_write_bytes, atomic_write_text
 
 STUDY_TITLE = ("Multi-feature fusion of contrast-enhanced mammography for breast-cancer diagnosis: "
@@ -177,59 +176,19 @@ def remove_stale(reports: Path, current: set[str]) -> list[str]:
 # title page facts
 
 
-def git_commit(root: Path) -> str:
-    """Short commit of the working tree at root, '+ local changes' when it differs; 'unknown' off git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              check=True, timeout=20).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return f"{commit} + local changes" if dirty else commit
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment_summary(device: str = "cpu") -> dict[str, str]:
-    """Python, torch, operating system, CPU (cores, torch threads) and GPU of the machine that ran it."""
-    import torch
-
-    summary = {
-        "Python": platform.python_version(),
-        "torch": torch.__version__,
-        "Operating system": platform.platform(terse=True),
-        "CPU": f"{_cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
-    }
-    if torch.cuda.is_available():
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        summary["GPU"] = ", ".join(names) + f" (CUDA {torch.version.cuda})"
-    else:
-        summary["GPU"] = "none"
-    summary["Device used"] = str(device)
-    return summary
-
-
-def title_facts(profile: dict[str, Any], when: datetime | None = None) -> dict[str, str]:
-    """The title page's table: profile, date, commit and the environment summary."""
-    root = Path(profile.get("_root") or Path(__file__).resolve().parent.parent)
+def title_facts(profile: dict[str, Any], env: dict[str, Any], when: datetime | None = None) -> dict[str, str]:
+    """The title page's table: profile, date, commit and the machine (`cemlib.environment`'s record)."""
     when = when or datetime.now(UTC)
+    commit = env.get("commit") or "unknown (not a git checkout)"
+    if commit.endswith("-dirty"):
+        commit = commit[:12] + " + local changes"
     facts = {
         "Profile": str(profile.get("name", "")),
         "Date": when.strftime("%Y-%m-%d %H:%M UTC"),
-        "Code": f"cemlib, git commit {git_commit(root)}",
+        "Code": f"cemlib {env.get('cemlib', '')}, git commit {commit[:40]}".replace("  ", " "),
     }
-    facts.update(environment_summary(str(profile.get("device", "cpu"))))
+    facts.update(environment_facts(env))
+    facts["Device used"] = str(profile.get("device", "cpu"))
     return facts
 
 
@@ -376,15 +335,17 @@ code { font-size: 8pt; }
 """
 
 
-def report_html(profile: dict[str, Any], executed: list[Path], when: datetime | None = None) -> str:
+def report_html(profile: dict[str, Any], executed: list[Path], when: datetime | None = None,
+                env: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML document (title page, contents, the notebooks' sections)."""
+    env = env if env is not None else describe_environment()
     headings: list[tuple[int, str, str]] = []
     body = _number_headings(notebook_sections(executed), headings)
     title = f"{STUDY_TITLE} ({profile.get('name', '')} profile)"
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{REPORT_CSS}</style></head><body>"
-        f"{_title_page(profile, title_facts(profile, when))}{_contents(headings)}{body}</body></html>\n"
+        f"{_title_page(profile, title_facts(profile, env, when))}{_contents(headings)}{body}</body></html>\n"
     )
 
 
@@ -401,7 +362,9 @@ def export_report(profile: dict[str, Any], executed: list[Path]) -> dict[str, Pa
     if not executed:
         raise FileNotFoundError("no executed notebooks to build a report from")
     reports = Path(profile["reports"])
+    record = reports / ENVIRONMENT_FILE
+    env = json.loads(record.read_text()) if record.is_file() else describe_environment()
     html_path = reports / "report.html"
-    atomic_write_text(html_path, report_html(profile, executed))
+    atomic_write_text(html_path, report_html(profile, executed, env=env))
     pdf_path = html_to_pdf(html_path, reports / "report.pdf")
     return {"html": html_path, "pdf": pdf_path}

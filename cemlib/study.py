@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cemlib import cams, data, evaluation, plots, prepare, qc, report, results, tables, tracking, training
 from cemlib.checkpoints import load_model
-from cemlib.devices import inference_device
+from cemlib.devices import inference_device, use_threads
 from cemlib.fileio import atomic_write_text, save_figure
 from cemlib.manifest import describe as describe_manifest
 from cemlib.profiles import Settings, load_profile
@@ -39,8 +39,10 @@ EXTERNAL_NAMES = {name: prepare.DATASET_NAMES[name] for name in EXTERNAL_MODELS}
 
 
 def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None) -> Settings:
-    """The profile's settings tree with absolute paths (a notebook's first call)."""
-    return load_profile(profile, overrides)
+    """The profile's settings tree with absolute paths (a notebook's first call); sets its thread count."""
+    cfg = load_profile(profile, overrides)
+    use_threads(cfg.threads)
+    return cfg
 
 
 def show_profile(cfg: Settings) -> None:

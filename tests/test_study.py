@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,11 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     assert [r.name for r in results] == list(pipeline.STEPS)
     assert all(r.status == "ran" and r.output.exists() for r in results)
     assert (root / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
-    assert "Table 4" in (root / "reports" / "report.html").read_text()
+    page = (root / "reports" / "report.html").read_text()
+    assert "Table 4" in page
+    env = json.loads((root / "reports" / "environment.json").read_text())
+    assert env["torch"]["version"] in page and env["cpu"]["model"] in page  # the title page shows it
+    assert env["kernel_variables"]["MKL_CBWR"] == "COMPATIBLE" and "numpy" in env["packages"]
     figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing")
     for figure in figures:
         assert (root / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
