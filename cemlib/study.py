@@ -29,6 +29,7 @@ from cemlib.devices import inference_device, use_threads
 from cemlib.fileio import atomic_write_text, save_figure
 from cemlib.manifest import describe as describe_manifest
 from cemlib.profiles import Settings, load_profile
+from cemlib.synthetic import qc as synthetic_qc
 from cemlib.views import SIDES, VIEW_ORDER
 from cemlib.vocab import FUSIONS, INPUTS, model_name, patient_classes
 
@@ -199,6 +200,29 @@ def qc_figure(cfg: Settings, manifest, patients: int = 2):
              in zip(qc.manifest_views(manifest, chosen), product(chosen, VIEW_ORDER), strict=True)]
     figure = qc.qc_figure_from_views(views, prepare.preprocess_settings(cfg))
     return keep_figure(cfg, figure, "qc_preprocessing")
+
+
+def window_rules(cache) -> pd.DataFrame:
+    """How each image's window was chosen: number of images per rule, LE and DES (the cache's record)."""
+    record = cache.windows()
+    rows = []
+    for energy in ("LE", "DES"):
+        column = record.get(f"{energy.lower()}_window_rule", pd.Series(dtype=str))
+        counts = column[column != ""].value_counts()
+        rows += [{"energy": energy, "rule": rule, "images": int(n)} for rule, n in counts.items()]
+    return pd.DataFrame(rows, columns=["energy", "rule", "images"])
+
+
+def intensity_figure(cfg: Settings, manifest, cache, images: int = 40):
+    """Raw grey levels of the internal cohort and each external dataset side by side, then preprocessed."""
+    manifests, settings = {"internal": manifest}, {"internal": cache.settings}
+    for name in EXTERNAL_MODELS:
+        if name in cfg.external:
+            external_manifest, external_cache = prepare_external(cfg, name)
+            manifests[EXTERNAL_NAMES[name]] = external_manifest
+            settings[EXTERNAL_NAMES[name]] = external_cache.settings
+    figure = synthetic_qc.intensity_histograms(manifests, settings, n_images=images, seed=cfg.seed)
+    return keep_figure(cfg, figure, "intensity_histograms")
 
 
 def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):

@@ -80,7 +80,8 @@ def test_report_html_has_title_page_contents_and_only_what_a_study_shows(tmp_pat
     profile = {"name": "smoke", "device": "cpu", "reports": str(tmp_path)}
     page = report.report_html(profile, paths)
     assert f"<title>{report.STUDY_TITLE}" in page and "Notebook" not in page
-    for fact in ("Profile", "Date", "git commit", "Python", "torch", "CPU", "threads", "Kernel settings", "GPU"):
+    for fact in ("Profile", "Date", "git commit", "Python", "torch", "CPU", "threads", "Kernel settings",
+                 "GPU"):
         assert fact in page
     headings = re.findall(r'<h([12]) id="(s\d+)">([^<]*)</h\1>', page)
     assert [text for _, _, text in headings] == ["00_cohort", "Table 1: patients", "01_preprocessing",

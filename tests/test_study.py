@@ -9,7 +9,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from cemlib import pipeline
+from cemlib import pipeline, study
 
 TINY_PROFILE = Path(__file__).parent / "data" / "tiny_profile.yaml"
 
@@ -38,7 +38,8 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     env = json.loads((root / "reports" / "environment.json").read_text())
     assert env["torch"]["version"] in page and env["cpu"]["model"] in page  # the title page shows it
     assert env["kernel_variables"]["MKL_CBWR"] == "COMPATIBLE" and "numpy" in env["packages"]
-    figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing")
+    figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing",
+               "intensity_histograms")
     for figure in figures:
         assert (root / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
         assert (root / "reports" / "figures" / f"{figure}.pdf").exists()
@@ -114,3 +115,17 @@ def test_notebooks_and_report_hold_no_noise_and_training_left_event_files(study_
     assert logs
     for log in logs:
         assert list(log.parent.glob("events.out.tfevents.*")), log.parent
+
+
+def test_window_rules_count_images_per_rule():
+    class Cache:
+        def windows(self):
+            return pd.DataFrame({"le_window_rule": ["adaptive raw 1500..3300"] * 3 + ["adaptive image 10..250"],
+                                 "des_window_rule": ["adaptive raw 1500..3300"] * 2 + ["", ""]})
+
+    table = study.window_rules(Cache())
+    assert table.to_dict("records") == [
+        {"energy": "LE", "rule": "adaptive raw 1500..3300", "images": 3},
+        {"energy": "LE", "rule": "adaptive image 10..250", "images": 1},
+        {"energy": "DES", "rule": "adaptive raw 1500..3300", "images": 2},
+    ]
