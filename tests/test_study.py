@@ -120,8 +120,8 @@ def test_notebooks_and_report_hold_no_noise_and_training_left_event_files(study_
 def test_window_rules_count_images_per_rule():
     class Cache:
         def windows(self):
-            return pd.DataFrame({"le_window_rule": ["adaptive raw 1500..3300"] * 3 + ["adaptive image 10..250"],
-                                 "des_window_rule": ["adaptive raw 1500..3300"] * 2 + ["", ""]})
+            raw, own = "adaptive raw 1500..3300", "adaptive image 10..250"
+            return pd.DataFrame({"le_window_rule": [raw, raw, raw, own], "des_window_rule": [raw, raw, "", ""]})
 
     table = study.window_rules(Cache())
     assert table.to_dict("records") == [
