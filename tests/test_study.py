@@ -121,7 +121,8 @@ def test_window_rules_count_images_per_rule():
     class Cache:
         def windows(self):
             raw, own = "adaptive raw 1500..3300", "adaptive image 10..250"
-            return pd.DataFrame({"le_window_rule": [raw, raw, raw, own], "des_window_rule": [raw, raw, "", ""]})
+            return pd.DataFrame({"le_window_rule": [raw, raw, raw, own],
+                                 "des_window_rule": [raw, raw, "", ""]})
 
     table = study.window_rules(Cache())
     assert table.to_dict("records") == [
