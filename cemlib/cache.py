@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
+from cemlib.outputs import check_output_folder
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
 
@@ -638,6 +639,9 @@ def run_cli(args: argparse.Namespace) -> int:
     settings, manifest_dir, cache_dir = settings_from_args(args)
     if not (manifest_dir / "images.csv").exists():
         raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
+    check_output_folder(cache_dir)
+    if not args.keep_manifest:  # failed images are recorded there as exclusions
+        check_output_folder(manifest_dir, min_free_bytes=0)
     manifest = Manifest.load(manifest_dir)
     cache = TensorCache(cache_dir, settings)
     result = cache.fill(manifest, workers=args.workers, progress=not args.no_progress)

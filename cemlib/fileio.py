@@ -30,9 +30,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except (OSError, RuntimeError) as exc:
+        # Messages name the file the caller asked for, not its temporary twin (torch names none at all).
+        if getattr(exc, "filename", None) in (None, str(tmp_path)):
+            exc.filename = str(target)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files (.NAME.*.tmp) that a killed atomic write left in `folder`; return them.
+
+    Call it where one process owns the folder for the run (a verb's output folder), never on a folder
+    another process may be writing into at the same moment.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in (folder.rglob if recursive else folder.glob)(".*.tmp") if p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def current_umask() -> int:

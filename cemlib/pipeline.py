@@ -23,6 +23,7 @@ from typing import Any
 from cemlib import report as report_files
 from cemlib import tracking
 from cemlib.fileio import atomic_write_text
+from cemlib.outputs import check_output_folder
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
 from cemlib.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
 from cemlib.study import write_index
@@ -242,6 +243,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
+    written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
+        check_output_folder(folder)
     if args.report_only:
         profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
         for path in export_report(profile).values():
