@@ -32,7 +32,7 @@ from cemlib.cache import TensorCache, apply_exclusions
 from cemlib.checkpoints import load_checkpoint
 from cemlib.data import PatientDataset, make_loader
 from cemlib.exam import run_study_cli
-from cemlib.fileio import atomic_write_text
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, temporaries_of
 from cemlib.manifest import Manifest
 from cemlib.outputs import check_output_file
 from cemlib.predict import load_for_inference, score_batch, settings_of
@@ -202,8 +202,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if not args.manifest:
         raise ValueError("give --manifest DIR (the patients to score)")
     if args.out:  # the breast table and the image table beside it, before anything is scored
-        check_output_file(args.out)
-        check_output_file(_image_table_path(Path(args.out)))
+        for table in (Path(args.out), _image_table_path(Path(args.out))):
+            remove_stale_temporaries(check_output_file(table).parent, temporaries_of(table))
     state = load_checkpoint(args.checkpoint)
     manifest = Manifest.load(args.manifest)
     cache = _cache_for(state, args.cache, args.checkpoint)

@@ -49,7 +49,7 @@ from torch import nn
 from cemlib import __version__, models
 from cemlib.cache import expected_raw_range
 from cemlib.cams import explain_exam, image_cams, plot_exam_cams
-from cemlib.fileio import atomic_write_text, save_figure
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, save_figure
 from cemlib.imaging import PreprocessSettings, preprocess_pair, read_pixels
 from cemlib.outputs import check_output_folder
 from cemlib.predict import LoadedModel, load_for_inference
@@ -584,6 +584,7 @@ def run_study_cli(args: argparse.Namespace) -> int:
         raise ValueError("give either STUDY_DIR (one exam) or --manifest, not both")
     study = Path(args.study)
     out = check_output_folder(_report_dir(study, args.out))
+    remove_stale_temporaries(out)
     result = predict_exam(study, args.checkpoint, inputs=args.inputs, device=args.device,
                           cams=not getattr(args, "no_cams", False), exclude=[out])
     for line in summary_lines(result):

@@ -23,7 +23,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # temporaries_of
     os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
@@ -40,19 +40,29 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files (.NAME.*.tmp) that a killed atomic write left in `folder`; return them.
+#: The names atomic_path gives its temporary files (tempfile's eight random characters).
+TEMPORARY_PATTERN = ".*.????????.tmp"
 
-    Call it where one process owns the folder for the run (a verb's output folder), never on a folder
-    another process may be writing into at the same moment.
+
+def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = TEMPORARY_PATTERN,
+                             recursive: bool = False) -> list[Path]:
+    """Delete the temporary files (.NAME.*.tmp) a killed atomic write left in `folder`; return them.
+
+    Call it only where one process owns the files for the run (a verb's own output), never where another
+    process may be writing at the same moment; `pattern` narrows it to one target's temporaries.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(p for p in (folder.rglob if recursive else folder.glob)(".*.tmp") if p.is_file())
+    stale = sorted(p for p in (folder.rglob if recursive else folder.glob)(pattern) if p.is_file())
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def temporaries_of(target: str | os.PathLike) -> str:
+    """The glob pattern of the temporary files atomic_path makes for `target` (inside its folder)."""
+    return f".{Path(target).name}.????????.tmp"
 
 
 def current_umask() -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cemlib import report as report_files
 from cemlib import tracking
-from cemlib.fileio import atomic_write_text
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries
 from cemlib.outputs import check_output_folder
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
 from cemlib.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
@@ -245,7 +245,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
     written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
     for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
-        check_output_folder(folder)
+        remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
         profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
         for path in export_report(profile).values():

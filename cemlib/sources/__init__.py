@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from cemlib.fileio import remove_stale_temporaries
 from cemlib.manifest import (
     DEFAULT_RATIOS,
+    PRIVATE_NAMES,
     Manifest,
     describe,
     mark_external,
@@ -148,6 +150,8 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         layout, root = None, Path(args.target)
     out = check_output_folder(args.out if args.out else root / "manifest")
+    for folder in (out, out / Path(PRIVATE_NAMES).parent):  # what a killed earlier run left
+        remove_stale_temporaries(folder)
     manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset)
     manifest.save(out)
     print(f"layout {layout} at {manifest.root}")
