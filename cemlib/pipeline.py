@@ -244,6 +244,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
     written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    for folder in () if args.report_only else (written.data.manifest, written.preprocess.cache):
+        check_output_folder(folder)
     for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
         remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
