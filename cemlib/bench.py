@@ -32,9 +32,10 @@ from cemlib.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from cemlib.data import Augment, PatientDataset, make_loader, set_loader_epoch
 from cemlib.devices import DistContext, resolve_device, set_seed
 from cemlib.exam import predict_exam, write_report
-from cemlib.fileio import atomic_write_text
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, temporaries_of
 from cemlib.imaging import preprocess_pair, read_pixels
 from cemlib.manifest import Manifest
+from cemlib.outputs import check_output_file
 from cemlib.predict import load_for_inference
 from cemlib.prepare import prepare_data, preprocess_settings
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
@@ -486,6 +487,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem bench` and print the results."""
+    if args.json_out:
+        remove_stale_temporaries(check_output_file(args.json_out).parent, temporaries_of(args.json_out))
     targets = TARGETS if args.target == "all" else (args.target,)
     train_options = {"devices": args.device, "steps": args.steps, "warmup": args.warmup,
                      "compiled": args.compile}

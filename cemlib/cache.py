@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
+from cemlib.outputs import OutputLocationError, check_output_folder
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
 
@@ -411,7 +412,7 @@ class TensorCache:
     def _prepare_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         # Leftovers of an interrupted fill: temporary files never renamed into place.
-        for stale in self.folder.glob("*/.*.tmp"):
+        for stale in [*self.folder.glob(".*.tmp"), *self.folder.glob("*/.*.tmp")]:
             stale.unlink(missing_ok=True)
         settings_file = self.folder / "settings.json"
         if not settings_file.exists():
@@ -638,6 +639,12 @@ def run_cli(args: argparse.Namespace) -> int:
     settings, manifest_dir, cache_dir = settings_from_args(args)
     if not (manifest_dir / "images.csv").exists():
         raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
+    check_output_folder(cache_dir)
+    if not args.keep_manifest:  # failed images are recorded there as exclusions
+        try:
+            check_output_folder(manifest_dir, min_free_bytes=0)
+        except OutputLocationError as exc:
+            raise OutputLocationError(f"{exc}; give --keep-manifest to leave the manifest as it is") from exc
     manifest = Manifest.load(manifest_dir)
     cache = TensorCache(cache_dir, settings)
     result = cache.fill(manifest, workers=args.workers, progress=not args.no_progress)

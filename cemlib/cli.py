@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from cemlib.outputs import describe_write_failure
 from cemlib.profiles import SettingsError
 
 #: verb -> (module, one-line help), in pipeline order.
@@ -52,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:  # a usage error, as argparse's own: exit code 2
         print(f"cem {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"cem {args.command}: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # a missing input, or a write that failed: read-only, full disk, no permission
+        print(f"cem {args.command}: error: {describe_write_failure(exc)}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as exc:
+        # A failed atomic write names its file (torch's full-disk error does not): say path and cause.
+        message = describe_write_failure(exc) if getattr(exc, "filename", None) else exc
+        print(f"cem {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

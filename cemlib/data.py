@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from cemlib.cache import CacheError, Entry, TensorCache
+from cemlib.cache import CacheError, Entry, TensorCache, entry_label
 from cemlib.manifest import Manifest
 from cemlib.views import SIDES, VIEW_ORDER, VIEWS
 from cemlib.vocab import INPUT_ENERGIES, check_inputs
@@ -212,7 +212,7 @@ class _CachedViews(Dataset):
             first = missing[0]
             raise CacheError(
                 f"{len(missing)} view(s) of {manifest.dataset!r} are not in the cache {cache.folder} "
-                f"(first: {first.patient_id} {first.side} {first.view}, {first.le_path}): "
+                f"(first: {entry_label(first)}): "
                 f"run `cem preprocess`"
             )
         self._check_des(wanted)

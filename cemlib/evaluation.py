@@ -32,8 +32,9 @@ from cemlib.cache import TensorCache, apply_exclusions
 from cemlib.checkpoints import load_checkpoint
 from cemlib.data import PatientDataset, make_loader
 from cemlib.exam import run_study_cli
-from cemlib.fileio import atomic_write_text
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, temporaries_of
 from cemlib.manifest import Manifest
+from cemlib.outputs import check_output_file
 from cemlib.predict import load_for_inference, score_batch, settings_of
 from cemlib.views import SIDES, VIEW_ORDER
 from cemlib.vocab import IMAGE_MODEL, INPUTS
@@ -190,12 +191,19 @@ def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):
     return TensorCache(folder, settings)
 
 
+def _image_table_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_images{out.suffix or '.csv'}")
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Score a manifest's breasts and write (or print) the per-breast and per-image tables."""
     if args.study:
         return run_study_cli(args)
     if not args.manifest:
         raise ValueError("give --manifest DIR (the patients to score)")
+    if args.out:  # the breast table and the image table beside it, before anything is scored
+        for table in (Path(args.out), _image_table_path(Path(args.out))):
+            remove_stale_temporaries(check_output_file(table).parent, temporaries_of(table))
     state = load_checkpoint(args.checkpoint)
     manifest = Manifest.load(args.manifest)
     cache = _cache_for(state, args.cache, args.checkpoint)
@@ -214,7 +222,7 @@ def run_cli(args: argparse.Namespace) -> int:
     atomic_write_text(out, result.breasts.to_csv(index=False))
     print(f"wrote {len(result.breasts)} breast scores ({result.model}) to {out}")
     if result.images is not None:
-        image_out = out.with_name(f"{out.stem}_images{out.suffix or '.csv'}")
+        image_out = _image_table_path(out)
         atomic_write_text(image_out, result.images.to_csv(index=False))
         print(f"wrote {len(result.images)} image scores to {image_out}")
     return 0

@@ -47,9 +47,11 @@ import torch
 from torch import nn
 
 from cemlib import __version__, models
+from cemlib.cache import expected_raw_range
 from cemlib.cams import explain_exam, image_cams, plot_exam_cams
-from cemlib.fileio import atomic_write_text, save_figure
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, save_figure
 from cemlib.imaging import PreprocessSettings, preprocess_pair, read_pixels
+from cemlib.outputs import check_output_folder
 from cemlib.predict import LoadedModel, load_for_inference
 from cemlib.sources import cddcesm, ge, inbreast, mfmodel
 from cemlib.sources.dicom import (
@@ -361,7 +363,7 @@ def load_views(views: Mapping[str, tuple[ExamFile, ExamFile | None]], settings: 
     planes = []
     for key in VIEW_ORDER:
         le_file, des_file = views[key]
-        le = read_pixels(le_file.path)
+        le = read_pixels(le_file.path, expected_range=expected_raw_range(settings))
         des = read_pixels(des_file.path) if des_file is not None else None
         le01, des01 = preprocess_pair(le, des, key[0], settings, source=str(le_file.path))
         planes.append(np.stack([le01] if des01 is None else [le01, des01]))
@@ -581,7 +583,8 @@ def run_study_cli(args: argparse.Namespace) -> int:
     if getattr(args, "manifest", None):
         raise ValueError("give either STUDY_DIR (one exam) or --manifest, not both")
     study = Path(args.study)
-    out = _report_dir(study, args.out)
+    out = check_output_folder(_report_dir(study, args.out))
+    remove_stale_temporaries(out)
     result = predict_exam(study, args.checkpoint, inputs=args.inputs, device=args.device,
                           cams=not getattr(args, "no_cams", False), exclude=[out])
     for line in summary_lines(result):

@@ -23,16 +23,46 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # temporaries_of
     os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except (OSError, RuntimeError) as exc:
+        # Messages name the file the caller asked for, not its temporary twin (torch names none at all).
+        if getattr(exc, "filename", None) in (None, str(tmp_path)):
+            exc.filename = str(target)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: The names atomic_path gives its temporary files (tempfile's eight random characters).
+TEMPORARY_PATTERN = ".*.????????.tmp"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = TEMPORARY_PATTERN,
+                             recursive: bool = False) -> list[Path]:
+    """Delete the temporary files (.NAME.*.tmp) a killed atomic write left in `folder`; return them.
+
+    Call it only where one process owns the files for the run (a verb's own output), never where another
+    process may be writing at the same moment; `pattern` narrows it to one target's temporaries.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in (folder.rglob if recursive else folder.glob)(pattern) if p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def temporaries_of(target: str | os.PathLike) -> str:
+    """The glob pattern of the temporary files atomic_path makes for `target` (inside its folder)."""
+    return f".{Path(target).name}.????????.tmp"
 
 
 def current_umask() -> int:

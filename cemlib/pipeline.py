@@ -24,7 +24,8 @@ from cemlib import report as report_files
 from cemlib import tracking
 from cemlib.devices import use_threads
 from cemlib.environment import ENVIRONMENT_FILE, describe_environment
-from cemlib.fileio import atomic_write_text
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries
+from cemlib.outputs import check_output_folder
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides, profile_path
 from cemlib.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
 from cemlib.study import write_index
@@ -253,6 +254,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
+    written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    for folder in () if args.report_only else (written.data.manifest, written.preprocess.cache):
+        check_output_folder(folder)
+    for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
+        remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
         profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
         for path in export_report(profile).values():

@@ -14,7 +14,8 @@ import pandas as pd
 
 from cemlib import plots, stats
 from cemlib.claims import load_reference, scorecard, table_comparison
-from cemlib.fileio import atomic_write_text, save_figure
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries, save_figure
+from cemlib.outputs import check_output_folder
 from cemlib.resources import paper_reference_path
 from cemlib.tables import (
     PAPER_PAIRS,
@@ -239,6 +240,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem tables`."""
+    remove_stale_temporaries(check_output_folder(args.out))
     predictions = load_predictions(args.predictions)
     breasts = load_breasts(args.manifest) if args.manifest else None
     reference = load_reference(args.reference) if args.reference else None

@@ -266,3 +266,14 @@ def test_synthetic_cohort_end_to_end(tmp_path: Path) -> None:
         for view in range(4):
             le = item["x"][view, 0]
             assert le[:, : SIZE[1] // 4].mean() > le[:, -SIZE[1] // 4 :].mean()
+
+
+def test_unfilled_cache_error_names_the_image_by_its_label_not_its_file(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path / "cohort", patients=1)
+    cache = TensorCache(tmp_path / "cache", PreprocessSettings(size=SIZE))
+    with pytest.raises(CacheError) as failure:
+        PatientDataset(manifest, cache)
+    message = str(failure.value)
+    patient = manifest.images["patient_id"].iloc[0]
+    assert f"(first: {manifest.dataset}/{patient} L CC LE)" in message
+    assert str(tmp_path / "cohort") not in message and ".dcm" not in message

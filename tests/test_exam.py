@@ -287,3 +287,16 @@ def test_benchmark_exam_times_each_step(tmp_path):
     for key in ("median_preprocess_s", "median_model_s", "median_model_and_cams_s", "exam_with_cams_s"):
         assert result[key] > 0
     assert result["exam_with_cams_s"] >= result["median_model_and_cams_s"]
+
+
+def test_rescale_set_on_unrescaled_pixels_is_refused_for_one_exam_as_in_the_cache(tiny, cem_checkpoint,
+                                                                                   tmp_path, capsys):
+    study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "exam")
+    ds = pydicom.dcmread(study / "L_CC_LE.dcm")
+    ds.RescaleSlope, ds.RescaleIntercept = 2, 1000  # header changed, pixels left as stored
+    ds.save_as(study / "L_CC_LE.dcm")
+    code = cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "RescaleSlope 2 / RescaleIntercept 1000 contradict the pixels" in err
+    assert not (study / exam.REPORT_DIR / "report.html").exists()

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from cemlib.fileio import remove_stale_temporaries
 from cemlib.manifest import (
     DEFAULT_RATIOS,
+    PRIVATE_NAMES,
     Manifest,
     describe,
     mark_external,
@@ -24,6 +26,7 @@ from cemlib.manifest import (
     split_patients,
     verify,
 )
+from cemlib.outputs import check_output_folder
 from cemlib.sources.dicom import Candidate, ImageRejected, check_candidates, check_mg_header, dicom_files, rel
 
 __all__ = ["ADAPTERS", "EXTERNAL", "Candidate", "ImageRejected", "build", "check_candidates",
@@ -146,8 +149,10 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown layout {args.target!r}; expected one of {sorted(ADAPTERS)}")
     else:
         layout, root = None, Path(args.target)
+    out = check_output_folder(args.out if args.out else root / "manifest")
+    for folder in (out, out / Path(PRIVATE_NAMES).parent):  # what a killed earlier run left
+        remove_stale_temporaries(folder)
     manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset)
-    out = Path(args.out) if args.out else root / "manifest"
     manifest.save(out)
     print(f"layout {layout} at {manifest.root}")
     print(describe(manifest))

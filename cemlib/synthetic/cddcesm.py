@@ -47,7 +47,7 @@ from cemlib.sources.cddcesm import (
 from cemlib.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION, prepare_replica_dir, write_patients
+from cemlib.synthetic.writer import GENERATOR_VERSION, finish_dir, prepare_replica_dir, write_patients
 from cemlib.views import ENERGIES, SIDES, VIEWS
 
 RELEASE_SHAPE = (2355, 1315)
@@ -453,6 +453,7 @@ def write_replica(
         "des_window": DES_WINDOW,
     }
     atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
+    finish_dir(out)
     return out
 
 

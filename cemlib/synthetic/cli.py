@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from cemlib.outputs import check_output_file, check_output_folder
 from cemlib.synthetic import cddcesm, inbreast
 from cemlib.synthetic.cohort import DEFAULT_PATIENTS
 from cemlib.synthetic.ge import write_cohort
@@ -35,6 +36,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `cem synth`."""
     if args.patients < 1:
         raise ValueError(f"--patients must be at least 1, got {args.patients}")
+    check_output_file(args.qc_sheet) if args.qc_sheet else check_output_folder(args.out)
     if args.qc_sheet:
         print(f"wrote {write_qc_sheet(args.qc_sheet, seed=args.seed)}")
         return 0

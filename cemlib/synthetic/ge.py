@@ -22,7 +22,13 @@ from cemlib import __version__
 from cemlib.fileio import atomic_write_bytes, atomic_write_text
 from cemlib.synthetic.cohort import DEFAULT_PATIENTS, lesion_rows, sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION, prepare_cohort_dir, write_patients
+from cemlib.synthetic.writer import (
+    GENERATOR_VERSION,
+    check_complete,
+    finish_dir,
+    prepare_cohort_dir,
+    write_patients,
+)
 from cemlib.views import ENERGIES, SIDES, VIEWS
 
 DIGITAL_MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
@@ -164,6 +170,7 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
                 "rows": rows, "cols": cols,
                 "pixel_spacing_mm": round(pixel_spacing(scale), 6), "pydicom_version": pydicom.__version__}
     atomic_write_text(out / "cohort.json", json.dumps(settings, indent=2) + "\n")
+    finish_dir(out)
     return out
 
 
@@ -178,6 +185,7 @@ def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, ob
     path = Path(root) / marker
     if not path.is_file():
         return
+    check_complete(Path(root))
     recorded = json.loads(path.read_text())
     if recorded.get("images") is False:
         raise ValueError(f"{path} records a cohort written without images (cem synth --no-images): delete "

@@ -47,7 +47,7 @@ from cemlib.sources.inbreast import (
 from cemlib.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION, prepare_replica_dir, write_patients
+from cemlib.synthetic.writer import GENERATOR_VERSION, finish_dir, prepare_replica_dir, write_patients
 
 DETECTORS = ((4084, 3328), (3328, 2560))
 FULL_PIXEL_SPACING_MM = 0.07
@@ -338,4 +338,5 @@ def write_replica(
         "le_window_range": LE_WINDOW_RANGE,
     }
     atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
+    finish_dir(out)
     return out

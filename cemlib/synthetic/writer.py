@@ -16,9 +16,14 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from cemlib.fileio import remove_stale_temporaries
+
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
 #: written by an earlier generator is never reused silently.
 GENERATOR_VERSION = "3"
+#: Present while a writer fills a folder, removed when its marker (cohort.json, replica.json) is written:
+#: a folder a killed writer left is recognised as the kit's own, and a rerun clears and completes it.
+INCOMPLETE = ".cem-synth-incomplete"
 
 Task = TypeVar("Task")
 
@@ -43,21 +48,38 @@ def write_patients(task: Callable[[Task], Any], items: Sequence[Task], workers: 
 def prepare_cohort_dir(out: Path, keep: set[str], marker: str = "cohort.json") -> None:
     """Refuse a foreign non-empty folder; in an earlier cohort, remove the patients the new one lacks."""
     if out.exists() and any(out.iterdir()):
-        if not (out / marker).is_file():
+        if not (out / marker).is_file() and not (out / INCOMPLETE).is_file():
             raise ValueError(f"{out} is not empty and holds no synthetic cohort (no {marker}); "
                              "choose an empty or new folder")
         for stale in [*out.glob("SYN*"), *(out / "masks").glob("SYN*")]:
             if stale.is_dir() and stale.name not in keep:
                 shutil.rmtree(stale)
-    out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out, recursive=True)
+    _start(out)
 
 
 def prepare_replica_dir(out: Path, release: str, marker: str = "replica.json") -> None:
     """Refuse a non-empty folder that is not an earlier replica (no `marker`); clear an earlier replica."""
     if out.exists() and any(out.iterdir()):
-        if not (out / marker).is_file():
+        if not (out / marker).is_file() and not (out / INCOMPLETE).is_file():
             raise ValueError(f"{out} is not empty and is not a {release} replica (no {marker}); "
                              "choose an empty or new folder")
         for child in out.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+    _start(out)
+
+
+def _start(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE).touch()
+
+
+def finish_dir(out: Path) -> None:
+    """Mark a folder a writer has completed (after its cohort.json or replica.json is written)."""
+    (out / INCOMPLETE).unlink(missing_ok=True)
+
+
+def check_complete(root: Path) -> None:
+    """Raise a ValueError when a killed writer left `root` incomplete."""
+    if (root / INCOMPLETE).is_file():
+        raise ValueError(f"{root}: an interrupted `cem synth` left it incomplete; run it again or delete it")

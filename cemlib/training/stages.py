@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from cemlib import data, models
 from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder
 from cemlib.devices import DistContext, init_distributed, set_seed
+from cemlib.outputs import check_output_folder
 from cemlib.prepare import prepare_data
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
 from cemlib.training.loop import FitConfig, FitResult, LossFn, fit, image_loss, loader_for
@@ -343,6 +344,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Train one model; print where its best checkpoint and log are."""
     profile = load_profile(args.profile, parse_overrides(args.overrides))
     run_dir = Path(args.run_dir) if args.run_dir else None
+    check_output_folder(run_dir or runs_dir(profile) / "models")  # before any data is read or epoch run
     try:
         if args.stage1_only:
             folder = run_dir / "stage1" if run_dir else stage1_dir(profile, args.inputs)
