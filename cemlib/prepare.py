@@ -12,6 +12,7 @@ the internal cohort's, which fall back to SYNTH_DEFAULTS: one set of defaults.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -145,6 +146,15 @@ def _has_data(plan: DatasetPlan) -> bool:
 
 def _root_key(plan: DatasetPlan) -> str:
     return "data.root" if plan.name == INTERNAL else f"external.{plan.name}.root"
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """16-hex digest of what a model learns from: each image's content, and each breast's label and split."""
+    images = manifest.images[["dataset", "patient_id", "side", "view", "energy", "sha256"]].astype(str)
+    breasts = manifest.breasts[["dataset", "patient_id", "side", "label", "split"]].astype(str)
+    text = "\n".join([images.sort_values(list(images.columns)).to_csv(index=False),
+                      breasts.sort_values(list(breasts.columns)).to_csv(index=False)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def fill_cache(profile: Settings, manifest: Manifest, manifest_dir: str | os.PathLike,
