@@ -6,7 +6,9 @@ epoch kept. `last.pt` is written after every epoch with the model, optimiser, sc
 early-stopping state; a rerun with the same run directory resumes from it and ends with the same weights
 and metrics as an uninterrupted run (data order and augmentation are keyed by (seed, epoch), not by how
 many epochs this process has seen). `best.pt` holds the best epoch's weights and the `arch` dict. Every
-checkpoint is written and verified by cemlib.checkpoints.
+checkpoint is written and verified by cemlib.checkpoints. Both, and settings.json beside log.csv, record
+the settings that decide the weights (`training_settings` plus what the caller passes); a folder that
+recorded other settings is neither reused nor resumed (SettingsChanged names each change).
 
 That promise holds on the CPU; on CUDA the profile default is `deterministic: false` (cuDNN picks the
 fastest, not always repeatable, kernels), and even `deterministic: true` leaves some CUDA kernels (max-pool

@@ -5,8 +5,15 @@ per view); stage 2 fine-tunes that encoder inside the four-view fusion model. Bo
 cemlib.training.loop.fit.
 
 Run directory layout (one per model; a stage-1 folder can be reused by every fusion with the same inputs):
-    RUN/stage1/last.pt  best.pt  log.csv
-    RUN/stage2/last.pt  best.pt  log.csv
+    RUN/stage1/last.pt  best.pt  log.csv  settings.json
+    RUN/stage2/last.pt  best.pt  log.csv  settings.json
+
+Settings bind to the stage they made. Each stage records (checkpoints' "settings", and settings.json) the
+architecture, the inputs, the resolved augmentation, the preprocessing settings digest, the manifest digest
+(cemlib.prepare.manifest_digest: images, labels, split), every training setting that changes the weights
+(cemlib.training.loop.training_settings) and, for stage 2, the digest of the stage-1 weights it started
+from. A finished stage is reused, and an interrupted one resumed, only when every one of them matches;
+otherwise the run stops naming each change and the folder to delete (SettingsChanged, exit code 1).
 Folder names come from cemlib.vocab.model_name (form "folder"): runs/<profile>/models/cem_mf_concat.
 
 Multi-GPU / multi-node: launch with torchrun; WORLD_SIZE/RANK/LOCAL_RANK select DistributedDataParallel;
