@@ -124,9 +124,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
-def weights_digest(path: str | os.PathLike) -> str:
-    """16-hex digest of a checkpoint's weights alone: the same weights give the same digest whenever saved."""
-    return content_digest({"model": load_checkpoint(path)["model"]})[:16]
+def weights_digest(checkpoint: Mapping[str, Any] | str | os.PathLike) -> str:
+    """16-hex digest of a checkpoint's weights alone (a loaded dict or a file): the same weights give the
+    same digest whenever they were saved."""
+    loaded = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    return content_digest({"model": loaded["model"]})[:16]
 
 
 def checkpoint_digest(path: str | os.PathLike) -> str:

@@ -236,8 +236,7 @@ def plan_stage2(
     config = FitConfig.from_profile(profile, "stage2")
     check_training_data(manifest, inputs)
     arch = arch_from_profile(profile, fusion, inputs)
-    if stage1_checkpoint is not None:
-        check_stage1_checkpoint(stage1_checkpoint, arch)
+    stage1 = check_stage1_checkpoint(stage1_checkpoint, arch) if stage1_checkpoint is not None else None
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage2", config.seed)
     check_item_fits(train_set, arch, "stage 2 training exams")
     set_seed(config.seed, config.deterministic)
@@ -245,7 +244,7 @@ def plan_stage2(
     meta = _meta(profile, manifest, fusion, inputs)
     meta["stage1"] = str(stage1_checkpoint) if stage1_checkpoint is not None else ""
     settings = stage_settings(profile, arch, inputs, manifest, cache)
-    settings[STAGE1_DIGEST] = weights_digest(stage1_checkpoint) if stage1_checkpoint is not None else None
+    settings[STAGE1_DIGEST] = weights_digest(stage1) if stage1 is not None else None
     return StagePlan(model, models.fusion_loss, train_set, val_set, config, Path(run_dir), meta, settings)
 
 
