@@ -124,6 +124,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
+def weights_digest(checkpoint: Mapping[str, Any] | str | os.PathLike) -> str:
+    """16-hex digest of a checkpoint's weights alone (a loaded dict or a file): the same weights give the
+    same digest whenever they were saved."""
+    loaded = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    return content_digest({"model": loaded["model"]})[:16]
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """The content digest a checkpoint was saved with, read without loading its tensors (memory-mapped).
+
+    A file written before checkpoints carried a digest gets its content digest computed instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # as read_checkpoint: name the file and what to do
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err}); the file is "
+                              f"damaged or not a checkpoint: {DAMAGED_ADVICE}") from err
+    stored = checkpoint.get(DIGEST_KEY) if isinstance(checkpoint, Mapping) else None
+    return str(stored) if stored is not None else content_digest(read_checkpoint(path))
+
+
 def model_from_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike = "checkpoint") -> nn.Module:
     """Rebuild the network stored in a checkpoint dict and load its weights (errors name `path`)."""
     try:

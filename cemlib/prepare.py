@@ -12,6 +12,8 @@ the internal cohort's, which fall back to SYNTH_DEFAULTS: one set of defaults.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,7 +135,28 @@ def ensure_manifest(plan: DatasetPlan, workers: int) -> Manifest:
     if not (plan.manifest_dir / "manifest.json").is_file() and not plan.root.is_dir():
         raise FileNotFoundError(f"{DATASET_NAMES.get(plan.name, plan.name)} dataset folder not found: "
                                 f"{plan.root} (set {_root_key(plan)} in the profile)")
+    check_manifest(plan)
     return load_or_build(plan.manifest_dir, plan.root, plan.layout, plan.seed, plan.ratios)
+
+
+def check_manifest(plan: DatasetPlan) -> None:
+    """Raise a ValueError when a saved manifest was scanned from another folder or split otherwise."""
+    path = plan.manifest_dir / "manifest.json"
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    wanted: dict[str, Any] = {_root_key(plan): str(plan.root.resolve())}
+    found: dict[str, Any] = {_root_key(plan): str(Path(recorded.get("root", "")).resolve())}
+    if recorded.get("split_seed") is not None:  # internal data (an external set is not split)
+        ratios = manifest_mod.normalise_ratios(plan.ratios)
+        wanted |= {"seed": plan.seed, "data.split": [float(r) for r in ratios]}
+        found |= {"seed": recorded.get("split_seed"),
+                  "data.split": [float(r) for r in recorded.get("split_ratios") or []]}
+    changed = [f"{key} {found[key]!r} (the profile asks {value!r})" for key, value in wanted.items()
+               if found[key] != value]
+    if changed:
+        raise ValueError(f"{plan.manifest_dir}: manifest made with {', '.join(changed)}; delete the folder "
+                         "to scan and split the dataset again")
 
 
 def _has_data(plan: DatasetPlan) -> bool:
@@ -145,6 +168,15 @@ def _has_data(plan: DatasetPlan) -> bool:
 
 def _root_key(plan: DatasetPlan) -> str:
     return "data.root" if plan.name == INTERNAL else f"external.{plan.name}.root"
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """16-hex digest of what a model learns from: each image's content, and each breast's label and split."""
+    images = manifest.images[["dataset", "patient_id", "side", "view", "energy", "sha256"]].astype(str)
+    breasts = manifest.breasts[["dataset", "patient_id", "side", "label", "split"]].astype(str)
+    text = "\n".join([images.sort_values(list(images.columns)).to_csv(index=False),
+                      breasts.sort_values(list(breasts.columns)).to_csv(index=False)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def fill_cache(profile: Settings, manifest: Manifest, manifest_dir: str | os.PathLike,

@@ -161,6 +161,7 @@ class TrainSettings(Section):
     deterministic: bool | None = None  # None: deterministic on the CPU, fastest kernels on CUDA
     progress: bool = True
     check_every: int | None = None  # None: 1 on the CPU, 25 on CUDA
+    seed: int | None = None  # training seed (init, data order, augmentation); None: the top-level seed
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cemlib import cams, data, evaluation, plots, prepare, qc, report, results, tables, tracking, training
-from cemlib.checkpoints import load_model
+from cemlib.checkpoints import checkpoint_digest, load_model
 from cemlib.devices import inference_device, use_threads
 from cemlib.fileio import atomic_write_text, save_figure
 from cemlib.manifest import describe as describe_manifest
@@ -304,11 +304,20 @@ def predictions_path(cfg: Settings, fusion: str, inputs: str, dataset: str) -> P
 
 
 def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
-    """What a predictions file depends on: the checkpoint's bytes, the preprocessing and the images."""
-    stat = checkpoint.stat()
-    parts = [str(checkpoint.resolve()), str(stat.st_size), str(stat.st_mtime_ns), cache.settings.digest(),
-             str(split), *sorted(manifest.images["sha256"].astype(str)),
-             *sorted(manifest.breasts["patient_id"].astype(str) + manifest.breasts["side"].astype(str))]
+    """What a predictions file depends on: the checkpoint's content digest, the preprocessing and the images.
+
+    The checkpoint counts by the digest it was saved with (not its path or time stamp: a model trained again
+    under the same name gives new scores); every image by its sha256; every breast by its label and split.
+    """
+    images = manifest.images
+    breasts = manifest.breasts
+    parts = [checkpoint_digest(checkpoint), cache.settings.digest(), str(split),
+             *sorted(images["patient_id"].astype(str) + ":" + images["side"].astype(str) + ":"
+                     + images["view"].astype(str) + ":" + images["energy"].astype(str) + ":"
+                     + images["sha256"].astype(str)),
+             *sorted(breasts["dataset"].astype(str) + ":" + breasts["patient_id"].astype(str) + ":"
+                     + breasts["side"].astype(str) + ":" + breasts["label"].astype(str) + ":"
+                     + breasts["split"].astype(str))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

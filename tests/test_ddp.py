@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -111,7 +112,9 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     files = sorted(p.name for p in run.iterdir())
     events = [f for f in files if f.startswith("events.out.tfevents.")]
     assert len(events) == 1  # TensorBoard's file, from rank 0 alone
-    assert [f for f in files if f not in events] == ["best.pt", "last.pt", "log.csv"]
+    assert [f for f in files if f not in events] == ["best.pt", "last.pt", "log.csv", "settings.json"]
+    record = json.loads((run / "settings.json").read_text())
+    assert record["settings"][loop.GLOBAL_BATCH] == 2 * 3  # two processes of batch 3 each
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2]
     best = checkpoints.load_checkpoint(run / "best.pt")
     for key, value in best["model"].items():

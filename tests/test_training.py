@@ -28,12 +28,18 @@ TINY_MODEL = {"model.width": 0.0625, "model.head": [16, 8], "preprocess.size": l
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     """A 16-patient synthetic cohort, its manifest (8/4/4 patients) and a 64 x 32 cache, built once."""
-    study = tiny_study(tmp_path_factory.mktemp("tiny"), patients=16, seed=3, size=SIZE)
+    return make_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def make_tiny(folder: Path) -> dict:
+    """The `tiny` fixture's cohort in `folder`: {base, overrides (smoke profile onto it), manifest, cache}."""
+    study = tiny_study(folder, patients=16, seed=3, size=SIZE)
     base = study["base"]
     overrides = {
         "data.root": str(study["root"]),
         "data.synth": {"patients": 16, "scale": 0.08, "seed": 3},
         "data.manifest": str(base / "manifest"),
+        "data.split": [0.5, 0.25, 0.25],  # as tiny_study splits it
         "preprocess.cache": str(base / "cache"),
         **TINY_MODEL,
         "train.lr": 1e-3,

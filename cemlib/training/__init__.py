@@ -10,6 +10,7 @@ from cemlib.training.loop import (
     EarlyStopping,
     FitConfig,
     FitResult,
+    SettingsChanged,
     evaluate,
     fit,
     image_loss,
@@ -18,6 +19,7 @@ from cemlib.training.loop import (
     uses_fused_sgd,
 )
 from cemlib.training.stages import (
+    STAGE1_DIGEST,
     StagePlan,
     arch_from_profile,
     check_choices,
@@ -29,6 +31,7 @@ from cemlib.training.stages import (
     plan_stage2,
     run_cli,
     stage1_dir,
+    stage_settings,
     train,
     train_stage1,
     train_with_shared_stage1,
@@ -36,8 +39,10 @@ from cemlib.training.stages import (
 )
 
 __all__ = [
-    "LOG_COLUMNS", "STAGES", "EarlyStopping", "FitConfig", "FitResult", "StagePlan", "arch_from_profile",
+    "LOG_COLUMNS", "STAGE1_DIGEST", "STAGES", "EarlyStopping", "FitConfig", "FitResult", "SettingsChanged",
+    "StagePlan", "arch_from_profile",
     "check_choices", "check_training_data", "configure_parser", "evaluate", "fit", "fusion_dir", "image_loss",
-    "load_stage1", "loader_for", "make_sgd", "plan_stage1", "plan_stage2", "run_cli", "stage1_dir", "train",
+    "load_stage1", "loader_for", "make_sgd", "plan_stage1", "plan_stage2", "run_cli", "stage1_dir",
+    "stage_settings", "train",
     "train_stage1", "train_with_shared_stage1", "uses_fused_sgd", "wait_for_rank0",
 ]

@@ -6,7 +6,9 @@ epoch kept. `last.pt` is written after every epoch with the model, optimiser, sc
 early-stopping state; a rerun with the same run directory resumes from it and ends with the same weights
 and metrics as an uninterrupted run (data order and augmentation are keyed by (seed, epoch), not by how
 many epochs this process has seen). `best.pt` holds the best epoch's weights and the `arch` dict. Every
-checkpoint is written and verified by cemlib.checkpoints.
+checkpoint is written and verified by cemlib.checkpoints. Both, and settings.json beside log.csv, record
+the settings that decide the weights (`training_settings` plus what the caller passes); a folder that
+recorded other settings is neither reused nor resumed (SettingsChanged names each change).
 
 That promise holds on the CPU; on CUDA the profile default is `deterministic: false` (cuDNN picks the
 fastest, not always repeatable, kernels), and even `deterministic: true` leaves some CUDA kernels (max-pool
@@ -18,6 +20,7 @@ checkpoints and logs; each rank's random-number states travel in last.pt.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -47,6 +50,18 @@ from cemlib.profiles import Settings
 
 STAGES = ("stage1", "stage2")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds")
+#: The readable record of a stage's settings, beside its log.csv.
+SETTINGS_FILE = "settings.json"
+#: FitConfig fields that do not change the weights a stage ends with, so they never block a reuse. The
+#: device and kernel choice do change the last bits, but a model trained on a GPU server must stay usable
+#: on a laptop; they are recorded as context.
+NOT_BINDING = ("stage", "device", "deterministic", "workers", "progress", "check_every")
+#: The key of the global batch: the loss of a step averages batch_size x processes samples.
+GLOBAL_BATCH = "train.batch_size x processes"
+
+
+class SettingsChanged(ValueError):
+    """A stage folder trained under other settings than the profile asks for (reuse and resume refused)."""
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
@@ -94,7 +109,7 @@ class FitConfig:
         values: dict[str, Any] = {
             "stage": stage,
             "epochs": getattr(train, f"{stage}_epochs"),
-            "seed": profile.seed,
+            "seed": profile.seed if train.seed is None else train.seed,
             "device": device,
             "deterministic": (not device.startswith("cuda")) if train.deterministic is None
             else train.deterministic,
@@ -106,6 +121,56 @@ class FitConfig:
         values.update(changes)
         return cls(**values)
 
+
+
+def training_settings(config: FitConfig, context: DistContext | None = None) -> dict[str, Any]:
+    """The settings of `config` that decide a stage's weights, by profile key (train.lr, train.seed, ...)."""
+    context = context or DistContext()
+    keys = {"epochs": f"train.{config.stage}_epochs", "batch_size": GLOBAL_BATCH}
+    settings: dict[str, Any] = {}
+    for f in fields(config):
+        if f.name not in NOT_BINDING:
+            settings[keys.get(f.name, f"train.{f.name}")] = getattr(config, f.name)
+    settings[GLOBAL_BATCH] = config.batch_size * context.world_size
+    return plain_settings(settings)
+
+
+def plain_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as JSON gives them back (tuples as lists): recorded and requested values compare equal."""
+    return json.loads(json.dumps(dict(settings), sort_keys=True))
+
+
+def recorded_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The settings recorded in a stage folder's last.pt (None when it has no last.pt)."""
+    last_path = run_dir / "last.pt"
+    return load_checkpoint(last_path).get("settings", {}) if last_path.exists() else None
+
+
+def check_settings(run_dir: Path, wanted: Mapping[str, Any], recorded: Mapping[str, Any] | None,
+                   skip: tuple[str, ...] = ()) -> None:
+    """SettingsChanged naming each setting in which a stage folder's record differs from `wanted`."""
+    if recorded is None:
+        return
+    if not recorded:
+        raise SettingsChanged(f"{run_dir}: trained before checkpoints recorded their settings, so it cannot "
+                              "be told whether this profile made it; delete the folder to retrain")
+    missing = "(not recorded)"
+    changed = [(key, recorded.get(key, missing), value) for key, value in plain_settings(wanted).items()
+               if key not in skip and recorded.get(key, missing) != value]
+    if not changed:
+        return
+    if len(changed) == 1:
+        key, old, new = changed[0]
+        said = f"trained with {key}={_shown(old)}, the profile asks {_shown(new)}"
+    else:
+        said = "trained with " + ", ".join(f"{key}={_shown(old)} (the profile asks {_shown(new)})"
+                                           for key, old, new in changed)
+    raise SettingsChanged(f"{run_dir}: {said}; delete the folder to retrain")
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as a user writes it (--set style)."""
+    return json.dumps(value) if isinstance(value, list | dict | bool) or value is None else str(value)
 
 
 def loader_for(dataset: Dataset, config: FitConfig, shuffle: bool, context: DistContext | None = None
@@ -383,12 +448,16 @@ def fit(
     run_dir: str | os.PathLike,
     *,
     meta: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
     context: DistContext | None = None,
 ) -> FitResult:
     """Train `model` for one stage, resuming from RUN/last.pt when present; return where the best epoch is.
 
     The model ends holding the best epoch's weights. `meta` (plain types) is stored in every checkpoint
-    beside the arch dict, e.g. the inputs and preprocessing settings `cem predict` needs.
+    beside the arch dict, e.g. the inputs and preprocessing settings `cem predict` needs. `settings` (the
+    architecture, data and input digests; `training_settings(config)` is added here) are recorded in every
+    checkpoint and in settings.json: a finished stage is reused, and an interrupted one resumed, only when
+    they match what RUN/last.pt recorded; otherwise SettingsChanged names each difference.
     """
     context = context or DistContext()
     run_dir = Path(run_dir)
@@ -398,8 +467,10 @@ def fit(
     if context.is_main:
         remove_stale_temporaries(run_dir)
     resume = load_checkpoint(last_path) if last_path.exists() else None
+    wanted = plain_settings({**(settings or {}), **training_settings(config, context)})
     if resume is not None:
         _check_resumable(resume, arch, config, last_path)
+        check_settings(run_dir, wanted, resume.get("settings", {}))
     if resume is not None and _stage_done(resume, config):
         return _finished_result(resume, model, run_dir)
     if resume is None:
@@ -433,7 +504,11 @@ def fit(
         "stage": config.stage,
         "meta": dict(meta or {}),
         "config": {**asdict(config), "milestones": list(config.milestones)},
+        "settings": wanted,
+        "context": _context_of(config, context),
     }
+    if context.is_main:
+        _write_settings(run_dir / SETTINGS_FILE, wanted, payload_base["context"])
     epochs = tqdm(
         range(start_epoch, config.epochs),
         desc=config.stage,
@@ -498,6 +573,18 @@ def fit(
         best_val_loss=stopper.best_loss,
         stopped_early=stopper.stopped,
     )
+
+
+def _context_of(config: FitConfig, context: DistContext) -> dict[str, Any]:
+    """What a stage ran on, recorded beside its settings but never compared (it may move between machines)."""
+    return {"device": config.device, "deterministic": config.deterministic, "processes": context.world_size,
+            "torch": str(torch.__version__)}
+
+
+def _write_settings(path: Path, settings: Mapping[str, Any], context: Mapping[str, Any]) -> None:
+    """settings.json: the settings a stage's checkpoints record, readable without torch."""
+    record = {"settings": dict(settings), "context (recorded, not compared)": dict(context)}
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def uses_fused_sgd(device: torch.device, fused: bool | None = None) -> bool:

@@ -5,8 +5,15 @@ per view); stage 2 fine-tunes that encoder inside the four-view fusion model. Bo
 cemlib.training.loop.fit.
 
 Run directory layout (one per model; a stage-1 folder can be reused by every fusion with the same inputs):
-    RUN/stage1/last.pt  best.pt  log.csv
-    RUN/stage2/last.pt  best.pt  log.csv
+    RUN/stage1/last.pt  best.pt  log.csv  settings.json
+    RUN/stage2/last.pt  best.pt  log.csv  settings.json
+
+Settings bind to the stage they made. Each stage records (checkpoints' "settings", and settings.json) the
+architecture, the inputs, the resolved augmentation, the preprocessing settings digest, the manifest digest
+(cemlib.prepare.manifest_digest: images, labels, split), every training setting that changes the weights
+(cemlib.training.loop.training_settings) and, for stage 2, the digest of the stage-1 weights it started
+from. A finished stage is reused, and an interrupted one resumed, only when every one of them matches;
+otherwise the run stops naming each change and the folder to delete (SettingsChanged, exit code 1).
 Folder names come from cemlib.vocab.model_name (form "folder"): runs/<profile>/models/cem_mf_concat.
 
 Multi-GPU / multi-node: launch with torchrun; WORLD_SIZE/RANK/LOCAL_RANK select DistributedDataParallel;
@@ -20,7 +27,7 @@ import argparse
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,12 +37,22 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cemlib import data, models
-from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder
-from cemlib.devices import DistContext, init_distributed, set_seed
+from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder, weights_digest
+from cemlib.devices import DistContext, init_distributed, set_seed, use_threads
 from cemlib.outputs import check_output_folder
-from cemlib.prepare import prepare_data
+from cemlib.prepare import manifest_digest, prepare_data
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
-from cemlib.training.loop import FitConfig, FitResult, LossFn, fit, image_loss, loader_for
+from cemlib.training.loop import (
+    FitConfig,
+    FitResult,
+    LossFn,
+    check_settings,
+    fit,
+    image_loss,
+    loader_for,
+    recorded_settings,
+    training_settings,
+)
 from cemlib.vocab import (
     FUSIONS,
     IMAGE_MODEL,
@@ -142,6 +159,8 @@ class StagePlan:
     config: FitConfig
     run_dir: Path
     meta: dict[str, Any]
+    #: What decides the weights besides the training settings: architecture, augmentation, input digests.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def run(self, context: DistContext | None = None) -> FitResult:
         """Fit this stage (resuming from its run directory when a last.pt is there)."""
@@ -150,8 +169,13 @@ class StagePlan:
         val_loader = loader_for(self.val_set, self.config, shuffle=False, context=context)
         return fit(
             self.model, self.loss_fn, train_loader, val_loader, self.config, self.run_dir,
-            meta=self.meta, context=context,
+            meta=self.meta, settings=self.settings, context=context,
         )
+
+    def check(self, context: DistContext | None = None, skip: tuple[str, ...] = ()) -> None:
+        """Refuse, before anything trains, a stage folder that recorded other settings (SettingsChanged)."""
+        wanted = {**self.settings, **training_settings(self.config, context)}
+        check_settings(self.run_dir, wanted, recorded_settings(self.run_dir), skip)
 
 
 def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[str, Any]:
@@ -166,6 +190,21 @@ def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[st
     }
 
 
+#: The stage-2 setting naming the stage-1 weights it started from (known once stage 1 has run).
+STAGE1_DIGEST = "stage1.weights_digest"
+
+
+def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, manifest: Any, cache: Any
+                   ) -> dict[str, Any]:
+    """What decides a stage's weights besides FitConfig: architecture, augmentation and input digests."""
+    augment = data.Augment.from_profile(dict(profile))
+    settings: dict[str, Any] = {"inputs": inputs, **{f"model.{key}": value for key, value in arch.items()}}
+    settings |= {f"augment.{key}": getattr(augment, key) for key in ("hflip", "vflip", "rotate", "per_view")}
+    settings["preprocess.digest"] = cache.settings.digest()
+    settings["data.manifest_digest"] = manifest_digest(manifest)
+    return settings
+
+
 def plan_stage1(
     profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Any, cache: Any
 ) -> StagePlan:
@@ -177,9 +216,11 @@ def plan_stage1(
     check_item_fits(train_set, arch, "stage 1 training images")
     set_seed(config.seed, config.deterministic)
     model = models.build_image_classifier(**_encoder_kwargs(arch), pretrained=_pretrained(profile))
+    settings = stage_settings(profile, arch, inputs, manifest, cache)
+    settings["model.pretrained"] = _pretrained(profile)
     return StagePlan(
         model, image_loss, train_set, val_set, config, Path(run_dir),
-        _meta(profile, manifest, IMAGE_MODEL, inputs),
+        _meta(profile, manifest, IMAGE_MODEL, inputs), settings,
     )
 
 
@@ -196,15 +237,16 @@ def plan_stage2(
     config = FitConfig.from_profile(profile, "stage2")
     check_training_data(manifest, inputs)
     arch = arch_from_profile(profile, fusion, inputs)
-    if stage1_checkpoint is not None:
-        check_stage1_checkpoint(stage1_checkpoint, arch)
+    stage1 = check_stage1_checkpoint(stage1_checkpoint, arch) if stage1_checkpoint is not None else None
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage2", config.seed)
     check_item_fits(train_set, arch, "stage 2 training exams")
     set_seed(config.seed, config.deterministic)
     model = models.build_model(**arch, pretrained=None)
     meta = _meta(profile, manifest, fusion, inputs)
     meta["stage1"] = str(stage1_checkpoint) if stage1_checkpoint is not None else ""
-    return StagePlan(model, models.fusion_loss, train_set, val_set, config, Path(run_dir), meta)
+    settings = stage_settings(profile, arch, inputs, manifest, cache)
+    settings[STAGE1_DIGEST] = weights_digest(stage1) if stage1 is not None else None
+    return StagePlan(model, models.fusion_loss, train_set, val_set, config, Path(run_dir), meta, settings)
 
 
 def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,8 +297,11 @@ def train(
     stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
     if stage1_checkpoint is None:
         stage1 = plan_stage1(profile, inputs, run_dir / "stage1", manifest, cache)
+        stage1.check(context)
+        stage2.check(context, skip=(STAGE1_DIGEST,))  # both refused before either trains
         stage1_checkpoint = stage1.run(context).best_checkpoint
         stage2.meta["stage1"] = str(stage1_checkpoint)
+        stage2.settings[STAGE1_DIGEST] = weights_digest(stage1_checkpoint)
     load_stage1(stage2.model, stage1_checkpoint)
     return stage2.run(context).best_checkpoint
 
@@ -345,6 +390,7 @@ def run_cli(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, parse_overrides(args.overrides))
     run_dir = Path(args.run_dir) if args.run_dir else None
     check_output_folder(run_dir or runs_dir(profile) / "models")  # before any data is read or epoch run
+    use_threads(profile.threads)
     try:
         if args.stage1_only:
             folder = run_dir / "stage1" if run_dir else stage1_dir(profile, args.inputs)
