@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from cemlib import bench
+from cemlib import bench, kernels
 from cemlib.profiles import load_profile
 from cemlib.resources import profiles_dir
 from cemlib.training import arch_from_profile
@@ -69,7 +69,7 @@ def test_make_gpu_study_runs_the_study_with_the_gpu_study_profile_into_the_work_
     ("NVIDIA H100 PCIe", None), ("NVIDIA GH200 480GB", None), ("Tesla V100-SXM2-16GB", None), (None, None),
 ])
 def test_peak_bf16_tflops_is_stated_only_for_known_gpus(name, peak):
-    assert bench.peak_bf16_tflops(name) == peak
+    assert kernels.peak_bf16_tflops(name) == peak
 
 
 def test_cuda_graph_modes_are_skipped_on_the_cpu_with_their_reason():
@@ -109,7 +109,7 @@ def test_host_sync_and_deterministic_variants_pair_with_the_plain_ones():
     ("cudaLaunchKernel", "other"),
 ])
 def test_kernel_kinds_from_names(name, kind):
-    assert bench.kernel_kind(name) == kind
+    assert kernels.kernel_kind(name) == kind
 
 
 def test_profile_step_writes_the_top_operators_and_where_the_time_goes(tmp_path):
