@@ -29,6 +29,8 @@ def peak_bf16_tflops(device_name: str | None) -> float | None:
 #: ReLU kernel counts as batch norm). Names differ between cuDNN, cuBLAS, Triton and CPU operators, so
 #: the split is approximate; the top-kernel list beside it is exact.
 KERNEL_KINDS = (
+    # On the CPU a compiled graph's fused C++ kernels run inside this one event, unnamed.
+    ("compiled_graph", ("compiledfxgraph",)),
     ("optimizer", ("sgd", "multi_tensor", "foreach")),
     ("batch_norm", ("batch_norm", "batchnorm", "bn_fw", "bn_bw", "native_batch_norm")),
     ("pooling", ("pool",)),

@@ -106,6 +106,7 @@ def test_host_sync_and_deterministic_variants_pair_with_the_plain_ones():
     ("void at::native::vectorized_elementwise_kernel<4, at::native::launch_clamp>", "elementwise"),
     ("aten::threshold_backward", "elementwise"),
     ("void at::native::(anonymous namespace)::_fused_sgd_kernel<float, 3>", "optimizer"),
+    ("## Call CompiledFxGraph fab43nfxyzks5qngalvm ##", "compiled_graph"),
     ("cudaLaunchKernel", "other"),
 ])
 def test_kernel_kinds_from_names(name, kind):
