@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lint lab tensorboard report bench gpu-check clean-venv
+.PHONY: reproduce test test-all lint lab tensorboard report bench gpu-check gpu-study gpu-bench clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	@# The PDF report renders with WeasyPrint, which needs Pango from the system.
@@ -69,6 +69,58 @@ gpu-check: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 	$(CEM) train $(GPU_SET) --set train.stage1_epochs=1 --set train.stage2_epochs=1
 	cp $(GPU_RUNS)/models/cem_stage1/log.csv $(GPU_OUT)/stage1_log.csv
 	cp $(GPU_RUNS)/models/cem_mf_concat/stage2/log.csv $(GPU_OUT)/stage2_log.csv
+
+# The whole study on one CUDA GPU at paper scale (notebooks/profiles/gpu_study.yaml: the paper's model
+# at 512 x 256, bf16, channels_last, compiled; a 160-patient synthetic cohort, few epochs; sized for
+# 8 minutes of an H100/H200): all six notebooks through papermill, tables, figures, report.html/pdf,
+# environment.json and the run's log into reports/gpu_study/ (under GPU_STUDY_WORKDIR when given).
+# Without a venv: make gpu-study CEM="python3 -m cemlib.cli". A dry run on a CPU, into a scratch folder:
+# make gpu-study CEM="python3 -m cemlib.cli" GPU_STUDY_WORKDIR=/tmp/gpu_study_dry GPU_STUDY_EXTRA="\
+#   --set device=cpu --set model.width=0.0625 --set model.global_pool=true --set model.head=[64,32,16] \
+#   --set preprocess.size=[64,32] --set data.synth.patients=24 --set data.synth.scale=0.08 \
+#   --set external.inbreast.synth.patients=8 --set external.cddcesm.synth.patients=8 \
+#   --set train.amp=false --set train.channels_last=false --set train.compile=false --set train.workers=0"
+GPU_STUDY_WORKDIR ?=
+GPU_STUDY_EXTRA   ?=
+GPU_STUDY_REPORTS  = $(or $(GPU_STUDY_WORKDIR),.)/reports/gpu_study
+# The interpreter behind CEM (the venv's, or the first word of CEM="python3 -m cemlib.cli").
+CEM_PYTHON = $(if $(filter $(BIN)/cem,$(CEM)),$(BIN)/python,$(firstword $(CEM)))
+
+gpu-study: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
+	mkdir -p $(GPU_STUDY_REPORTS)
+	@# The log keeps the terminal's progress (every epoch, every step's seconds); the exit status is cem's.
+	{ $(CEM) reproduce --profile gpu_study $(if $(GPU_STUDY_WORKDIR),--workdir $(GPU_STUDY_WORKDIR)) \
+		--set preprocess.workers=$(shell nproc) $(GPU_STUDY_EXTRA); echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
+		2>&1 | tee $(GPU_STUDY_REPORTS)/run.log
+	@status=$$(cat $(GPU_STUDY_REPORTS)/.status); rm -f $(GPU_STUDY_REPORTS)/.status; exit $$status
+	@# Written by the study run itself where it records its environment; else here, from the same interpreter.
+	test -f $(GPU_STUDY_REPORTS)/environment.json || $(CEM_PYTHON) -c "import json, sys; \
+		from cemlib.environment import describe_environment; \
+		json.dump(describe_environment(), sys.stdout, indent=2, default=str)" > $(GPU_STUDY_REPORTS)/environment.json
+
+# Training-step levers toward 1,500 views/s on a CUDA GPU, paper model at 512 x 256, batch 8 exams:
+# the eager variants, torch.compile in each mode of GPU_BENCH_MODES (reduce-overhead = CUDA graphs),
+# a loss read back every step (.item(), as the training loop's checks do) and deterministic kernels
+# beside the fastest ones, a one-step torch.profiler summary of the compiled step (top kernels, time per
+# kind), views/s and TFLOP/s against the GPU's peak, the loader with 0 and 8 workers. Results in
+# $(GPU_BENCH_OUT). max-autotune tunes every convolution (minutes): split a short device slice with
+# GPU_BENCH_MODES="default reduce-overhead" (about 4 minutes), then GPU_BENCH_MODES="max-autotune
+# max-autotune-no-cudagraphs" GPU_BENCH_LEVERS= (the host-sync and deterministic rows only once).
+GPU_BENCH_OUT   ?= reports/bench/gpu_bench
+GPU_BENCH_DATA  ?= data/gpu_bench
+GPU_BENCH_MODES ?= default reduce-overhead max-autotune max-autotune-no-cudagraphs
+GPU_BENCH_TAG   ?= $(firstword $(GPU_BENCH_MODES))
+GPU_BENCH_LEVERS ?= --host-sync --deterministic
+GPU_BENCH_SET   ?= --profile paper --set data.root=$(GPU_BENCH_DATA) --set data.manifest=$(GPU_BENCH_DATA)/manifest \
+	--set preprocess.cache=$(GPU_BENCH_DATA)/cache --set data.synth.patients=40 \
+	--set preprocess.workers=$(shell nproc) --set device=$(GPU_DEVICE) $(GPU_EXTRA)
+
+gpu-bench: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
+	mkdir -p $(GPU_BENCH_OUT)
+	$(CEM) bench train $(GPU_BENCH_SET) --device $(GPU_DEVICE) $(GPU_STEPS) --compile-modes $(GPU_BENCH_MODES) \
+		$(GPU_BENCH_LEVERS) --torch-profile $(GPU_BENCH_OUT)/profile_$(GPU_BENCH_TAG) \
+		--json $(GPU_BENCH_OUT)/bench_train_$(GPU_BENCH_TAG).json
+	$(CEM) bench preprocess $(GPU_BENCH_SET) --json $(GPU_BENCH_OUT)/bench_preprocess.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,7 +3,9 @@
 - preprocess: images/s of (a) raw DICOM decode, (b) decode + full preprocessing, (c) the cached
   patient-level loader, beside what smoke-profile training consumes;
 - train: images/s and TFLOP/s of a training step (fp32 vs bf16, contiguous vs channels_last, optionally
-  torch.compile; CPU and CUDA) beside a baseline written the way the authors' code runs;
+  torch.compile in each of its modes, a loss read back every step, deterministic kernels; CPU and CUDA),
+  against the GPU's peak where known, beside a baseline written the way the authors' code runs, and
+  optionally a one-step torch.profiler summary (top kernels, time per kind of kernel);
 - stats: DeLong test on 10,000 breasts, 2000-replicate bootstrap of the AUC on 1,000 breasts;
 - exam: one exam through `cem predict STUDY` at 512 x 256 with the full-width model (maps included).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -34,6 +37,7 @@ from cemlib.devices import DistContext, resolve_device, set_seed
 from cemlib.exam import predict_exam, write_report
 from cemlib.fileio import atomic_write_text, remove_stale_temporaries, temporaries_of
 from cemlib.imaging import preprocess_pair, read_pixels
+from cemlib.kernels import peak_bf16_tflops, profile_table, summarise_profile
 from cemlib.manifest import Manifest
 from cemlib.outputs import check_output_file
 from cemlib.predict import load_for_inference
@@ -143,22 +147,42 @@ def _time_batches(loader: DataLoader, seed: int, max_batches: int) -> tuple[int,
 # training step: `cem bench train`
 
 
+#: torch.compile modes `cem bench train --compile-modes` measures ("reduce-overhead" = CUDA graphs).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Modes whose point is CUDA graphs: skipped on the CPU, with the reason in the results.
+CUDA_ONLY_MODES = {
+    "reduce-overhead": "CUDA graphs need a CUDA device",
+    "max-autotune": "its CUDA graphs need a CUDA device (max-autotune-no-cudagraphs tunes the same kernels)",
+}
+
+
 @dataclass(frozen=True)
 class BenchVariant:
-    """One way of running the training step: precision, memory layout, compiled or eager."""
+    """One way of running the training step: precision, memory layout, compiled or eager, kernels, syncs."""
 
     amp: bool = False
     channels_last: bool = False
     compiled: bool = False
     fused: bool | None = None  # fused SGD; None = on CUDA only, as in training
+    compile_mode: str = "default"
+    deterministic: bool = False  # deterministic kernels, cuDNN autotuning off (train.deterministic)
+    host_sync: bool = False  # the loss read back to the host every step (`.item()`), as a loop's checks do
 
     @property
     def precision(self) -> str:
         """"bf16" (autocast) or "fp32"."""
         return "bf16" if self.amp else "fp32"
 
+    @property
+    def label(self) -> str:
+        """A short name: precision, layout, compile mode and the extras (file names, profile summaries)."""
+        parts = [self.precision, "channels_last" if self.channels_last else "contiguous",
+                 f"compiled_{self.compile_mode}" if self.compiled else "eager"]
+        parts += ["deterministic"] * self.deterministic + ["host_sync"] * self.host_sync
+        return "_".join(parts)
 
-#: The variants every `cem bench train` measures; a compiled bf16 + channels_last one is added on request.
+
+#: The variants every `cem bench train` measures; compiled, host-sync and deterministic ones on request.
 BENCH_VARIANTS = tuple(BenchVariant(amp, cl) for amp in (False, True) for cl in (False, True))
 
 
@@ -171,6 +195,43 @@ class StepTiming:
     peak_memory_bytes: int | None
 
 
+def _step_function(
+    arch: Mapping[str, Any],
+    batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    variant: BenchVariant,
+) -> Callable[[int], None]:
+    """One SGD step of a fresh fusion model per call (batch `index`), run the way `variant` says."""
+    set_seed(0, deterministic=variant.deterministic)
+    model = models.build_model(**arch).to(device)
+    if variant.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    if variant.compiled:
+        # A fresh start per compiled variant: dynamo keeps at most a few graphs per function and would
+        # fall back to eager for later variants, which would then be timed as if compiled.
+        torch._dynamo.reset()
+    step_model = torch.compile(model, mode=variant.compile_mode) if variant.compiled else model
+    optimizer = make_sgd(model, 1e-3, 0.9, 5e-4, device, fused=variant.fused)
+    graphs = variant.compiled and device.type == "cuda" and variant.compile_mode in CUDA_ONLY_MODES
+
+    def step(index: int) -> None:
+        x, y = batches(index)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if graphs:  # each step starts a new CUDA-graph generation (the last step's outputs are done with)
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.amp):
+            outputs = step_model(x)
+        loss = models.fusion_loss(to_float32(outputs), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if variant.host_sync:
+            loss.item()
+
+    return step
+
+
 def _timed_steps(
     arch: Mapping[str, Any],
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
@@ -180,24 +241,7 @@ def _timed_steps(
     warmup: int,
 ) -> StepTiming:
     """Time `steps` SGD steps of a fresh fusion model (after `warmup` untimed ones)."""
-    set_seed(0, deterministic=False)
-    model = models.build_model(**arch).to(device)
-    if variant.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    step_model = torch.compile(model) if variant.compiled else model
-    optimizer = make_sgd(model, 1e-3, 0.9, 5e-4, device, fused=variant.fused)
-
-    def step(index: int) -> None:
-        x, y = batches(index)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.amp):
-            outputs = step_model(x)
-        loss = models.fusion_loss(to_float32(outputs), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = _step_function(arch, batches, device, variant)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
@@ -254,6 +298,72 @@ def bench_devices(requested: str | Sequence[str] | None = None) -> list[str]:
     return [requested] if isinstance(requested, str) else list(requested)
 
 
+def train_variants(device: torch.device, modes: Sequence[str], host_sync: bool = False,
+                   deterministic: bool = False) -> tuple[list[BenchVariant], list[dict[str, str]]]:
+    """The variants to time on `device` and the compile modes passed over there, each with its reason.
+
+    The four eager ones always; bf16 + channels_last compiled in each mode; with `host_sync` and
+    `deterministic`, the eager bf16 + channels_last step (and the first compiled mode's) again that way.
+    """
+    variants, skipped = list(BENCH_VARIANTS), []
+    runnable: list[str] = []
+    for mode in dict.fromkeys(modes):
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"unknown torch.compile mode {mode!r}; expected one of {COMPILE_MODES}")
+        if device.type != "cuda" and mode in CUDA_ONLY_MODES:
+            skipped.append({"device": device.type, "compile_mode": mode, "reason": CUDA_ONLY_MODES[mode]})
+        else:
+            runnable.append(mode)
+    variants += [BenchVariant(True, True, True, compile_mode=mode) for mode in runnable]
+    bases = [BenchVariant(True, True)] + [BenchVariant(True, True, True, compile_mode=m)
+                                          for m in runnable[:1]]
+    if host_sync:
+        variants += [dataclasses.replace(base, host_sync=True) for base in bases]
+    if deterministic:
+        variants += [dataclasses.replace(base, deterministic=True) for base in bases]
+    return variants, skipped
+
+
+def profiled_variants(variants: Sequence[BenchVariant]) -> list[BenchVariant]:
+    """Which variants get a one-step profile: eager bf16 + channels_last, and its first compiled form."""
+    plain = [v for v in variants if v.amp and v.channels_last and not (v.deterministic or v.host_sync)]
+    return [v for v in plain if not v.compiled][:1] + [v for v in plain if v.compiled][:1]
+
+
+def profile_step(
+    arch: Mapping[str, Any],
+    batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    variant: BenchVariant,
+    folder: Path,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """One training step under torch.profiler after `warmup` steps: FOLDER/<device>_<variant>.json and .txt.
+
+    The JSON holds the top kernels (GPU time on CUDA, self CPU time on the CPU), the time per kind of
+    kernel and the fused kernels that contain batch norm or ReLU; the text file is torch's own table.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    step = _step_function(arch, batches, device, variant)
+    for index in range(max(1, warmup)):
+        step(index)
+    _synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step(max(1, warmup))
+        _synchronize(device)
+    averages = prof.key_averages()
+    summary = summarise_profile(averages, on_device=device.type == "cuda")
+    summary = {"device": device.type, "variant": variant.label, **summary}
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{device.type}_{variant.label}"
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(summary, indent=2))
+    atomic_write_text(stem.with_suffix(".txt"), profile_table(averages, device.type == "cuda"))
+    return {"json": str(stem.with_suffix(".json")), "total_ms": summary["total_ms"],
+            "by_kind": {kind: part["share"] for kind, part in summary["by_kind"].items()}}
+
+
 def benchmark_train(
     profile: Settings,
     fusion: str = "mf_concat",
@@ -265,15 +375,23 @@ def benchmark_train(
     manifest: Any = None,
     cache: Any = None,
     compiled: bool = False,
+    compile_modes: Sequence[str] = (),
+    host_sync: bool = False,
+    deterministic: bool = False,
+    torch_profile: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Training images/s (one image = one view through the encoder) at the profile's size and batch.
 
     Variants: fp32 vs bf16 autocast x contiguous vs channels_last (plus bf16 + channels_last under
-    torch.compile when `compiled`), on the CPU and on CUDA when present, stepping on a batch already in
-    memory (read from the tensor cache). Every row gives the model arithmetic it sustains (TFLOP/s, from
-    `models.training_flops_per_image`) and, on CUDA, the peak memory. Baseline, in the same run: the way
-    the authors' code trains (fp32, contiguous, batch 2, every image decoded from DICOM and preprocessed
-    at every step). `speedup` = best variant / baseline on the baseline's device.
+    torch.compile when `compiled`, and in each of `compile_modes`), on the CPU and on CUDA when present,
+    stepping on a batch already in memory (read from the tensor cache). `host_sync` adds bf16 +
+    channels_last steps that read the loss back every step; `deterministic` adds them with deterministic
+    kernels. Every row gives the model arithmetic it sustains (TFLOP/s, from
+    `models.training_flops_per_image`, and its share of the GPU's dense bf16 peak where known) and, on
+    CUDA, the peak memory. `torch_profile` names a folder for one-step torch.profiler summaries.
+    Baseline, in the same run: the way the authors' code trains (fp32, contiguous, batch 2, every image
+    decoded from DICOM and preprocessed at every step). `speedup` = best variant / baseline on the
+    baseline's device.
     """
     check_choices(fusion, inputs)
     manifest, cache = data_for(profile, manifest, cache, DistContext())
@@ -285,16 +403,24 @@ def benchmark_train(
     x = torch.stack([item["x"] for item in items])
     y = torch.stack([item["y"] for item in items])
     devices = bench_devices(devices)
-    variants = BENCH_VARIANTS + ((BenchVariant(True, True, True),) if compiled else ())
+    modes = (("default",) if compiled else ()) + tuple(compile_modes)
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    profiles: dict[str, Any] = {}
     with _kernel_choice_restored():
         for name in devices:
             device = resolve_device(name, DistContext())
             resident = (x.to(device), y.to(device))
+            variants, passed_over = train_variants(device, modes, host_sync, deterministic)
+            skipped += passed_over
             for variant in variants:
                 timing = _timed_steps(arch, lambda _i, r=resident: r, device, variant, steps, warmup)
                 rows.append(_bench_row(device, variant, batch_size, steps, timing, flops,
                                        "cached batch in memory"))
+            if torch_profile is not None:
+                for variant in profiled_variants(variants):
+                    profiles[f"{device.type}_{variant.label}"] = profile_step(
+                        arch, lambda _i, r=resident: r, device, variant, Path(torch_profile), warmup)
         if baseline:
             device = resolve_device(devices[-1], DistContext())
             batches = _authors_batches(manifest, preprocess_settings(profile), inputs, 2)
@@ -313,13 +439,19 @@ def benchmark_train(
         "threads": torch.get_num_threads(),
         "cuda": _cuda_description(devices),
         "torch": torch.__version__,
+        "peak_bf16_tflop_per_s": peak_bf16_tflops(_cuda_description(devices)["name"])
+        if _cuda_description(devices) else None,
         "rows": rows,
+        "skipped": skipped,
     }
+    if profiles:
+        result["profiles"] = profiles
     if baseline:
         best = max((r for r in rows if r["device"] == base["device"]), key=lambda r: r["images_per_s"])
         rows.append(base)
         result["baseline_images_per_s"] = base["images_per_s"]
-        shown = ("device", "precision", "channels_last", "compiled", "images_per_s", "tflop_per_s")
+        shown = ("device", "precision", "channels_last", "compiled", "compile_mode", "images_per_s",
+                 "tflop_per_s")
         result["best"] = {k: best[k] for k in shown}
         result["speedup"] = round(best["images_per_s"] / base["images_per_s"], 2)
     return result
@@ -361,11 +493,16 @@ def _bench_row(
     """One benchmark line."""
     images_per_s = steps * batch * len(VIEW_ORDER) / timing.seconds
     peak = timing.peak_memory_bytes
+    tflops = images_per_s * flops_per_image / 1e12
+    peak_tflops = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return {
         "device": device.type,
         "precision": variant.precision,
         "channels_last": variant.channels_last,
         "compiled": variant.compiled,
+        "compile_mode": variant.compile_mode if variant.compiled else None,
+        "deterministic": variant.deterministic,
+        "host_sync": variant.host_sync,
         "fused_sgd": uses_fused_sgd(device, variant.fused),
         "batch": batch,
         "data": data,
@@ -373,7 +510,9 @@ def _bench_row(
         "seconds": round(timing.seconds, 3),
         "warmup_seconds": round(timing.warmup_seconds, 3),
         "images_per_s": round(images_per_s, 1),
-        "tflop_per_s": round(images_per_s * flops_per_image / 1e12, 4),
+        "tflop_per_s": round(tflops, 4),
+        # Share of the dense bf16 peak (fp32 rows too, so that rows compare); None where it is not known.
+        "share_of_bf16_peak": None if peak_tflops is None else round(tflops / peak_tflops, 4),
         "peak_memory_gib": None if peak is None else round(peak / 2**30, 2),
     }
 
@@ -483,6 +622,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--warmup", type=int, default=2, help="untimed steps before them (default 2)")
     train.add_argument("--compile", action="store_true",
                        help="also time bf16 + channels_last under torch.compile (compilation in the warm-up)")
+    train.add_argument("--compile-modes", nargs="+", choices=COMPILE_MODES, default=[], metavar="MODE",
+                       help="also time bf16 + channels_last compiled in each torch.compile mode: "
+                            f"{', '.join(COMPILE_MODES)} (reduce-overhead = CUDA graphs; CUDA-graph modes "
+                            "are skipped on the CPU with the reason)")
+    train.add_argument("--host-sync", action="store_true",
+                       help="also time bf16 + channels_last reading the loss back every step (.item())")
+    train.add_argument("--deterministic", action="store_true",
+                       help="also time bf16 + channels_last with deterministic kernels (train.deterministic)")
+    train.add_argument("--torch-profile", metavar="DIR",
+                       help="write a one-step torch.profiler summary (top kernels, time per kind) of bf16 + "
+                            "channels_last, eager and compiled, into DIR")
+
+
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of `cem bench train` as keyword arguments of benchmark_train."""
+    return {"devices": args.device, "steps": args.steps, "warmup": args.warmup, "compiled": args.compile,
+            "compile_modes": tuple(args.compile_modes), "host_sync": args.host_sync,
+            "deterministic": args.deterministic, "torch_profile": args.torch_profile}
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -490,9 +647,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.json_out:
         remove_stale_temporaries(check_output_file(args.json_out).parent, temporaries_of(args.json_out))
     targets = TARGETS if args.target == "all" else (args.target,)
-    train_options = {"devices": args.device, "steps": args.steps, "warmup": args.warmup,
-                     "compiled": args.compile}
-    results = run_benchmarks(args.profile, targets, parse_overrides(args.overrides), train_options)
+    results = run_benchmarks(args.profile, targets, parse_overrides(args.overrides), train_options(args))
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.json_out:

@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tensor cache", ("cemlib.cache", "cemlib.qc")),
     ("datasets", ("cemlib.data",)),
     ("data preparation", ("cemlib.prepare",)),
-    ("models", ("cemlib.models", "cemlib.devices")),
+    ("models", ("cemlib.models", "cemlib.devices", "cemlib.kernels")),
     ("checkpoints", ("cemlib.checkpoints",)),
     ("prediction", ("cemlib.predict", "cemlib.cams")),
     ("one exam", ("cemlib.exam",)),
