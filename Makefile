@@ -83,8 +83,6 @@ gpu-check: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 GPU_STUDY_WORKDIR ?=
 GPU_STUDY_EXTRA   ?=
 GPU_STUDY_REPORTS  = $(or $(GPU_STUDY_WORKDIR),.)/reports/gpu_study
-# The interpreter behind CEM (the venv's, or the first word of CEM="python3 -m cemlib.cli").
-CEM_PYTHON = $(if $(filter $(BIN)/cem,$(CEM)),$(BIN)/python,$(firstword $(CEM)))
 
 gpu-study: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 	mkdir -p $(GPU_STUDY_REPORTS)
@@ -93,10 +91,6 @@ gpu-study: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 		--set preprocess.workers=$(shell nproc) $(GPU_STUDY_EXTRA); echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
 		2>&1 | tee $(GPU_STUDY_REPORTS)/run.log
 	@status=$$(cat $(GPU_STUDY_REPORTS)/.status); rm -f $(GPU_STUDY_REPORTS)/.status; exit $$status
-	@# Written by the study run itself where it records its environment; else here, from the same interpreter.
-	test -f $(GPU_STUDY_REPORTS)/environment.json || $(CEM_PYTHON) -c "import json, sys; \
-		from cemlib.environment import describe_environment; \
-		json.dump(describe_environment(), sys.stdout, indent=2, default=str)" > $(GPU_STUDY_REPORTS)/environment.json
 
 # Training-step levers toward 1,500 views/s on a CUDA GPU, paper model at 512 x 256, batch 8 exams:
 # the eager variants, torch.compile in each mode of GPU_BENCH_MODES (reduce-overhead = CUDA graphs),
