@@ -161,6 +161,7 @@ class TrainSettings(Section):
     deterministic: bool | None = None  # None: deterministic on the CPU, fastest kernels on CUDA
     progress: bool = True
     check_every: int | None = None  # None: 1 on the CPU, 25 on CUDA
+    seed: int | None = None  # training seed (init, data order, augmentation); None: the top-level seed
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class Settings(Section):
     name: str = "profile"
     device: str = "cpu"
     seed: int = 0
+    replicates: int = 1  # train every model under seeds train.seed + 0 .. replicates - 1
     data: DataSettings = field(default_factory=DataSettings)
     external: dict[str, ExternalSettings] = field(default_factory=dict)
     preprocess: PreprocessSettingsSection = field(default_factory=PreprocessSettingsSection)

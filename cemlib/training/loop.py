@@ -94,7 +94,7 @@ class FitConfig:
         values: dict[str, Any] = {
             "stage": stage,
             "epochs": getattr(train, f"{stage}_epochs"),
-            "seed": profile.seed,
+            "seed": profile.seed if train.seed is None else train.seed,
             "device": device,
             "deterministic": (not device.startswith("cuda")) if train.deterministic is None
             else train.deterministic,
