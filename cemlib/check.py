@@ -35,19 +35,23 @@ def run_metrics(tables_dir: str | Path) -> pd.DataFrame:
     missing = {"dataset", "model", "metric", "estimate"} - set(metrics.columns)
     if missing:
         raise ValueError(f"{metrics_path}: missing columns {sorted(missing)}")
+    pointing_path = tables_dir / "pointing_game.csv"
+    pointing = pd.read_csv(pointing_path) if pointing_path.exists() else None
+    return metric_rows(metrics, pointing)
+
+
+def metric_rows(metrics: pd.DataFrame, pointing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The checked metrics of a run (`metrics.csv` frame, pointing-game table) as model, metric, value."""
     rows = pd.DataFrame({
         "model": metrics["model"],
         "metric": metrics["dataset"].astype(str) + " " + metrics["metric"].astype(str),
         "value": metrics["estimate"].astype(float),
     })
-    pointing_path = tables_dir / "pointing_game.csv"
-    if pointing_path.exists():
-        pointing = pd.read_csv(pointing_path)
-        if {"model", "pointing game"} <= set(pointing.columns):
-            rows = pd.concat([rows, pd.DataFrame({
-                "model": pointing["model"], "metric": "pointing game",
-                "value": pd.to_numeric(pointing["pointing game"], errors="coerce"),
-            })], ignore_index=True)
+    if pointing is not None and {"model", "pointing game"} <= set(pointing.columns):
+        rows = pd.concat([rows, pd.DataFrame({
+            "model": pointing["model"], "metric": "pointing game",
+            "value": pd.to_numeric(pointing["pointing game"], errors="coerce"),
+        })], ignore_index=True)
     wanted = set(HEADLINE_METRICS) | set(SHOWN_METRICS)
     return rows[rows["metric"].isin(wanted)].reset_index(drop=True)
 
