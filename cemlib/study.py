@@ -312,7 +312,9 @@ def run_ablations(cfg: Settings) -> pd.DataFrame:
     manifest, cache = prepare.prepare_data(cfg)
     predictions = _internal_scores(cfg, manifest, cache)
     for k in range(1, replicate_count(cfg)):
-        _internal_scores(replicate_settings(cfg, k), manifest, cache)
+        replicate = replicate_settings(cfg, k)
+        tracking.note(f"replicate {k + 1} of {replicate_count(cfg)}: training seed {replicate.train.seed}")
+        _internal_scores(replicate, manifest, cache)
     return predictions
 
 
