@@ -407,7 +407,7 @@ def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
         "external": built["table_external"], "birads": built.get("table_birads_groups"),
         "confusion": built["table_confusion"], "density": built.get("table_density"),
         "scorecard": built.get("scorecard"), "comparison": built.get("table_comparison"),
-        "replicates": built.get("replicates", pd.DataFrame()),
+        "replicates": built.get("replicates", pd.DataFrame()).round(3),
         "replicate_metrics": built.get("replicate_metrics"),
     }
 
