@@ -8,17 +8,27 @@ seeds (`replicates.csv`), and a metric is *within* when it lies inside
     [min(ref_min, mean - 3 sd) - margin, max(ref_max, mean + 3 sd) + margin]   (clipped to [0, 1])
 
 with `margin` = 0.02. Headline metrics (the AUCs) decide the exit code; the others are shown.
+
+`cem check --profile smoke` compares the latest run (reports/smoke/tables) with the reference shipped
+in data_manifest/reference_smoke.csv; `--make-reference` writes a replicated run's replicates.csv there.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cemlib.fileio import atomic_write_text
+from cemlib.profiles import add_override_option, load_profile, parse_overrides
+from cemlib.resources import DATA_MANIFEST, resource_dir
+
 REPLICATE_COLUMNS = ("model", "metric", "n", "mean", "sd", "min", "max")
+#: The fewest replicates a reference is made of (`--make-reference`).
+MIN_REFERENCE_REPLICATES = 5
 HEADLINE_METRICS = ("internal auc", "cddcesm auc", "inbreast auc")
 SHOWN_METRICS = ("internal sen", "internal spe", "pointing game")
 BAND_SD = 3.0
@@ -35,19 +45,23 @@ def run_metrics(tables_dir: str | Path) -> pd.DataFrame:
     missing = {"dataset", "model", "metric", "estimate"} - set(metrics.columns)
     if missing:
         raise ValueError(f"{metrics_path}: missing columns {sorted(missing)}")
+    pointing_path = tables_dir / "pointing_game.csv"
+    pointing = pd.read_csv(pointing_path) if pointing_path.exists() else None
+    return metric_rows(metrics, pointing)
+
+
+def metric_rows(metrics: pd.DataFrame, pointing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The checked metrics of a run (`metrics.csv` frame, pointing-game table) as model, metric, value."""
     rows = pd.DataFrame({
         "model": metrics["model"],
         "metric": metrics["dataset"].astype(str) + " " + metrics["metric"].astype(str),
         "value": metrics["estimate"].astype(float),
     })
-    pointing_path = tables_dir / "pointing_game.csv"
-    if pointing_path.exists():
-        pointing = pd.read_csv(pointing_path)
-        if {"model", "pointing game"} <= set(pointing.columns):
-            rows = pd.concat([rows, pd.DataFrame({
-                "model": pointing["model"], "metric": "pointing game",
-                "value": pd.to_numeric(pointing["pointing game"], errors="coerce"),
-            })], ignore_index=True)
+    if pointing is not None and {"model", "pointing game"} <= set(pointing.columns):
+        rows = pd.concat([rows, pd.DataFrame({
+            "model": pointing["model"], "metric": "pointing game",
+            "value": pd.to_numeric(pointing["pointing game"], errors="coerce"),
+        })], ignore_index=True)
     wanted = set(HEADLINE_METRICS) | set(SHOWN_METRICS)
     return rows[rows["metric"].isin(wanted)].reset_index(drop=True)
 
@@ -68,7 +82,8 @@ def read_reference(path: str | Path) -> pd.DataFrame:
     """A replicate summary as written by `summarise_replicates`, validated."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no reference (make one with `cem reproduce --replicates 5`)")
+        raise FileNotFoundError(f"{path}: no reference (make one: `cem reproduce --replicates 5`, then "
+                                "`cem check --make-reference`)")
     reference = pd.read_csv(path)
     missing = set(REPLICATE_COLUMNS) - set(reference.columns)
     if missing:
@@ -114,3 +129,65 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         lines.append(f"{row.metric:<14} {row.model:<18} {value:>8} {row.mean:>8.3f} {band:>15}  "
                      f"{row.verdict}{mark}")
     return "\n".join(lines)
+
+
+def reference_path(profile_name: str) -> Path:
+    """data_manifest/reference_<profile>.csv: the replicated reference shipped with the kit."""
+    return resource_dir(DATA_MANIFEST) / f"reference_{profile_name}.csv"
+
+
+def make_reference(tables_dir: str | Path, out: str | Path, min_replicates: int = MIN_REFERENCE_REPLICATES
+                   ) -> pd.DataFrame:
+    """Write a replicated run's `replicates.csv` as a reference, refusing one of too few replicates."""
+    source = Path(tables_dir) / "replicates.csv"
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no replicates in this run (run `cem reproduce --replicates "
+                                f"{min_replicates}` first)")
+    summary = read_reference(source)
+    headline = summary[summary["metric"].isin(HEADLINE_METRICS)]
+    if headline.empty:
+        raise ValueError(f"{source}: no headline metric ({', '.join(HEADLINE_METRICS)})")
+    fewest = int(headline["n"].min())
+    if fewest < min_replicates:
+        raise ValueError(f"{source}: a headline metric has {fewest} replicates; a reference needs at least "
+                         f"{min_replicates}")
+    atomic_write_text(Path(out), summary[list(REPLICATE_COLUMNS)].to_csv(index=False))
+    return summary
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem check`."""
+    parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper) or YAML path")
+    parser.add_argument("--run", type=Path, help="a reports folder to check (its tables/; default: the "
+                        "profile's reports folder)")
+    parser.add_argument("--reference", type=Path, help="reference file (default: the kit's "
+                        "data_manifest/reference_<profile>.csv)")
+    parser.add_argument("--make-reference", action="store_true", help="write the run's replicates.csv "
+                        "(from `cem reproduce --replicates N`) as the reference instead of checking")
+    parser.add_argument("--min-replicates", type=int, default=MIN_REFERENCE_REPLICATES,
+                        help=f"with --make-reference: the fewest replicates accepted "
+                        f"(default {MIN_REFERENCE_REPLICATES})")
+    parser.add_argument("--workdir", help="folder holding the run's data, runs and reports")
+    add_override_option(parser)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `cem check`: 0 when every headline metric lies inside its band, 1 otherwise."""
+    profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    tables = Path(args.run if args.run is not None else profile.reports) / "tables"
+    reference = args.reference if args.reference is not None else reference_path(profile.name)
+    if args.make_reference:
+        summary = make_reference(tables, reference, args.min_replicates)
+        print(f"cem check: wrote {reference} ({len(summary)} metrics, "
+              f"{int(summary['n'].min())} to {int(summary['n'].max())} replicates)")
+        return 0
+    comparison = compare(run_metrics(tables), read_reference(reference))
+    print(f"{tables} against {reference}")
+    print(format_comparison(comparison))
+    bad = failed(comparison)
+    if bad.empty:
+        print(f"cem check: all {int(comparison['headline'].sum())} headline metrics within their bands")
+        return 0
+    print(f"cem check: {len(bad)} of {int(comparison['headline'].sum())} headline metrics outside their "
+          "bands or missing")
+    return 1

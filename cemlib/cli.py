@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("cemlib.evaluation", "score breasts from a checkpoint (a manifest or one exam folder)"),
     "tables": ("cemlib.results", "regenerate the paper's tables and figures from predictions"),
     "reproduce": ("cemlib.pipeline", "run the study notebooks end to end with papermill"),
+    "check": ("cemlib.check", "compare a run's metrics with the replicated reference of its profile"),
     "bench": ("cemlib.bench", "measure speed: preprocess, train, stats, exam"),
 }
 

@@ -249,7 +249,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "the current folder when cemlib is installed)")
     parser.add_argument("--report-only", action="store_true",
                         help="only export the HTML/PDF report from the notebooks already executed")
+    parser.add_argument("--replicates", type=_positive_int, metavar="N",
+                        help="train every model under N training seeds (the profile key replicates; "
+                        "default: the profile's, 1)")
     add_override_option(parser)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -265,10 +276,13 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"report: {path}", flush=True)
         return 0
     steps = tuple(args.steps) if args.steps else STEPS
+    overrides = parse_overrides(args.overrides)
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
     started = time.perf_counter()
     try:
         run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
-                     overrides=parse_overrides(args.overrides), workdir=args.workdir)
+                     overrides=overrides, workdir=args.workdir)
     except StepFailed as exc:
         print(f"cem reproduce: {exc}", file=sys.stderr)
         return 1

@@ -182,6 +182,7 @@ class Settings(Section):
     device: str = "cpu"
     seed: int = 0
     threads: int | None = None  # torch's CPU threads; float results depend on it (None: torch's default)
+    replicates: int = 1  # train every model under seeds train.seed + 0 .. replicates - 1
     data: DataSettings = field(default_factory=DataSettings)
     external: dict[str, ExternalSettings] = field(default_factory=dict)
     preprocess: PreprocessSettingsSection = field(default_factory=PreprocessSettingsSection)

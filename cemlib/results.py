@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from cemlib import plots, stats
+from cemlib import check, plots, stats
 from cemlib.claims import load_reference, scorecard, table_comparison
 from cemlib.fileio import atomic_write_text, remove_stale_temporaries, save_figure
 from cemlib.outputs import check_output_folder
@@ -120,7 +121,10 @@ CAPTIONS = {
     "table_density": "Misclassified breasts by breast density",
     "table_comparison": "The paper's values beside this run's",
     "scorecard": "The paper's claims checked against this run",
+    "replicates": "Spread of each metric across replicates (training seeds): n, mean, SD, range",
 }
+#: Tables written as CSV only (full-precision numbers behind the others).
+NUMERIC_TABLES = ("metrics", "delong", "replicate_metrics")
 
 
 def build_tables(
@@ -131,8 +135,13 @@ def build_tables(
     level: float = 0.95,
     ci_method: str = "clopper-pearson",
     reference: pd.DataFrame | None = None,
+    replicates: Sequence[pd.DataFrame] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """All tables as DataFrames, keyed by file stem (cohort tables only when breasts is given)."""
+    """All tables as DataFrames, keyed by file stem (cohort tables only when breasts is given).
+
+    `replicates`: the predictions of every replicate of the run, replicate 0 (`predictions`) first; with
+    two or more, the spread of each metric (replicates.csv) and each claim's share of replicates.
+    """
     predictions = validate_predictions(predictions)
     if reference is None and paper_reference_path().is_file():
         reference = load_reference()
@@ -140,6 +149,10 @@ def build_tables(
     metrics = metrics_frame(predictions, split, threshold, level, ci_method)
     metrics_external = metrics_frame(predictions, "external", threshold, level, ci_method)
     delong = delong_pairs(predictions, PAPER_PAIRS, split)
+    per_replicate = [(metrics, metrics_external, delong)]
+    if replicates is not None and len(replicates) > 1:
+        per_replicate += [replicate_results(validate_predictions(r), split, threshold, level, ci_method)
+                          for r in replicates[1:]]
     tables: dict[str, pd.DataFrame] = {}
     if breasts is not None:
         tables["table1_characteristics"] = table1_characteristics(breasts)
@@ -155,10 +168,25 @@ def build_tables(
         tables["table_density"] = table_density(joined, thresholds, split)
     if reference is not None:
         tables["table_comparison"] = table_comparison(metrics, metrics_external, reference)
-        tables["scorecard"] = scorecard(metrics, delong, reference)
+        tables["scorecard"] = scorecard(metrics, delong, reference, [(m, d) for m, _, d in per_replicate],
+                                        tables["table_comparison"])
     tables["metrics"] = metrics_frame_for_csv(metrics, metrics_external)
     tables["delong"] = delong
+    if len(per_replicate) > 1:
+        values = [check.metric_rows(metrics_frame_for_csv(m, e)) for m, e, _ in per_replicate]
+        tables["replicates"] = check.summarise_replicates(values)
+        tables["replicate_metrics"] = pd.concat([v.assign(replicate=k) for k, v in enumerate(values)],
+                                                ignore_index=True)
     return tables
+
+
+def replicate_results(
+    predictions: pd.DataFrame, split: str, threshold: float | str, level: float, ci_method: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(internal metrics, external metrics, DeLong pairs) of one replicate's predictions."""
+    return (metrics_frame(predictions, split, threshold, level, ci_method),
+            metrics_frame(predictions, "external", threshold, level, ci_method),
+            delong_pairs(predictions, PAPER_PAIRS, split))
 
 
 def metrics_frame_for_csv(metrics: pd.DataFrame, metrics_external: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +199,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[s
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
     for name, table in tables.items():
-        if name in ("metrics", "delong"):
+        if name in NUMERIC_TABLES:
             path = out_dir / f"{name}.csv"
             atomic_write_text(path, table.to_csv(index=False))
             written[path.name] = path

@@ -7,6 +7,7 @@ and the pipeline resumes where it stopped. Notebooks only call these and display
 Where things go, for a profile P:
 - runs/P/models/<INPUTS>_stage1, runs/P/models/<INPUTS>_<fusion>: checkpoints and training logs;
 - runs/P/predictions/<model>__<dataset>.csv: per-breast scores;
+- runs/P/replicates/<k>/models, .../predictions: the same for replicate k >= 1 (training seed base + k);
 - reports/P/tables, reports/P/figures: the paper's tables (CSV, Markdown, LaTeX) and figures (PNG, PDF).
 """
 
@@ -31,7 +32,7 @@ from cemlib.manifest import describe as describe_manifest
 from cemlib.profiles import Settings, load_profile
 from cemlib.synthetic import qc as synthetic_qc
 from cemlib.views import SIDES, VIEW_ORDER
-from cemlib.vocab import FUSIONS, INPUTS, model_name, patient_classes
+from cemlib.vocab import FUSION_LABELS, FUSIONS, INPUTS, model_name, patient_classes
 
 #: The paper's main model, and the model each external dataset is scored with (INbreast is FFDM: LE).
 MAIN_MODEL = ("mf_concat", "cem")
@@ -338,8 +339,22 @@ def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manif
 
 
 def run_ablations(cfg: Settings) -> pd.DataFrame:
-    """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set."""
+    """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set.
+
+    With `replicates` N > 1 the eight models are trained and scored again under training seeds
+    base + 1 .. base + N - 1 (see `replicate_settings`); the frame returned is replicate 0's.
+    """
     manifest, cache = prepare.prepare_data(cfg)
+    predictions = _internal_scores(cfg, manifest, cache)
+    for k in range(1, replicate_count(cfg)):
+        replicate = replicate_settings(cfg, k)
+        tracking.note(f"replicate {k + 1} of {replicate_count(cfg)}: training seed {replicate.train.seed}")
+        _internal_scores(replicate, manifest, cache)
+    return predictions
+
+
+def _internal_scores(cfg: Settings, manifest, cache) -> pd.DataFrame:
+    """The eight models of one replicate trained (or reused) and scored on the internal test set."""
     frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
                           cache, "test", "internal")
               for inputs in INPUTS for fusion in FUSIONS]
@@ -354,12 +369,72 @@ def all_predictions(cfg: Settings) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
 
 
+def replicate_count(cfg: Settings) -> int:
+    """How many replicates the profile asks for (its `replicates` key, at least 1)."""
+    if cfg.replicates < 1:
+        raise ValueError(f"profile {cfg.name!r}: replicates must be at least 1, got {cfg.replicates}")
+    return cfg.replicates
+
+
+def replicate_settings(cfg: Settings, k: int) -> Settings:
+    """Replicate k: every model trained under seed base + k, cohort, split and cache unchanged.
+
+    The base is train.seed, or the top-level seed when that is unset. Replicate 0 is the run itself;
+    replicate k >= 1 keeps its models and predictions in runs/<profile>/replicates/<k>/.
+    """
+    if k == 0:
+        return cfg
+    base = cfg.seed if cfg.train.seed is None else cfg.train.seed
+    return replace(cfg, runs=str(Path(cfg.runs) / "replicates" / str(k)),
+                   train=replace(cfg.train, seed=base + k))
+
+
+def replicate_predictions(cfg: Settings) -> list[pd.DataFrame]:
+    """Every replicate's per-breast scores on disk, replicate 0 (this run) first."""
+    return [tables.validate_predictions(all_predictions(replicate_settings(cfg, k)))
+            for k in range(replicate_count(cfg))]
+
+
+def replicate_figure(cfg: Settings, values: pd.DataFrame | None) -> Figure | None:
+    """Internal test AUC of each model in every replicate (points) with mean and SD, LE and CEM panels.
+
+    `values` holds one row per replicate, model, metric and value (results' "replicate_metrics");
+    None (a run of one replicate) gives no figure.
+    """
+    import seaborn as sns
+
+    if values is None or values["replicate"].nunique() < 2:
+        return None
+    auc = values[values["metric"] == "internal auc"].copy()
+    auc["inputs"] = auc["model"].str.split().str[0]
+    auc["fusion"] = auc["model"].str.split().str[1].map(FUSION_LABELS)
+    order = [FUSION_LABELS[f] for f in FUSIONS]
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, inputs in zip(axes, ("LE", "CEM"), strict=True):
+        part = auc[auc["inputs"] == inputs]
+        sns.stripplot(data=part, x="fusion", y="value", order=order, ax=ax, color="#888", size=5, jitter=0.15)
+        sns.pointplot(data=part, x="fusion", y="value", order=order, ax=ax, errorbar="sd", color="C0",
+                      linestyle="none", markers="D", capsize=0.2)
+        ax.set(title=f"{inputs} models", xlabel="", ylabel="internal test AUC")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    replicates = values["replicate"].nunique()
+    figure.suptitle(f"AUC across {replicates} training seeds (points: replicates; diamond and bar: mean, SD)",
+                    fontsize=10)
+    return keep_figure(cfg, figure, "replicates_auc")
+
+
 def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
-    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk."""
+    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk.
+
+    With several replicates, also their spread (replicates.csv) and the share of replicates in which
+    each of the paper's claims holds; every other table is replicate 0's.
+    """
     predictions = tables.validate_predictions(all_predictions(cfg))
+    replicates = replicate_predictions(cfg) if replicate_count(cfg) > 1 else None
     # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
     # only through their predictions (the external table).
-    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts)
+    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts, replicates=replicates)
     results.write_tables(built, tables_dir(cfg))
     keep_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
     return {
@@ -367,6 +442,8 @@ def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
         "external": built["table_external"], "birads": built.get("table_birads_groups"),
         "confusion": built["table_confusion"], "density": built.get("table_density"),
         "scorecard": built.get("scorecard"), "comparison": built.get("table_comparison"),
+        "replicates": built.get("replicates", pd.DataFrame()).round(3),
+        "replicate_metrics": built.get("replicate_metrics"),
     }
 
 
@@ -404,6 +481,10 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
         scores = score_model(cfg, checkpoint, fusion, inputs, manifest, cache, None, name)
         scores["dataset"] = EXTERNAL_NAMES[name]
         frames.append(scores)
+        for k in range(1, replicate_count(cfg)):
+            replicate = replicate_settings(cfg, k)
+            score_model(replicate, train_model(replicate, fusion, inputs, *internal), fusion, inputs,
+                        manifest, cache, None, name)
     external = pd.concat(frames, ignore_index=True)
     results = ablation_tables(cfg)
     figure = Figure(figsize=(9, 4.2), layout="constrained")
@@ -502,6 +583,7 @@ INDEX_TABLES = (
     ("External validation", "table_external"),
     ("Grad-CAM++ pointing game", "pointing_game"),
     ("The paper's claims against this run", "scorecard"),
+    ("Replicates: mean, SD and range across training seeds", "replicates"),
 )
 
 

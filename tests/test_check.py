@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cemlib import check
+from cemlib import check, results
+from cemlib.cli import main
 
 
 def _metrics_csv(folder, aucs: dict[str, float]) -> None:
@@ -77,3 +78,67 @@ def test_missing_files_name_the_path(tmp_path):
         check.run_metrics(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"ref\.csv"):
         check.read_reference(tmp_path / "ref.csv")
+
+
+# ------------------------------------------------------------------ the `cem check` command
+
+
+def _breasts(seed: int = 0) -> pd.DataFrame:
+    """Internal test breasts (a third malignant) and an external CDD-CESM set."""
+    rng = np.random.default_rng(seed)
+    rows = [{"dataset": dataset, "patient_id": f"{dataset[:1]}{i:03d}", "side": side,
+             "label": int(rng.random() < 0.35), "split": split}
+            for dataset, split, n in (("synthetic", "test", 120), ("cddcesm", "external", 60))
+            for i in range(n) for side in ("L", "R")]
+    return pd.DataFrame(rows)
+
+
+def _predictions(breasts: pd.DataFrame, seed: int, shuffled: bool = False) -> pd.DataFrame:
+    """Scores of the main model, seeing the labels through noise; `shuffled`: trained on shuffled labels."""
+    rng = np.random.default_rng(seed)
+    labels = breasts["label"].to_numpy()
+    if shuffled:
+        labels = rng.permutation(labels)
+    frame = breasts.copy()
+    frame["score"] = 1 / (1 + np.exp(-(2.0 * (labels - 0.5) * 1.6 + rng.normal(0, 1, len(frame)))))
+    frame["model"] = "CEM mf_concat"
+    return frame
+
+
+def _write_run(folder, replicates: list[pd.DataFrame]) -> None:
+    built = results.build_tables(replicates[0], replicates=replicates if len(replicates) > 1 else None)
+    results.write_tables(built, folder / "tables")
+
+
+def test_cem_check_passes_a_good_run_and_fails_a_broken_model(tmp_path, capsys):
+    breasts = _breasts()
+    _write_run(tmp_path / "replicated", [_predictions(breasts, seed) for seed in range(5)])
+    reference = tmp_path / "reference.csv"
+    assert main(["check", "--run", str(tmp_path / "replicated"), "--reference", str(reference),
+                 "--make-reference"]) == 0
+    written = pd.read_csv(reference)
+    assert list(written.columns) == list(check.REPLICATE_COLUMNS)
+    assert set(written["metric"]) >= {"internal auc", "cddcesm auc"} and (written["n"] == 5).all()
+
+    _write_run(tmp_path / "good", [_predictions(breasts, 11)])
+    _write_run(tmp_path / "broken", [_predictions(breasts, 11, shuffled=True)])
+    capsys.readouterr()
+    assert main(["check", "--run", str(tmp_path / "good"), "--reference", str(reference)]) == 0
+    assert "all 2 headline metrics within their bands" in capsys.readouterr().out
+    assert main(["check", "--run", str(tmp_path / "broken"), "--reference", str(reference)]) == 1
+    out = capsys.readouterr().out
+    assert "outside" in out and "2 of 2 headline metrics outside" in out
+
+
+def test_make_reference_refuses_too_few_replicates(tmp_path, capsys):
+    breasts = _breasts()
+    _write_run(tmp_path / "run", [_predictions(breasts, seed) for seed in range(2)])
+    out = tmp_path / "reference.csv"
+    args = ["check", "--run", str(tmp_path / "run"), "--reference", str(out), "--make-reference"]
+    assert main(args) == 1
+    assert "needs at least 5" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--min-replicates", "2"]) == 0 and out.exists()
+    _write_run(tmp_path / "single", [_predictions(breasts, 0)])
+    assert main(["check", "--run", str(tmp_path / "single"), "--reference", str(out),
+                 "--make-reference"]) == 1
+    assert "replicates.csv" in capsys.readouterr().err

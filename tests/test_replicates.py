@@ -1,0 +1,52 @@
+"""Replicates: every model trained under seeds base + k, the cohort, split and cache unchanged."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from cemlib import pipeline, study
+from cemlib.profiles import SettingsError, load_profile
+from cemlib.training.loop import FitConfig
+
+
+def test_replicate_k_trains_under_base_plus_k_in_its_own_folder(tmp_path):
+    cfg = load_profile("smoke", {"replicates": 3}, tmp_path)
+    assert study.replicate_count(cfg) == 3
+    assert study.replicate_settings(cfg, 0) is cfg
+    second = study.replicate_settings(cfg, 2)
+    assert Path(second.runs) == Path(cfg.runs) / "replicates" / "2"
+    assert FitConfig.from_profile(cfg, "stage1").seed == cfg.seed
+    assert FitConfig.from_profile(second, "stage2").seed == cfg.seed + 2
+    # what fixes the cohort, split and cache stays as it was
+    assert (second.seed, second.data, second.preprocess, second.reports) == (
+        cfg.seed, cfg.data, cfg.preprocess, cfg.reports)
+    assert study.predictions_dir(second) == Path(cfg.runs) / "replicates" / "2" / "predictions"
+
+
+def test_train_seed_is_the_base_when_set(tmp_path):
+    cfg = load_profile("smoke", {"train.seed": 7, "replicates": 2}, tmp_path)
+    assert FitConfig.from_profile(cfg, "stage1").seed == 7
+    assert FitConfig.from_profile(study.replicate_settings(cfg, 1), "stage1").seed == 8
+    assert study.replicate_settings(cfg, 1).seed == cfg.seed  # the split's seed
+
+
+def test_one_replicate_by_default_and_bad_counts_refused(tmp_path):
+    assert study.replicate_count(load_profile("smoke", None, tmp_path)) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        study.replicate_count(load_profile("smoke", {"replicates": 0}, tmp_path))
+    with pytest.raises(SettingsError, match="replicates"):
+        load_profile("smoke", {"replicates": "many"}, tmp_path)
+
+
+def test_reproduce_option_sets_the_profile_key(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: seen.update(k))
+    parser = argparse.ArgumentParser()
+    pipeline.configure_parser(parser)
+    assert pipeline.run_cli(parser.parse_args(["--replicates", "4", "--set", "train.lr=0.01"])) == 0
+    assert seen["overrides"] == {"train.lr": 0.01, "replicates": 4}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--replicates", "0"])
