@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cemlib import imaging, models, stats
+from cemlib import models, timings
 from cemlib.cache import TensorCache
 from cemlib.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from cemlib.data import Augment, PatientDataset, make_loader, set_loader_epoch
@@ -61,7 +61,7 @@ def bench_preprocess(profile: Settings, images: int = 200) -> dict[str, Any]:
     joined = by_energy["LE"].merge(by_energy["DES"][[*keys, "path"]], on=keys, suffixes=("", "_des"))
     pairs = [(Path(manifest.root) / row.path, Path(manifest.root) / row.path_des, row.side)
              for row in joined.head(images // 2).itertuples()]
-    pixels = imaging.benchmark_preprocess(pairs, preprocess_settings(profile))
+    pixels = timings.benchmark_preprocess(pairs, preprocess_settings(profile))
     batch_size, workers = profile.train.batch_size, profile.train.workers
 
     def loader(processes: int) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def bench_train(profile: Settings, **options: Any) -> dict[str, Any]:
 
 def bench_stats() -> dict[str, Any]:
     """DeLong and bootstrap timings."""
-    return stats.benchmark_stats()
+    return timings.benchmark_stats()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -25,8 +25,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -560,60 +559,3 @@ def preprocess_files(le_path: str | Path, des_path: str | Path | None, side: str
     le = read_pixels(le_path)
     des = read_pixels(des_path) if des_path is not None else None
     return preprocess_pair(le, des, side, settings, source=str(le_path))
-
-
-# --------------------------------------------------------------------------------------------- benchmark
-
-
-def benchmark_preprocess(paths: Iterable[str | Path | Sequence[Any]], settings: PreprocessSettings,
-                         repeat: int = 1, threads: int | None = 1) -> dict[str, float]:
-    """Images per second of decoding alone and of decoding + full preprocessing.
-
-    ``paths`` holds image files (processed alone, side from the DICOM laterality; without one the
-    orientation check is skipped) or (le_path, des_path or None, side) tuples (processed as pairs).
-    ``threads`` sets torch's intra-op threads during the run (restored afterwards): the default 1 gives
-    per-core throughput, comparable with the single-threaded decode and with one cache worker process.
-    """
-    items = [_bench_item(p) for p in paths]
-    if not items:
-        raise ValueError("benchmark_preprocess needs at least one image path")
-    files = [f for le, des, _ in items for f in (le, des) if f is not None]
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    try:
-        for f in files[:2]:  # warm the page cache and imports outside the timings
-            read_pixels(f)
-        start = time.perf_counter()
-        for _ in range(repeat):
-            for f in files:
-                read_pixels(f)
-        decode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(repeat):
-            for le_path, des_path, side in items:
-                _bench_preprocess_one(le_path, des_path, side, settings)
-        preprocess_s = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous)
-    n_images = len(files) * repeat
-    return {"images": float(n_images), "threads": float(threads or previous), "decode_s": decode_s,
-            "preprocess_s": preprocess_s, "decode_per_s": n_images / decode_s,
-            "preprocess_per_s": n_images / preprocess_s, "ratio": decode_s / preprocess_s}
-
-
-def _bench_preprocess_one(le_path: Path, des_path: Path | None, side: str,
-                          settings: PreprocessSettings) -> None:
-    le, info = read_image(le_path)
-    des = read_pixels(des_path) if des_path is not None else None
-    side = side or info.laterality
-    if side not in ("L", "R"):
-        side, settings = "L", dataclasses.replace(settings, check_orientation=False)
-    preprocess_pair(le, des, side, settings, source=str(le_path))
-
-
-def _bench_item(item: str | Path | Sequence[Any]) -> tuple[Path, Path | None, str]:
-    if isinstance(item, (str, Path)):
-        return Path(item), None, ""
-    le, des, side = item
-    return Path(le), (Path(des) if des is not None else None), str(side)

@@ -12,7 +12,6 @@ reproduce pROC 1.18's ``var``, ``ci.auc(method = "delong")`` and ``roc.test(meth
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -541,34 +540,3 @@ def bootstrap_ci(
 # ----------------------------------------------------------------------------------------------------
 # speed
 # ----------------------------------------------------------------------------------------------------
-
-
-def _best_time(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def benchmark_stats(
-    n_delong: int = 10_000, n_boot_breasts: int = 1_000, n_boot: int = 2000, repeat: int = 3, seed: int = 0
-) -> dict:
-    """Time a paired DeLong test and a stratified bootstrap of the AUC (best of `repeat`, milliseconds)."""
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n_delong) < 0.35).astype(int)
-    a = np.round(rng.normal(y * 1.5, 1.0), 3)
-    b = np.round(0.7 * a + rng.normal(0.0, 0.7, n_delong), 3)
-    yb, sb = y[:n_boot_breasts], a[:n_boot_breasts]
-    delong_s = _best_time(lambda: delong_test(y, a, b), repeat)
-    boot_s = _best_time(lambda: auc_ci(yb, sb, method="bootstrap", n_boot=n_boot, seed=seed), repeat)
-    return {
-        "delong_paired_breasts": n_delong,
-        "delong_paired_ms": round(delong_s * 1000, 2),
-        "delong_target_ms": 50,
-        "bootstrap_auc_breasts": n_boot_breasts,
-        "bootstrap_auc_replicates": n_boot,
-        "bootstrap_auc_ms": round(boot_s * 1000, 2),
-        "bootstrap_target_ms": 1000,
-    }

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cemlib import timings
 from cemlib.imaging import (
     GreyHistogram,
     OrientationError,
@@ -19,7 +20,6 @@ from cemlib.imaging import (
     PreprocessSettings,
     apply_window,
     background_edge,
-    benchmark_preprocess,
     find_geometry,
     grey_histogram,
     otsu_level,
@@ -461,7 +461,8 @@ def test_preprocess_files_and_benchmark_on_dicoms(tmp_path, phantom_exam):
         items.append((le, des, side))
     with pytest.raises(OrientationError, match=r"L_CC_LE\.dcm"):
         preprocess_files(items[0][0], None, "R", settings)
-    result = benchmark_preprocess([*items, items[1][0]], settings)  # two pairs and a file (side from its tag)
+    # two pairs and a file (side from its tag)
+    result = timings.benchmark_preprocess([*items, items[1][0]], settings)
     assert result["images"] == 5
     assert result["decode_per_s"] > 0 and result["preprocess_per_s"] > 0
 

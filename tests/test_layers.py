@@ -52,7 +52,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("results", ("cemlib.results",)),
     ("report", ("cemlib.report",)),
     ("objects to explore", ("cemlib.explore",)),
-    ("study", ("cemlib.study", "cemlib.bench")),
+    ("study", ("cemlib.study", "cemlib.timings")),
+    ("benchmarks", ("cemlib.bench",)),
     ("pipeline", ("cemlib.pipeline",)),
     ("command line", ("cemlib.cli",)),
 )

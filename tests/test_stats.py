@@ -13,6 +13,7 @@ from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
 from cemlib import stats as st
+from cemlib import timings
 
 DATA = Path(__file__).parent / "data"
 TOL = 1e-9
@@ -339,6 +340,6 @@ def test_bootstrap_errors():
 
 
 def test_benchmark_reports_timings():
-    result = st.benchmark_stats(n_delong=2000, n_boot_breasts=200, n_boot=100, repeat=1)
+    result = timings.benchmark_stats(n_delong=2000, n_boot_breasts=200, n_boot=100, repeat=1)
     assert result["delong_paired_ms"] > 0 and result["bootstrap_auc_ms"] > 0
     assert result["delong_paired_breasts"] == 2000

@@ -202,18 +202,3 @@ def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, ob
             f"{Path(root)} and the manifest folder {Path(manifest_dir)} to have both written again, or "
             "point the profile elsewhere"
         )
-
-
-def benchmark_synth(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, scale: float = 0.08,
-                    workers: int | None = 2, seed: int = 0) -> dict:
-    """Time the generation of a cohort and measure its size on disk."""
-    import time
-
-    start = time.perf_counter()
-    root = write_cohort(out, patients=patients, seed=seed, scale=scale, workers=workers)
-    seconds = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    return {"patients": patients, "scale": scale, "workers": workers, "seconds": round(seconds, 2),
-            "seconds_per_patient": round(seconds / patients, 4), "megabytes": round(size / 1e6, 1)}
-
-
