@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 
 import nbformat
 import pytest
@@ -24,6 +25,13 @@ def test_committed_without_outputs(path):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear the outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_its_own_id_in_the_file(path):
+    cells = json.loads(path.read_text())["cells"]  # nbformat.read would add missing ids silently
+    ids = [cell.get("id") for cell in cells]
+    assert None not in ids and len(set(ids)) == len(ids), f"{path.name}: give every cell a unique id"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
