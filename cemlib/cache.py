@@ -41,8 +41,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from cemlib.fileio import atomic_path, atomic_write_text, sha256_file
 from cemlib.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.outputs import OutputLocationError, check_output_folder
+from cemlib.processes import exit_with_parent
 from cemlib.profiles import add_override_option, load_profile, parse_overrides
 from cemlib.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
 
@@ -256,30 +255,6 @@ def _single_thread_worker(parent_pid: int | None = None) -> None:
 
     exit_with_parent(parent_pid)
     torch.set_num_threads(1)
-
-
-#: prctl option that asks the kernel to send a signal to this process when its parent dies (Linux).
-_PR_SET_PDEATHSIG = 1
-
-
-def exit_with_parent(parent_pid: int | None) -> None:
-    """Make this (worker) process exit when its parent dies, even by SIGKILL; best effort off Linux.
-
-    A pool worker whose parent was killed with ``kill -9`` would otherwise live on, reparented, holding its
-    memory. On Linux the kernel sends the worker SIGKILL the moment its parent exits (prctl
-    PR_SET_PDEATHSIG); if the parent is already gone when this runs (it died while the worker started),
-    the worker exits at once.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)
 
 
 class TensorCache:

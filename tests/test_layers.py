@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cemlib"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("package", ("cemlib",)),
     ("vocabulary", ("cemlib.views", "cemlib.vocab", "cemlib.fileio", "cemlib.resources", "cemlib.environment",
-                    "cemlib.outputs", "cemlib.tracking")),
+                    "cemlib.outputs", "cemlib.tracking", "cemlib.processes")),
     ("settings", ("cemlib.profiles",)),
     ("window", ("cemlib.window",)),
     ("header checks", ("cemlib.headercheck",)),

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from cemlib.fileio import remove_stale_temporaries
+from cemlib.processes import exit_with_parent
 
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
 #: written by an earlier generator is never reused silently.
@@ -40,7 +41,9 @@ def write_patients(task: Callable[[Task], Any], items: Sequence[Task], workers: 
     progress = {"total": len(items), "desc": desc, "unit": "patient"}
     if workers <= 1 or len(items) <= 1:
         return [task(item) for item in tqdm(items, **progress)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Workers end with this process, even when it is killed with SIGKILL.
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),))
+    with pool:
         chunk = max(1, len(items) // (workers * 8))
         return list(tqdm(pool.map(task, items, chunksize=chunk), **progress))
 
