@@ -494,7 +494,7 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
         plots.roc_panel(ax, frame, inputs, "external", title, fusions=(EXTERNAL_MODELS[name][0],))
     keep_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
-            "comparison": results["comparison"], "predictions": external}
+            "comparison": results["comparison"], "scorecard": results["scorecard"], "predictions": external}
 
 
 # ---------------------------------------------------------------------------------------------------
