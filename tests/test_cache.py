@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -306,12 +311,6 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
     """`cem preprocess --workers 2` killed with SIGKILL mid-run: both pool workers exit with it."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     # one exam of large images, shared (through symbolic links) by 40 patients: about ten seconds of work
     root = tmp_path / "data"
     big = (1800, 1200)
@@ -342,18 +341,28 @@ def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
 
     command = [sys.executable, "-m", "cemlib.cli", "preprocess", "--manifest", str(tmp_path / "manifest"),
                "--cache", str(tmp_path / "cache"), "--size", "256", "128", "--workers", "2", "--no-progress"]
+
+    def running_workers(parent_pid: int) -> list[int]:
+        workers = [pid for pid in _children(parent_pid)
+                   if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+        # both workers run and have finished at least one entry
+        return workers if len(workers) == 2 and any((tmp_path / "cache").glob("*/*/*.npy")) else []
+
+    kill_parent_and_check_workers(command, running_workers)
+
+
+def kill_parent_and_check_workers(command: list[str], running_workers) -> None:
+    """Start `command`, wait until `running_workers(pid)` names its busy workers, SIGKILL it, and assert
+    that every one of those workers exits within 20 s."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         workers: list[int] = []
-        while time.monotonic() < deadline and parent.poll() is None:
-            workers = [pid for pid in _children(parent.pid)
-                       if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
-            if len(workers) == 2 and any((tmp_path / "cache").glob("*/*/*.npy")):
-                break  # both workers run and have finished at least one entry
+        while time.monotonic() < deadline and parent.poll() is None and not workers:
+            workers = running_workers(parent.pid)
             time.sleep(0.2)
-        assert parent.poll() is None and len(workers) == 2, "preprocess ended before it could be killed"
+        assert parent.poll() is None and workers, f"{command[3]} ended before it could be killed"
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
         deadline = time.monotonic() + 20

@@ -51,34 +51,15 @@ def test_callers_find_their_names_in_the_package():
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_kill_9_of_synth_leaves_no_worker_alive(tmp_path):
     """`cem synth --workers 2` killed with SIGKILL mid-run: both pool workers exit with it."""
-    import os
-    import signal
-    import subprocess
     import sys
-    import time
 
-    from tests.test_cache import _alive, _children
+    from tests.test_cache import _children, kill_parent_and_check_workers
 
     command = [sys.executable, "-m", "cemlib.cli", "synth", "--out", str(tmp_path / "cohort"),
                "--patients", "400", "--workers", "2"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        workers: list[int] = []
-        while time.monotonic() < deadline and parent.poll() is None:
-            workers = _children(parent.pid)
-            if len(workers) >= 2 and any((tmp_path / "cohort").glob("SYN*/*.dcm")):
-                break  # the workers run and have written at least one image
-            time.sleep(0.2)
-        assert parent.poll() is None and len(workers) >= 2, "synth ended before it could be killed"
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
-            time.sleep(0.2)
-        survivors = [pid for pid in workers if _alive(pid)]
-        assert not survivors, f"worker processes {survivors} outlived their killed parent"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+
+    def running_workers(parent_pid: int) -> list[int]:
+        workers = _children(parent_pid)  # the pool forks: its workers are the command's children
+        return workers if len(workers) >= 2 and any((tmp_path / "cohort").glob("SYN*/*.dcm")) else []
+
+    kill_parent_and_check_workers(command, running_workers)

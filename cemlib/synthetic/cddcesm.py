@@ -31,7 +31,6 @@ from openpyxl import Workbook
 from PIL import Image
 from scipy import ndimage
 
-from cemlib import __version__
 from cemlib.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from cemlib.sources.cddcesm import (
     COLUMNS,
@@ -47,7 +46,7 @@ from cemlib.sources.cddcesm import (
 from cemlib.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION, finish_dir, prepare_replica_dir, write_patients
+from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients
 from cemlib.views import ENERGIES, SIDES, VIEWS
 
 RELEASE_SHAPE = (2355, 1315)
@@ -441,20 +440,8 @@ def write_replica(
         sheets[title] = pd.DataFrame(rows, columns=list(columns))
     atomic_write_bytes(out / workbook_name, _deterministic_xlsx(sheets))
     _write_via_csv(out / SEGMENTATION_CSV, [row for res in results for row in res["via"]])
-    settings = {
-        "generator": "cemlib.synthetic.cddcesm",
-        "version": GENERATOR_VERSION,
-        "cemlib_version": __version__,
-        "format": DATASET,
-        "seed": seed,
-        "scale": scale,
-        "patients": patients,
-        "le_window": LE_WINDOW,
-        "des_window": DES_WINDOW,
-    }
-    atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
-    finish_dir(out)
-    return out
+    return finish_replica(out, REPLICA_FILE, "cemlib.synthetic.cddcesm", DATASET, seed, scale, patients,
+                          le_window=LE_WINDOW, des_window=DES_WINDOW)
 
 
 def _write_via_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import plistlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,8 +30,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cemlib import __version__
-from cemlib.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.fileio import atomic_write_bytes
 from cemlib.sources.inbreast import (
     CSV_COLUMNS,
     CSV_NAME,
@@ -47,7 +45,7 @@ from cemlib.sources.inbreast import (
 from cemlib.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION, finish_dir, prepare_replica_dir, write_patients
+from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients
 
 DETECTORS = ((4084, 3328), (3328, 2560))
 FULL_PIXEL_SPACING_MM = 0.07
@@ -327,16 +325,5 @@ def write_replica(
         atomic_write_bytes(out / CSV_NAME, _csv_text(rows).encode("ascii"))
     if "xls" in tables:
         atomic_write_bytes(out / XLS_NAME, _xls_bytes(rows))
-    settings = {
-        "generator": "cemlib.synthetic.inbreast",
-        "version": GENERATOR_VERSION,
-        "cemlib_version": __version__,
-        "format": DATASET,
-        "seed": seed,
-        "scale": scale,
-        "patients": patients,
-        "le_window_range": LE_WINDOW_RANGE,
-    }
-    atomic_write_text(out / REPLICA_FILE, json.dumps(settings, indent=2) + "\n")
-    finish_dir(out)
-    return out
+    return finish_replica(out, REPLICA_FILE, "cemlib.synthetic.inbreast", DATASET, seed, scale, patients,
+                          le_window_range=LE_WINDOW_RANGE)

@@ -7,6 +7,7 @@ bytes on disk do not depend on the number of processes or on their order (serial
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -16,7 +17,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from cemlib.fileio import remove_stale_temporaries
+from cemlib import __version__
+from cemlib.fileio import atomic_write_text, remove_stale_temporaries
 from cemlib.processes import exit_with_parent
 
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
@@ -80,6 +82,16 @@ def _start(out: Path) -> None:
 def finish_dir(out: Path) -> None:
     """Mark a folder a writer has completed (after its cohort.json or replica.json is written)."""
     (out / INCOMPLETE).unlink(missing_ok=True)
+
+
+def finish_replica(out: Path, marker: str, generator: str, dataset: str, seed: int, scale: float,
+                   patients: int, **extra: Any) -> Path:
+    """Write a replica's record (generator, version and settings, checked before reuse); mark it complete."""
+    record = {"generator": generator, "version": GENERATOR_VERSION, "cemlib_version": __version__,
+              "format": dataset, "seed": seed, "scale": scale, "patients": patients, **extra}
+    atomic_write_text(out / marker, json.dumps(record, indent=2) + "\n")
+    finish_dir(out)
+    return out
 
 
 def check_complete(root: Path) -> None:
