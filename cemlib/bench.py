@@ -41,7 +41,7 @@ from cemlib.kernels import peak_bf16_tflops, profile_table, summarise_profile
 from cemlib.manifest import Manifest
 from cemlib.outputs import check_output_file
 from cemlib.predict import load_for_inference
-from cemlib.prepare import prepare_data, preprocess_settings
+from cemlib.prepare import prep_workers, prepare_data, preprocess_settings, synth_settings
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
 from cemlib.synthetic import sample_cohort, write_patient
 from cemlib.training import arch_from_profile, check_choices, make_sgd, uses_fused_sgd
@@ -50,7 +50,7 @@ from cemlib.training.stages import data_for
 from cemlib.views import VIEW_ORDER
 from cemlib.vocab import input_channels
 
-TARGETS = ("preprocess", "train", "stats", "exam")
+TARGETS = ("synth", "preprocess", "train", "stats", "exam")
 
 
 def bench_preprocess(profile: Settings, images: int = 200) -> dict[str, Any]:
@@ -78,6 +78,13 @@ def bench_preprocess(profile: Settings, images: int = 200) -> dict[str, Any]:
 def bench_train(profile: Settings, **options: Any) -> dict[str, Any]:
     """Training-step throughput variants and the authors'-style baseline (options of benchmark_train)."""
     return benchmark_train(profile, **options)
+
+
+def bench_synth(profile: Settings) -> dict[str, Any]:
+    """Seconds and megabytes of writing the profile's synthetic cohort (into a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="cem-bench-synth-") as folder:
+        return timings.benchmark_synth(Path(folder) / "cohort", **synth_settings(profile.data.synth),
+                                       workers=prep_workers(profile))
 
 
 def bench_stats() -> dict[str, Any]:
@@ -598,7 +605,9 @@ def run_benchmarks(
     profile = load_profile(profile_name, overrides)
     results: dict[str, Any] = {}
     for target in targets:
-        if target == "preprocess":
+        if target == "synth":
+            results[target] = bench_synth(profile)
+        elif target == "preprocess":
             results[target] = bench_preprocess(profile)
         elif target == "train":
             results[target] = bench_train(profile, **(train_options or {}))

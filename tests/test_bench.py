@@ -165,3 +165,10 @@ def test_cem_bench_train_options_reach_benchmark_train():
         "torch_profile": "out/profile"}
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--compile-modes", "fastest"])
+
+
+def test_bench_synth_writes_the_profiles_cohort_into_a_temporary_folder_and_reports_its_size():
+    overrides = {"data.synth.patients": 2, "data.synth.scale": 0.03, "preprocess.workers": 0}
+    result = bench.run_benchmarks("smoke", ("synth",), overrides)["synth"]
+    assert (result["patients"], result["scale"], result["workers"]) == (2, 0.03, 0)
+    assert result["megabytes"] > 0 and result["seconds"] > 0
