@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import shutil
@@ -23,7 +24,8 @@ from cemlib.sources.masks import (
     via_region_mask,
 )
 from cemlib.synthetic import cddcesm as writer
-from cemlib.synthetic import sample_cohort
+from cemlib.synthetic import sample_cohort, write_cohort
+from cemlib.synthetic.cohort import LESIONS_FILE, lesions_table
 
 N_PATIENTS, SEED, SCALE = 6, 0, 0.08
 
@@ -187,6 +189,36 @@ def test_replica_has_the_release_layout(replica):
     assert detect_layout(replica) == "cddcesm"
 
 
+def test_replica_lesions_table_joins_the_workbook(replica, manifest, tmp_path):
+    internal = write_cohort(tmp_path / "internal", N_PATIENTS, SEED, SCALE, 0, images=False)
+    columns = pd.read_csv(internal / LESIONS_FILE, nrows=0).columns.tolist()
+    found = pd.read_csv(replica / LESIONS_FILE, dtype={"birads": str})
+    assert found.columns.tolist() == [*columns, writer.LESION_KEY_COLUMN]
+    sheet = cddcesm.read_annotations(replica / cddcesm.WORKBOOK_NAMES[0])
+    labels = {(f"P{number}", side): cddcesm.breast_label(rows[cddcesm.PATHOLOGY_COLUMN].tolist())[0]
+              for (number, side), rows in sheet.groupby(["Patient_ID", "Side"])}
+    assert 1 in labels.values() and 0 in labels.values()
+    for key, label in labels.items():
+        mine = found[(found["patient_id"] == key[0]) & (found["side"] == key[1])]
+        assert set(mine["breast_label"]) <= {label}
+        if label:  # every malignant breast of the workbook has its cancer in the table
+            assert 1 in set(mine["label"])
+    assert (found["patient_id"] == "P" + found[writer.LESION_KEY_COLUMN].astype(str)).all()
+    assert {(r.patient_id, r.side) for r in found.itertuples()} <= set(labels)
+    specs = {f"P{i + 1}": spec for i, spec in enumerate(sample_cohort(N_PATIENTS, SEED, "cddcesm"))}
+    assert len(found) == sum(len(specs[p].breasts[side].lesions) for p, side in labels)
+    # the rows are the internal table builder's, for the breasts the workbook lists
+    rows = lesions_table(list(specs.values()))
+    rows["patient_id"] = "P" + rows["patient_id"].str[3:].astype(int).astype(str)
+    rows = rows[[key in labels for key in zip(rows["patient_id"], rows["side"], strict=True)]]
+    again = pd.read_csv(io.StringIO(rows.to_csv(index=False)), dtype={"birads": str})
+    pd.testing.assert_frame_equal(found[columns], again)
+    # the adapter reads the folder as the release: lesions.csv is neither an image nor an exclusion
+    assert detect_layout(replica) == "cddcesm"
+    assert not manifest.exclusions["path"].str.contains(LESIONS_FILE).any()
+    assert not manifest.images["path"].str.contains(LESIONS_FILE).any()
+
+
 def test_scan_keeps_complete_patients_and_excludes_the_rest(manifest, replica):
     specs = sample_cohort(N_PATIENTS, SEED, "cddcesm")
     plans = writer.plan_replica(specs, SEED)
@@ -280,7 +312,7 @@ def test_replica_is_deterministic(replica, tmp_path):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(root.rglob("*")) if p.is_file()}
 
-    assert digests(again) == digests(replica)
+    assert LESIONS_FILE in digests(replica) and digests(again) == digests(replica)
 
 
 def test_sheet_rows_that_contradict_their_image_name_are_excluded(replica, manifest, tmp_path):

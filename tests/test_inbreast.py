@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import plistlib
 import shutil
 from pathlib import Path
@@ -16,7 +17,8 @@ import xlrd
 from cemlib.sources import detect_layout, inbreast
 from cemlib.sources.masks import read_mask_png
 from cemlib.synthetic import inbreast as writer
-from cemlib.synthetic import sample_cohort
+from cemlib.synthetic import sample_cohort, write_cohort
+from cemlib.synthetic.cohort import LESIONS_FILE, lesions_table
 
 N_PATIENTS, SEED, SCALE = 6, 0, 0.06
 SHARED_REAL_CSV = Path(__file__).resolve().parents[2] / "shared" / "real" / "INbreast.csv"
@@ -132,6 +134,48 @@ def test_xls_has_17_columns_and_two_total_rows(replica):
     assert table.index.tolist() == inbreast.read_csv_table(replica / inbreast.CSV_NAME).index.tolist()
 
 
+def test_replica_lesions_table_joins_the_tables(replica, manifest, plans, tmp_path):
+    internal = write_cohort(tmp_path / "internal", N_PATIENTS, SEED, SCALE, 0, images=False)
+    columns = pd.read_csv(internal / LESIONS_FILE, nrows=0).columns.tolist()
+    text = {"patient_id": str, "birads": str, writer.LESION_KEY_COLUMN: str}
+    found = pd.read_csv(replica / LESIONS_FILE, dtype=text)
+    assert found.columns.tolist() == [*columns, writer.LESION_KEY_COLUMN]
+    table = inbreast.read_csv_table(replica / inbreast.CSV_NAME)
+    file_names: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((replica / inbreast.DICOM_DIR).iterdir()):
+        name = inbreast.parse_dicom_name(path.name)
+        file_names.setdefault((name.patient_id, name.side), []).append(name.file_name)
+    # the replica's own labels: the highest Bi-Rads of a breast's CC and MLO rows, 1-3 benign, 4-6 malignant
+    labels = {}
+    for key, names in file_names.items():
+        rows = table.loc[names]
+        assert set(rows["laterality"]) == {key[1]}
+        birads = max(rows.loc[rows["view"] != "FB", "birads"], key=inbreast.birads_rank)
+        labels[key] = inbreast.birads_label(birads)
+    assert 1 in labels.values() and 0 in labels.values()
+    for key, label in labels.items():
+        mine = found[(found["patient_id"] == key[0]) & (found["side"] == key[1])]
+        assert set(mine["breast_label"]) <= {label}
+        assert all(sorted(cell.split()) == sorted(file_names[key]) for cell in mine[writer.LESION_KEY_COLUMN])
+        if label:  # every malignant breast of the tables has its cancer in lesions.csv
+            assert 1 in set(mine["label"])
+    assert {(r.patient_id, r.side) for r in found.itertuples()} <= set(labels)
+    specs, patient_plans = plans
+    by_hash = {plan.patient_hash: spec for spec, plan in zip(specs, patient_plans, strict=True)}
+    assert len(found) == sum(len(by_hash[p].breasts[side].lesions) for p, side in labels)
+    # the rows are the internal table builder's, for the breasts the tables list
+    synthetic_id = {spec.patient_id: patient_hash for patient_hash, spec in by_hash.items()}
+    rows = lesions_table(specs)
+    rows["patient_id"] = rows["patient_id"].map(synthetic_id)
+    rows = rows[[key in labels for key in zip(rows["patient_id"], rows["side"], strict=True)]]
+    again = pd.read_csv(io.StringIO(rows.to_csv(index=False)), dtype=text)
+    pd.testing.assert_frame_equal(found[columns], again)
+    # the adapter reads the folder as the release: lesions.csv is neither an image nor an exclusion
+    assert detect_layout(replica) == "inbreast"
+    assert not manifest.exclusions["path"].str.contains(LESIONS_FILE).any()
+    assert not manifest.images["path"].str.contains(LESIONS_FILE).any()
+
+
 def test_scan_keeps_patients_with_four_views(manifest, plans):
     _, patient_plans = plans
     complete = {p.patient_hash for p in patient_plans if {i.side for i in p.images} == {"L", "R"}}
@@ -221,4 +265,4 @@ def test_replica_is_deterministic(replica, tmp_path):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(root.rglob("*")) if p.is_file()}
 
-    assert digests(again) == digests(replica)
+    assert LESIONS_FILE in digests(replica) and digests(again) == digests(replica)

@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from cemlib.cli import main as cem_main
 from cemlib.synthetic import check_generated, lesions
-from cemlib.synthetic.ge import LESION_COLUMNS
+from cemlib.synthetic.cohort import LESION_COLUMNS
 
 PATIENTS = 3000
 DESCRIPTORS = ["kind", "shape", "margin", "calcification", "morphology", "enhancement"]

@@ -11,8 +11,8 @@ adapters never import it.
     findings.py  masses, calcification clusters, non-mass enhancement and asymmetries in pixels
     phantom.py   one patient specification in, eight images and lesion masks out; detectors
     ge.py        the internal cohort in the GE DICOM layout, labels.csv, lesions.csv, lesion_views.csv
-    cddcesm.py   the CDD-CESM release replica (8-bit JPEGs, workbook, VIA CSV)
-    inbreast.py  the INbreast release replica (14-bit FFDM DICOMs, XML ROIs, CSV, xls)
+    cddcesm.py   the CDD-CESM release replica (8-bit JPEGs, workbook, VIA CSV, lesions.csv)
+    inbreast.py  the INbreast release replica (14-bit FFDM DICOMs, XML ROIs, CSV, xls, lesions.csv)
     writer.py    the one parallel patient writer and the output-folder rules
     qc.py        the QC sheet and intensity histograms across datasets
     cli.py       `cem synth`

@@ -9,6 +9,8 @@ reproduced: breasts or views missing (about 4 in 10 patients incomplete, as 193 
 stray spaces in some file names and Image_name cells, desktop.ini in both image folders, density only
 on DM rows ('_' on CESM rows), `$`-joined BIRADS and Findings, the other finding sheets, and a VIA CSV
 mixing polygon, ellipse, circle, polyline and point regions with `{}` rows for images without one.
+Not in the release: ROOT/lesions.csv, the phantom's findings (cohort.LESION_COLUMNS, one row per finding
+of a breast in sheet `all`; patient_id P<n> as in the file names, patient_number the sheet's Patient_ID).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from cemlib.sources.cddcesm import (
     VIA_COLUMNS,
     WORKBOOK_NAMES,
     ImageName,
+    parse_image_name,
 )
 from cemlib.sources.masks import mask_outlines
-from cemlib.synthetic.cohort import sample_cohort
+from cemlib.synthetic.cohort import LESIONS_FILE, replica_lesions_table, sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
 from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients
 from cemlib.views import ENERGIES, SIDES, VIEWS
@@ -54,6 +57,8 @@ LE_WINDOW = (1500.0, 3300.0)
 DES_WINDOW = (1800.0, 3000.0)
 JPEG_QUALITY = 92
 REPLICA_FILE = "replica.json"
+#: The column of lesions.csv holding the workbook's Patient_ID (patient_id is 'P' and it, as in file names).
+LESION_KEY_COLUMN = "patient_number"
 #: How a view's lesion region is stored in the VIA CSV (weights for regions larger than a few pixels).
 VIA_SHAPES = {"polygon": 0.62, "ellipse": 0.18, "circle": 0.12, "polyline": 0.08}
 #: Region area (pixels) under which the annotator clicked a point instead of drawing an outline.
@@ -415,7 +420,7 @@ def write_replica(
     workers: int | None = None,
     workbook_name: str = WORKBOOK_NAMES[0],
 ) -> Path:
-    """Write the phantom cohort as a CDD-CESM release replica (JPEGs, workbook, VIA CSV); returns ROOT.
+    """Write the phantom cohort as a CDD-CESM replica (JPEGs, workbook, VIA CSV, lesions.csv); returns ROOT.
 
     `scale` is relative to the release's 2355-row images; `workbook_name` picks either spelling.
     """
@@ -440,8 +445,19 @@ def write_replica(
         sheets[title] = pd.DataFrame(rows, columns=list(columns))
     atomic_write_bytes(out / workbook_name, _deterministic_xlsx(sheets))
     _write_via_csv(out / SEGMENTATION_CSV, [row for res in results for row in res["via"]])
+    atomic_write_text(out / LESIONS_FILE, _lesions_table(specs, results).to_csv(index=False))
     return finish_replica(out, REPLICA_FILE, "cemlib.synthetic.cddcesm", DATASET, seed, scale, patients,
                           le_window=LE_WINDOW, des_window=DES_WINDOW)
+
+
+def _lesions_table(specs: Sequence[Any], results: Sequence[dict]) -> pd.DataFrame:
+    """lesions.csv of the replica: the findings of every breast with a row in sheet `all`."""
+    breasts = {}
+    for spec, result in zip(specs, results, strict=True):
+        for row in result["sheet"]:
+            name = parse_image_name(row["Image_name"])
+            breasts[(spec.patient_id, name.side)] = (name.patient_id, name.patient_number)
+    return replica_lesions_table(list(specs), breasts, LESION_KEY_COLUMN)
 
 
 def _write_via_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from cemlib.synthetic import lesions
 from cemlib.synthetic.lesions import draw_finding
@@ -83,6 +85,13 @@ GIVEN_NAMES = ("JANE", "MARY", "ANNA", "LINDA", "SUSAN", "KAREN", "LISA", "NANCY
 FAMILY_NAMES = ("DOE", "ROE", "SMITH", "JONES", "BROWN", "TAYLOR", "MILLER", "DAVIS", "WILSON", "MOORE",
                 "CLARK", "LEWIS", "WALKER", "HALL", "YOUNG", "KING", "WRIGHT", "GREEN", "BAKER", "ADAMS",
                 "WANG", "ZHANG", "LIU", "CHEN", "YANG", "ZHAO", "HUANG", "ZHOU", "WU", "XU")
+
+#: One row per finding, in the internal cohort's folder and in every replica's.
+LESIONS_FILE = "lesions.csv"
+#: Columns of lesions.csv (`lesion_rows`); a replica's table adds one column, its own identifier.
+LESION_COLUMNS = ("patient_id", "side", "label", "breast_label", "pathology", "birads", "kind", "shape",
+                  "margin", "size_mm", "calcification", "morphology", "enhancement", "enhancement_level",
+                  "density", "bpe")
 
 #: The embedded default cohort (the smoke profile's): 450 patients at scale 0.08 is about 350 MB and
 #: gives 90 validation and 180 test breasts, enough for stable early stopping and test AUCs.
@@ -278,3 +287,26 @@ def lesion_rows(specs: list[PatientSpec]) -> list[dict]:
                              "enhancement_level": f.enhancement_level, "density": spec.density,
                              "bpe": spec.bpe})
     return rows
+
+
+def lesions_table(specs: list[PatientSpec]) -> pd.DataFrame:
+    """lesions.csv: one row per finding with its descriptors; a breast without a finding has no row."""
+    return pd.DataFrame(lesion_rows(specs), columns=list(LESION_COLUMNS))
+
+
+def replica_lesions_table(specs: list[PatientSpec], breasts: Mapping[tuple[str, str], tuple[str, object]],
+                          key_column: str) -> pd.DataFrame:
+    """A replica's lesions.csv: `lesion_rows` of the breasts the replica holds, under its patient ids.
+
+    `breasts` maps (phantom patient_id, side) of every breast in the replica's label table to (the
+    patient id its adapter gives, the replica's own identifier); the identifier fills `key_column`, the
+    one column added to LESION_COLUMNS. Findings of breasts the replica leaves out have no row. The other
+    values are the phantom's, BI-RADS included (a release's table may write the category otherwise).
+    """
+    rows = []
+    for row in lesion_rows(specs):
+        key = (row["patient_id"], row["side"])
+        if key in breasts:
+            patient_id, own = breasts[key]
+            rows.append({**row, "patient_id": patient_id, key_column: own})
+    return pd.DataFrame(rows, columns=[*LESION_COLUMNS, key_column])

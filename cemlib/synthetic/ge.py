@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cemlib import __version__
 from cemlib.fileio import atomic_write_bytes, atomic_write_text
-from cemlib.synthetic.cohort import DEFAULT_PATIENTS, lesion_rows, sample_cohort
+from cemlib.synthetic.cohort import DEFAULT_PATIENTS, LESIONS_FILE, lesions_table, sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
 from cemlib.synthetic.writer import (
     GENERATOR_VERSION,
@@ -124,10 +124,7 @@ def _write_patient_task(args: tuple[PatientSpec, Path, float, int]) -> list[dict
     return write_patient(*args)
 
 
-#: Columns of lesions.csv (one row per finding) and lesion_views.csv (one row per finding and view).
-LESION_COLUMNS = ("patient_id", "side", "label", "breast_label", "pathology", "birads", "kind", "shape",
-                  "margin", "size_mm", "calcification", "morphology", "enhancement", "enhancement_level",
-                  "density", "bpe")
+#: Columns of lesion_views.csv (one row per finding and view; lesions.csv's are cohort.LESION_COLUMNS).
 LESION_VIEW_COLUMNS = ("patient_id", "side", "view", "label", "kind", "cx", "cy", "rx", "ry", "angle",
                        "iodine")
 
@@ -138,11 +135,6 @@ def labels_table(specs: list[PatientSpec]) -> pd.DataFrame:
         {"patient_id": s.patient_id, "side": side, "label": b.label, "birads": b.birads,
          "pathology": b.pathology, "age": s.age, "density": s.density}
         for s in specs for side, b in s.breasts.items()])
-
-
-def lesions_table(specs: list[PatientSpec]) -> pd.DataFrame:
-    """lesions.csv: one row per finding with its descriptors; a breast without a finding has no row."""
-    return pd.DataFrame(lesion_rows(specs), columns=list(LESION_COLUMNS))
 
 
 def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed: int = 0, scale: float = 0.08,
@@ -164,7 +156,7 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
     else:
         (out / "lesion_views.csv").unlink(missing_ok=True)
     atomic_write_text(out / "labels.csv", labels_table(specs).to_csv(index=False))
-    atomic_write_text(out / "lesions.csv", lesions_table(specs).to_csv(index=False))
+    atomic_write_text(out / LESIONS_FILE, lesions_table(specs).to_csv(index=False))
     settings = {"generator": "cemlib.synthetic", "version": GENERATOR_VERSION, "cemlib_version": __version__,
                 "format": "ge", "seed": seed, "scale": scale, "patients": patients, "images": images,
                 "rows": rows, "cols": cols,

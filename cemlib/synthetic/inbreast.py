@@ -12,6 +12,8 @@ spaces) and the .xls (17 columns, two total rows). Per breast the Bi-Rads is the
 where it agrees with the release's rule (1-3 benign, 4-6 malignant); a benign breast with a category of
 4 or more is written as 3 and a normal one as 1, so the rule gives back the phantom's label. About one
 patient in five has one breast only (mastectomy), and the first patient has an extra FB view.
+Not in the release: ROOT/lesions.csv, the phantom's findings (cohort.LESION_COLUMNS, one row per finding
+of a breast in the tables; patient_id the hash, file_names the breast's File Names, space-separated).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xlwt
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cemlib.fileio import atomic_write_bytes
+from cemlib.fileio import atomic_write_bytes, atomic_write_text
 from cemlib.sources.inbreast import (
     CSV_COLUMNS,
     CSV_NAME,
@@ -43,7 +46,7 @@ from cemlib.sources.inbreast import (
     read_csv_table,
 )
 from cemlib.sources.masks import mask_outlines
-from cemlib.synthetic.cohort import sample_cohort
+from cemlib.synthetic.cohort import LESIONS_FILE, replica_lesions_table, sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
 from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients
 
@@ -54,6 +57,9 @@ LE_GAIN, LE_RAW_ORIGIN, LE_STORED_ORIGIN = 2.0, 1500.0, 1200.0
 LE_WINDOW_RANGE = (1200, 4800)
 REAL_CSV = Path(__file__).parent / "data" / "INbreast_real.csv"
 REPLICA_FILE = "replica.json"
+#: The column of lesions.csv holding a breast's File Names in INbreast.csv, space-separated (its Patient ID
+#: is `removed`; patient_id is the patient hash of the DICOM names).
+LESION_KEY_COLUMN = "file_names"
 BLANK_ACR = " " * 193
 XLS_FOOTER_LABEL = "Total"
 POINT_AREA = 12
@@ -296,6 +302,17 @@ def _xls_bytes(rows: Sequence[dict]) -> bytes:
     return buffer.getvalue()
 
 
+def _lesions_table(specs: Sequence[Any], plans: Sequence[PatientPlan],
+                   results: Sequence[Sequence[dict]]) -> pd.DataFrame:
+    """lesions.csv of the replica: the findings of every breast with a row in the tables."""
+    breasts = {}
+    for spec, plan, rows in zip(specs, plans, results, strict=True):
+        for side in sorted({row["Laterality"] for row in rows}):
+            file_names = " ".join(row["File Name"] for row in rows if row["Laterality"] == side)
+            breasts[(spec.patient_id, side)] = (plan.patient_hash, file_names)
+    return replica_lesions_table(list(specs), breasts, LESION_KEY_COLUMN)
+
+
 def write_replica(
     out: str | Path,
     patients: int = 30,
@@ -305,7 +322,7 @@ def write_replica(
     tables: Sequence[str] = ("csv", "xls"),
     real_csv: str | Path = REAL_CSV,
 ) -> Path:
-    """Write the phantom cohort as an INbreast release replica (DICOMs, XML ROIs, CSV, xls); returns ROOT.
+    """Write the phantom cohort as an INbreast replica (DICOMs, XML ROIs, tables, lesions.csv); returns ROOT.
 
     `scale` is relative to the release's 4084 x 3328 detector; `tables` picks INbreast.csv and/or .xls.
     """
@@ -325,5 +342,6 @@ def write_replica(
         atomic_write_bytes(out / CSV_NAME, _csv_text(rows).encode("ascii"))
     if "xls" in tables:
         atomic_write_bytes(out / XLS_NAME, _xls_bytes(rows))
+    atomic_write_text(out / LESIONS_FILE, _lesions_table(specs, plans, results).to_csv(index=False))
     return finish_replica(out, REPLICA_FILE, "cemlib.synthetic.inbreast", DATASET, seed, scale, patients,
                           le_window_range=LE_WINDOW_RANGE)
