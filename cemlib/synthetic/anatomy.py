@@ -15,6 +15,8 @@ scale.
   nipple (ducts run to the nipple), mixed with isotropic power-law (1/f^beta) anatomical noise, kept
   behind a subcutaneous and a retromammary fat layer, thresholded so that its area fraction matches
   the ACR density.
+- Cooper's ligaments: thin curved strands crossing the subcutaneous fat from the glands to the skin,
+  spaced along the outline, so the fat in front of the glands is not empty.
 - Vessels: a few curvilinear tubes running from the chest wall towards the nipple.
 """
 
@@ -127,6 +129,43 @@ def skin_line(geom: ViewGeometry, spacing: float) -> np.ndarray:
     """The skin seen edge-on: a thin line (about 1.5 mm) along the outline, 1 at the surface."""
     width = max(1.5, 0.8 * spacing)
     return np.where(geom.breast, np.clip(1.0 - geom.skin_mm / width, 0.0, 1.0), 0.0)
+
+
+def cooper_ligaments(geom: ViewGeometry, spacing: float, rng: np.random.Generator,
+                     gap_mm: float = 9.0, width_mm: float = 0.35) -> np.ndarray:
+    """Cooper's ligaments: thin curved strands from the skin inwards across the subcutaneous fat, 0..1."""
+    band = (geom.breast & (geom.pectoral < 0.5) & (geom.axial > 0.08)
+            & (geom.skin_mm > 0.5) & (geom.skin_mm < 2.0))
+    starts = np.argwhere(band).astype(np.float64)
+    count = int(len(starts) * spacing**2 / 1.5 / gap_mm)  # the band is 1.5 mm wide: its length over the gap
+    if count < 1:
+        return np.zeros(geom.breast.shape)
+    pos = starts[rng.choice(len(starts), count, replace=False)]  # (row, col)
+    reach = rng.uniform(4.0, 14.0, count)  # each strand ends where it meets the glands
+    bend = rng.normal(0.0, 0.35, count)  # oblique to the skin ...
+    curl = rng.choice([-1.0, 1.0], count) * rng.uniform(0.02, 0.09, count)  # ... and curving (rad per mm)
+    strength = rng.uniform(0.5, 1.0, count)
+    grad_r, grad_c = np.gradient(geom.skin_mm)
+    canvas = np.zeros(geom.breast.shape)
+    step = 0.5  # pixels
+    for i in range(int(reach.max() / spacing / step) + 1):
+        travelled = i * step * spacing
+        alive = travelled < reach
+        if not alive.any():
+            break
+        r, c = np.clip(np.rint(pos[:, 0]).astype(int), 0, canvas.shape[0] - 1), \
+            np.clip(np.rint(pos[:, 1]).astype(int), 0, canvas.shape[1] - 1)
+        np.add.at(canvas, (r[alive], c[alive]), step * strength[alive] * np.clip(travelled / 2.0, 0.3, 1.0))
+        gr, gc = grad_r[r, c], grad_c[r, c]  # inwards: away from the skin
+        norm = np.hypot(gr, gc) + 1e-9
+        angle = bend + curl * travelled
+        ca, sa = np.cos(angle), np.sin(angle)
+        pos[:, 0] += step * (ca * gr - sa * gc) / norm
+        pos[:, 1] += step * (sa * gr + ca * gc) / norm
+    sigma_mm = math.hypot(width_mm, 0.5 * spacing)  # a strand thinner than a pixel is seen fainter and wider
+    sigma = sigma_mm / spacing
+    lines = ndimage.gaussian_filter(canvas, sigma) * sigma * math.sqrt(2 * math.pi) * width_mm / sigma_mm
+    return np.where(geom.breast & (geom.pectoral < 0.5), np.clip(lines, 0.0, 1.0), 0.0)
 
 
 def oriented_noise(shape: tuple[int, int], angle: float, along_px: float, across_px: float,

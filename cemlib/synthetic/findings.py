@@ -10,11 +10,13 @@ glandular gain), calcium (LE, very attenuating, almost cancelled in DES), iodine
   obscured margin is blurred further. Iodine follows the pattern: homogeneous, heterogeneous (patchy)
   or rim (peripheral).
 - Calcification clusters: specks of a morphology's size and number, laid out by the distribution
-  (grouped, linear and segmental along the ducts towards the nipple, regional). Specks smaller than a
-  pixel add their area fraction, so fine calcifications fade at low resolution as they do on a
-  downsampled mammogram.
-- Non-mass enhancement: clumped iodine without a mass, distributed as focal, linear, segmental or
-  regional; little or no LE correlate.
+  (grouped, linear and segmental along the ducts towards the nipple, regional). Each speck adds its
+  projected calcium (volume over pixel area, in mm of calcium), so specks smaller than a pixel fade at
+  low resolution as on a downsampled mammogram, and overlapping specks add up instead of merging into
+  one saturated blob.
+- Non-mass enhancement: iodine without a mass, spread evenly over the distribution's envelope (focal,
+  linear, segmental, regional) and broken into clumps and gaps, so it reads as a stippled area rather
+  than a few bright foci; little or no LE correlate.
 - Asymmetry: a patch of extra glandular density without convex borders.
 """
 
@@ -36,7 +38,7 @@ class FindingMaps:
     row0: int
     col0: int
     tissue: np.ndarray  # extra soft-tissue density, in units of the glandular gain
-    calcium: np.ndarray  # calcium signal 0..1 per pixel (area fraction of the pixel covered)
+    calcium: np.ndarray  # projected calcium thickness per pixel, mm
     iodine: np.ndarray  # raw DES units
     mask: np.ndarray  # bool
 
@@ -143,7 +145,7 @@ def _spicules(cx: float, cy: float, radius: float, shape: tuple[int, int], spaci
 SPECKS = {"round": ((3, 10), (0.8, 2.0), 1.0), "coarse": ((1, 4), (2.5, 6.0), 1.6),
           "amorphous": ((12, 35), (0.15, 0.35), 1.0), "coarse heterogeneous": ((6, 18), (0.5, 1.0), 1.3),
           "fine pleomorphic": ((10, 35), (0.2, 0.7), 1.5), "fine linear": ((10, 30), (0.25, 0.5), 3.0)}
-#: A speck's peak signal relative to a pixel fully covered by calcium; amorphous ones are faint.
+#: A speck's calcium relative to a solid speck of its size; amorphous specks are faint (thin, less dense).
 SPECK_CONTRAST = {"amorphous": 0.45}
 
 
@@ -183,34 +185,37 @@ def _patch(cx: float, cy: float, reach: float, image_shape: tuple[int, int]) -> 
 def render_calcifications(cx: float, cy: float, morphology: str, offsets_px: np.ndarray,
                           diameters_mm: np.ndarray, spacing: float,
                           image_shape: tuple[int, int]) -> FindingMaps:
-    """Calcium specks at (cx, cy) + offsets: area fraction per pixel (saturating), and the cluster mask."""
+    """Calcium specks at (cx, cy) + offsets: projected calcium (mm) per pixel, and the cluster mask."""
     reach = float(np.abs(offsets_px).max(initial=0.0)) + max(diameters_mm.max(initial=1.0) / spacing, 1) + 4
     r0, r1, c0, c1 = _patch(cx, cy, reach, image_shape)
     canvas = np.zeros((r1 - r0, c1 - c0))
     xs, ys = cx - c0 + offsets_px[:, 0], cy - r0 + offsets_px[:, 1]
-    area = math.pi * (diameters_mm / 2) ** 2 * SPECKS[morphology][2] / spacing**2
-    _splat(canvas, xs, ys, area * SPECK_CONTRAST.get(morphology, 1.0))
+    # a speck projects its volume onto the pixel: mm of calcium along the ray, averaged over the pixel
+    volume = math.pi / 6.0 * diameters_mm**3 * SPECKS[morphology][2]
+    _splat(canvas, xs, ys, volume / spacing**2 * SPECK_CONTRAST.get(morphology, 1.0))
     radius_px = diameters_mm.max(initial=0.0) / 2 / spacing
-    if radius_px > 0.7:  # specks larger than a pixel: spread each over its own area (peak ~ 1)
-        sigma = radius_px / 1.5
-        canvas = ndimage.gaussian_filter(canvas, sigma) * 2 * math.pi * sigma**2 / (math.pi * radius_px**2)
-    calcium = np.clip(ndimage.gaussian_filter(canvas, 0.5), 0.0, 1.0)
+    if radius_px > 0.7:  # specks larger than a pixel spread over their own area (the sum is kept)
+        canvas = ndimage.gaussian_filter(canvas, radius_px / 1.5)
+    calcium = ndimage.gaussian_filter(canvas, 0.5)
     hull = ndimage.gaussian_filter((canvas > 0).astype(float), max(1.0, 2.0 / spacing)) > 0.02
     return FindingMaps(r0, c0, np.zeros_like(canvas), calcium, np.zeros_like(canvas), hull)
 
 
-def render_region(cx: float, cy: float, offsets_px: np.ndarray, blob_mm: float, iodine: float,
-                  density: float, spacing: float, rng: np.random.Generator,
+def render_region(cx: float, cy: float, offsets_px: np.ndarray, blob_mm: float, clump_mm: float,
+                  iodine: float, density: float, spacing: float, rng: np.random.Generator,
                   image_shape: tuple[int, int]) -> FindingMaps:
-    """Non-mass enhancement or asymmetry: clumps of tissue and iodine without a mass's outline."""
+    """Non-mass enhancement or asymmetry: tissue and iodine over an envelope, in clumps, no outline."""
     sigma = max(0.7, blob_mm / 2 / spacing)
     reach = float(np.abs(offsets_px).max(initial=0.0)) + 3 * sigma + 3
     r0, r1, c0, c1 = _patch(cx, cy, reach, image_shape)
     canvas = np.zeros((r1 - r0, c1 - c0))
     _splat(canvas, cx - c0 + offsets_px[:, 0], cy - r0 + offsets_px[:, 1], np.ones(len(offsets_px)))
     region = ndimage.gaussian_filter(canvas, sigma)
-    region = np.clip(region / max(region.max(), 1e-9) * 1.6, 0.0, 1.0)
-    texture = power_law_noise(region.shape, 3.0, spacing, rng, corner_mm=6.0)
-    clumps = np.clip(0.75 + 0.35 * texture, 0.1, 1.5)
-    return FindingMaps(r0, c0, density * region * clumps, np.zeros_like(region), iodine * region * clumps,
-                       region > 0.5)
+    # flat inside the distribution, fading at its edge: the densest spot must not become a focal peak
+    inside = region[region > 0.05 * region.max()]
+    level = max(float(np.percentile(inside, 60)), 1e-9) if inside.size else 1.0
+    envelope = np.clip(region / level, 0.0, 1.0)
+    texture = power_law_noise(region.shape, 2.2, spacing, rng, corner_mm=clump_mm)
+    clumps = np.clip(0.6 + 0.45 * texture, 0.0, 1.4)
+    return FindingMaps(r0, c0, density * envelope * clumps, np.zeros_like(region), iodine * envelope * clumps,
+                       envelope > 0.5)

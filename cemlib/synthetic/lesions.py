@@ -36,7 +36,7 @@ MASS_MARGIN = {"circumscribed": (0.05, 0.30), "obscured": (0.15, 0.12), "microlo
 #: Calcification morphology: PPV, share among biopsied calcifications, and the class the table reports
 #: (Bent 2010; Burnside 2007; BI-RADS atlas 5th ed.).
 CALC_MORPHOLOGY = {"round": (0.05, 0.10, "benign"), "coarse": (0.05, 0.05, "benign"),
-                   "amorphous": (0.21, 0.33, "suspicious"),
+                   "amorphous": (0.20, 0.33, "suspicious"),
                    "coarse heterogeneous": (0.13, 0.11, "suspicious"),
                    "fine pleomorphic": (0.29, 0.30, "suspicious"), "fine linear": (0.70, 0.11, "suspicious")}
 #: Calcification distribution: PPV and share (Liberman 1998; Bent 2010).

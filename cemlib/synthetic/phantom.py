@@ -36,6 +36,7 @@ from scipy import ndimage
 from cemlib.synthetic import findings as fx
 from cemlib.synthetic.anatomy import (
     ShapeSpec,
+    cooper_ligaments,
     draw_marker,
     fibroglandular,
     pectoral_texture,
@@ -60,9 +61,15 @@ DES_OFFSET = 2000.0
 #: is a projected gland fraction with fat interleaved along the ray; a mass is solid tissue at least as
 #: attenuating as gland, so it reads as a focal density above the glandular pattern of a fatty breast.
 LESION_LE_GAIN = 2.6
-#: LE signal of a pixel fully covered by calcium (raw units); calcium is several times as attenuating as
-#: glandular tissue.
+#: LE signal of calcium (raw units): CALCIUM_LE * (1 - exp(-t / CALCIUM_MM)) for t mm of projected calcium.
+#: A millimetre of calcium attenuates about as much as a centimetre or two of glands, so 0.3 mm specks
+#: stand out at full resolution while thick (coarse, popcorn) calcifications approach saturation.
 CALCIUM_LE = 1500.0
+CALCIUM_MM = 1.0
+#: Cooper's ligaments' signal in units of the glandular gain (a fibrous strand, denser than fat).
+LIGAMENT_LEVEL = 0.5
+#: Seeds and clump size (mm) of a region finding; calcifications' enhancement is a small clumped region.
+REGION_SEEDS = {"non-mass enhancement": (120, 2.0), "calcifications": (40, 3.0), "asymmetry": (8, 6.0)}
 #: Pixel spacing (mm) at which the patient's noise standard deviations are given.
 NOISE_SPACING_MM = 0.5
 #: Share of the calcium signal left in DES after recombination.
@@ -219,11 +226,11 @@ def _finding_maps(lesion: LesionSpec, index: int, spec: PatientSpec, view: str, 
     if f.kind == "calcifications":
         maps = _calcifications(f, layout, view, geom, spacing, shape, cx, cy, f.size_mm)
         if lesion.iodine > 0:
-            region = _region(lesion, layout, rng, view, geom, spacing, shape, cx, cy, "grouped", 4.0)
+            region = _region(lesion, layout, rng, view, geom, spacing, shape, cx, cy, "grouped", 3.0)
             maps = _merge(maps, region, shape)
         return maps, (cx, cy, radius, radius, 0.0)
     distribution = f.shape if f.kind == "non-mass enhancement" else "regional"
-    blob = 4.0 if f.kind == "non-mass enhancement" else 0.3 * f.size_mm
+    blob = 3.0 if f.kind == "non-mass enhancement" else 0.3 * f.size_mm
     maps = _region(lesion, layout, rng, view, geom, spacing, shape, cx, cy, distribution, blob)
     return maps, (cx, cy, radius, radius * lesion.aspect, 0.0)
 
@@ -247,11 +254,13 @@ def _with_calcifications(maps: fx.FindingMaps, f: Finding, layout, view, geom, s
 def _region(lesion: LesionSpec, layout: np.random.Generator, rng: np.random.Generator, view: str, geom,
             spacing: float, shape: tuple[int, int], cx: float, cy: float, distribution: str,
             blob_mm: float) -> fx.FindingMaps:
-    n = 40 if lesion.kind == "non-mass enhancement" else 8
+    # many seeds fill a non-mass enhancement's envelope evenly; an asymmetry is a few broad patches
+    n, clump_mm = REGION_SEEDS[lesion.kind]
     offsets = fx.cluster_offsets(distribution, lesion.size_mm, n, layout)
     offsets[:, 1:] *= lesion.aspect
     pixels = fx.offsets_to_pixels(offsets, view, geom, spacing)
-    return fx.render_region(cx, cy, pixels, blob_mm, lesion.iodine, lesion.le_density, spacing, rng, shape)
+    return fx.render_region(cx, cy, pixels, blob_mm, clump_mm, lesion.iodine, lesion.le_density, spacing, rng,
+                            shape)
 
 
 def _merge(a: fx.FindingMaps, b: fx.FindingMaps, shape: tuple[int, int]) -> fx.FindingMaps:
@@ -265,7 +274,7 @@ def _merge(a: fx.FindingMaps, b: fx.FindingMaps, shape: tuple[int, int]) -> fx.F
         h, w = m.mask.shape
         sl = (slice(m.row0 - r0, m.row0 - r0 + h), slice(m.col0 - c0, m.col0 - c0 + w))
         out.tissue[sl] += m.tissue
-        out.calcium[sl] = np.maximum(out.calcium[sl], m.calcium)
+        out.calcium[sl] += m.calcium
         out.iodine[sl] += m.iodine
         out.mask[sl] |= m.mask
     return out
@@ -303,6 +312,7 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
     fine = power_law_noise((rows, cols), 1.6, spacing, rng, corner_mm=3.0)
     vessels = vessel_map(geom, spec.n_vessels, spacing, rng)
     muscle = geom.pectoral * pectoral_texture(geom, breast_spec.shape, spacing, rng)
+    ligaments = cooper_ligaments(geom, spacing, _rng(spec, key, 300))
     pect_level = rng.uniform(0.75, 0.92)
 
     lesion_le = np.zeros((rows, cols))
@@ -319,7 +329,7 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
             lesion_le[sl] += LESION_LE_GAIN * maps.tissue * (1.0 - 0.85 * fg[sl])
         else:
             lesion_le[sl] += maps.tissue * (1.0 - 0.8 * fg[sl])  # extra glands only where fat was
-        calcium[sl] = np.maximum(calcium[sl], maps.calcium)
+        calcium[sl] += maps.calcium
         iodine[sl] += maps.iodine
         mask[sl] |= maps.mask
         lesion_rows.append({"side": side, "view": view, "label": lesion.label, "kind": lesion.kind,
@@ -337,9 +347,10 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
         h, w = blob.mask.shape
         iodine[blob.row0:blob.row0 + h, blob.col0:blob.col0 + w] += blob.iodine
 
-    tissue = spec.fg_gain * (fg + pect_level * muscle + lesion_le) * det.contrast
+    tissue = spec.fg_gain * (fg + pect_level * muscle + LIGAMENT_LEVEL * ligaments + lesion_le) * det.contrast
+    calcium_le = CALCIUM_LE * (1.0 - np.exp(-calcium / CALCIUM_MM))
     le = (1480.0 + spec.fat_level * t + t * (330.0 + tissue + 30.0 * vessels) + 14.0 * fine * geom.breast
-          + 110.0 * skin_line(geom, spacing) + CALCIUM_LE * calcium)
+          + 110.0 * skin_line(geom, spacing) + calcium_le)
     le = _respond(le, det)
     if det.blur_mm > 0:
         le = ndimage.gaussian_filter(le, det.blur_mm / spacing)
@@ -351,7 +362,7 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
     nodular = np.exp(0.5 * slow)
     bpe = spec.bpe_amplitude * fg**1.3 * nodular / max(nodular[geom.breast].mean(), 1e-9)
     des = (DES_OFFSET + 140.0 * (1.0 - t) / 0.45 - 60.0 * (fg - fg[geom.breast].mean()) + 40.0 * geom.pectoral
-           + det.iodine * (bpe + 70.0 * vessels + iodine * t) + CALCIUM_DES * CALCIUM_LE * calcium
+           + det.iodine * (bpe + 70.0 * vessels + iodine * t) + CALCIUM_DES * calcium_le
            + 15.0 * fine[::-1, ::-1])  # residual texture uncorrelated with the LE's at each pixel
     if det.blur_mm > 0:
         des = ndimage.gaussian_filter(des, det.blur_mm / spacing)

@@ -55,7 +55,11 @@ def pick_exams(seed: int = 0, rows: Sequence[tuple[str, str]] = SHEET_ROWS,
 
 
 def _display(image: np.ndarray, breast: np.ndarray, energy: str) -> tuple[float, float]:
-    """Display window: LE 1st to 99.7th percentile of the breast; DES a fixed width around its median.
+    """Display window: LE from below the fat to the 99.7th percentile; DES a fixed width around its median.
+
+    Like a reading station's LE presentation, fat is dark grey rather than black (the window starts a
+    quarter of its width below the breast's 1st percentile), so the skin line and the strands crossing
+    the subcutaneous fat stay visible.
 
     A recombined image varies little outside enhancing tissue, so a percentile window would stretch
     its noise; like a reading station, DES is shown with a fixed window (DES_WINDOW raw units).
@@ -65,7 +69,8 @@ def _display(image: np.ndarray, breast: np.ndarray, energy: str) -> tuple[float,
         centre = float(np.median(values))
         return centre - DES_WINDOW[0], centre + DES_WINDOW[1]
     low, high = np.percentile(values, [1.0, 99.7])
-    return float(low), float(max(high, low + 1.0))
+    high = max(float(high), float(low) + 1.0)
+    return float(low) - 0.25 * (high - float(low)), high
 
 
 def _finding_text(spec: PatientSpec, side: str) -> str:
