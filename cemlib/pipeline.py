@@ -2,8 +2,10 @@
 
 `cem reproduce --profile smoke` executes notebooks/00_cohort ... 05_cams in order into the profile's
 reports folder. Each finished step records a fingerprint of its inputs (the notebook, the profile, the
-cemlib sources and the previous step's fingerprint); a rerun skips steps whose fingerprint did not
-change and resumes from the first one that failed or changed.
+cemlib sources and the previous step's fingerprint) and the data and model files it wrote; a rerun
+skips steps whose fingerprint did not change and whose files are still as written, and resumes from the
+first one that failed or changed: a model deleted (or retrained by hand) reruns the step that made it
+and every step after it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ STEPS = (
 STATE_FILE = "pipeline_state.json"
 #: Key of the state file holding the files each step wrote into figures/ and tables/.
 OUTPUTS_KEY = "outputs"
+#: Key of the state file holding the data and model files each step wrote, with a digest of their stats.
+ARTIFACTS_KEY = "artifacts"
 #: The venv's own interpreter (ipykernel's native kernel), so papermill needs no kernelspec install.
 KERNEL_NAME = "python3"
 
@@ -122,6 +126,69 @@ def notebook_profile(profile_name: str | Path, notebook_dir: Path | None = None)
     return Path(os.path.relpath(path, notebooks)).as_posix()
 
 
+def artifact_roots(profile: Settings) -> list[Path]:
+    """Folders whose files a step makes and later steps use: cohorts, manifests, caches, models."""
+    candidates = [profile.runs, profile.data.root, profile.data.manifest, profile.preprocess.cache]
+    candidates += [external.root for external in profile.external.values()]
+    return sorted({Path(c).resolve() for c in candidates if c})
+
+
+def artifact_files(roots: list[Path], skip: set[Path]) -> dict[str, tuple[int, int]]:
+    """Every file under the roots (a file root counts as itself): path -> (size, modification time ns)."""
+    found: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            if path in skip:
+                continue
+            with contextlib.suppress(FileNotFoundError):  # a worker may remove a temporary meanwhile
+                stat = path.stat()
+                found[path.as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def _stats_digest(files: dict[str, tuple[int, int]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
+def artifacts_intact(record: dict[str, Any] | None) -> bool:
+    """Whether the files a step wrote are all still there, as it left them."""
+    if record is None:  # not recorded: nothing vouches for them
+        return False
+    now = {}
+    for name in record["files"]:
+        path = Path(name)
+        if not path.is_file():
+            return False
+        stat = path.stat()
+        now[name] = (stat.st_size, stat.st_mtime_ns)
+    return _stats_digest(now) == record["digest"]
+
+
+def _record_artifacts(state: dict[str, Any], name: str, before: dict[str, tuple[int, int]],
+                      after: dict[str, tuple[int, int]]) -> None:
+    """Keep the files this step wrote; a file rewritten now no longer belongs to the earlier step."""
+    written = {path: stat for path, stat in after.items() if before.get(path) != stat}
+    records = state.setdefault(ARTIFACTS_KEY, {})
+    for other, record in records.items():
+        if other != name and set(record["files"]) & set(written):
+            kept = {p: after[p] for p in record["files"] if p not in written and p in after}
+            records[other] = {"files": sorted(kept), "digest": _stats_digest(kept)}
+    records[name] = {"files": sorted(written), "digest": _stats_digest(written)}
+
+
+def ipc_kernel_manager() -> type:
+    """Kernel manager talking to the notebook's kernel over local sockets, not unencrypted TCP ports."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def _tidy(output: Path, profile: Settings) -> None:
     """Executed notebook without stderr (kept in NAME.stderr.txt) or the machine's paths in its metadata."""
     if output.exists():
@@ -168,6 +235,9 @@ def run_pipeline(
     code = source_digest() + json.dumps(profile.as_dict(), sort_keys=True, default=str)
     previous = ""
     results: list[StepResult] = []
+    roots = artifact_roots(profile)
+    skip = {state_path.resolve(), (out_dir / "progress.log").resolve()}
+    rerun_rest = False  # once a step runs, every later step runs: its inputs may have changed
     for index, name in enumerate(steps, start=1):
         notebook = Path(notebook_dir) / f"{name}.ipynb"
         if not notebook.exists():
@@ -175,13 +245,18 @@ def run_pipeline(
         output = out_dir / f"{name}.ipynb"
         fingerprint = step_fingerprint(notebook, parameters, previous, code)
         previous = fingerprint
-        if state.get(name) == fingerprint and output.exists():
+        intact = artifacts_intact(state.get(ARTIFACTS_KEY, {}).get(name))
+        if not rerun_rest and state.get(name) == fingerprint and output.exists() and intact:
             print(f"[{index}/{len(steps)}] {name}: unchanged, skipped", flush=True)
             results.append(StepResult(name, "skipped", 0.0, output))
             continue
+        if state.get(name) == fingerprint and not intact:
+            print(f"[{index}/{len(steps)}] {name}: files it wrote were changed or removed since", flush=True)
+        rerun_rest = True
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
         started = time.perf_counter()
         before = report_files.output_files(reports)
+        artifacts_before = artifact_files(roots, skip)
         try:
             # Progress reaches the terminal through a side channel; the notebook keeps only results.
             progress = tracking.follow(out_dir / "progress.log", prefix="      ")
@@ -193,6 +268,7 @@ def run_pipeline(
                     kernel_name=kernel_name,
                     cwd=str(notebook_dir),
                     progress_bar=False,
+                    kernel_manager_class=ipc_kernel_manager(),
                 )
         except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
             _tidy(output, profile)
@@ -207,6 +283,7 @@ def run_pipeline(
         state[name] = fingerprint
         written = report_files.written_between(before, report_files.output_files(reports))
         state.setdefault(OUTPUTS_KEY, {})[name] = written
+        _record_artifacts(state, name, artifacts_before, artifact_files(roots, skip))
         atomic_write_text(state_path, json.dumps(state, indent=2))
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
         results.append(StepResult(name, "ran", seconds, output))

@@ -38,10 +38,11 @@ def run(notebooks: Path, profile: Path, **kwargs):
     return pipeline.run_pipeline(profile, steps=("a", "b"), report=False, notebook_dir=notebooks, **kwargs)
 
 
-def test_runs_in_order_then_skips_unchanged_steps(tiny_study):
+def test_runs_in_order_then_skips_unchanged_steps(tiny_study, capfd):
     notebooks, profile, log = tiny_study
     first = run(notebooks, profile)
     assert [r.status for r in first] == ["ran", "ran"]
+    assert "without encryption" not in capfd.readouterr().err  # the kernel listens on local sockets
     assert log.read_text() == "ab"
     second = run(notebooks, profile)
     assert [r.status for r in second] == ["skipped", "skipped"]
@@ -124,3 +125,22 @@ def test_each_step_records_the_report_files_it_wrote(tiny_study, tmp_path):
     run(notebooks, profile)  # both skipped: what they made stays on record
     state = json.loads((tmp_path / "runs" / pipeline.STATE_FILE).read_text())
     assert state[pipeline.OUTPUTS_KEY] == {"a": ["figures/fig_a.png"], "b": []}
+
+
+def test_a_step_whose_files_were_removed_or_rewritten_reruns_with_the_rest(tiny_study, tmp_path):
+    """A model deleted (or retrained by hand) is not silently skipped over: its step and the rest rerun."""
+    notebooks, profile, log = tiny_study
+    model = tmp_path / "runs" / "model.pt"
+    write_notebook(notebooks / "a.ipynb", f"import pathlib; p = pathlib.Path({str(model)!r}); "
+                   "p.parent.mkdir(exist_ok=True); p.write_text('weights'); "
+                   f"open({str(log)!r}, 'a').write('a')")
+    assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
+    assert [r.status for r in run(notebooks, profile)] == ["skipped", "skipped"]
+    state = json.loads((tmp_path / "runs" / pipeline.STATE_FILE).read_text())
+    assert state[pipeline.ARTIFACTS_KEY]["a"]["files"] == [model.resolve().as_posix()]
+    model.unlink()
+    assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
+    assert model.read_text() == "weights"
+    model.write_text("retrained by hand")
+    assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
+    assert log.read_text() == "ababab"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,23 @@ def test_a_manifest_split_with_another_seed_or_ratios_is_refused(tmp_path):
         prepare.prepare_manifest(load_profile("smoke", {**overrides, "data.split": [0.5, 0.25, 0.25]}))
     # The training seed is not the split's: another train.seed reuses the manifest.
     prepare.prepare_manifest(load_profile("smoke", {**overrides, "train.seed": 9}))
+
+
+def test_retraining_a_shared_stage1_names_every_fusion_trained_from_it_at_once(tiny, tmp_path):
+    """One message lists all the fusion folders a retrained stage 1 outdates, not one folder per rerun."""
+    data = {"manifest": tiny["manifest"], "cache": tiny["cache"]}
+    first = load_profile("smoke", {**tiny["overrides"], "runs": str(tmp_path), "train.stage2_epochs": 1})
+    for fusion in ("none", "mf_concat"):
+        training.train_with_shared_stage1(first, fusion, "cem", **data)
+    fusions = [training.fusion_dir(first, fusion, "cem") for fusion in ("none", "mf_concat")]
+    changed = load_profile("smoke", {**tiny["overrides"], "runs": str(tmp_path), "train.stage2_epochs": 1,
+                                     "train.lr": 0.02})
+    with pytest.raises(loop.SettingsChanged) as refused:
+        training.train_with_shared_stage1(changed, "mf_concat", "cem", **data)
+    assert "trained with train.lr=0.001, the profile asks 0.02" in str(refused.value)
+    assert all(str(folder) in str(refused.value) for folder in fusions)
+    stage1 = training.stage1_dir(first, "cem")
+    shutil.rmtree(stage1)
+    with pytest.raises(loop.SettingsChanged, match="another stage 1 than these were trained from") as stale:
+        training.train_with_shared_stage1(changed, "mf_concat", "cem", **data)
+    assert all(str(folder / "stage2") in str(stale.value) for folder in fusions)

@@ -46,7 +46,7 @@ from cemlib.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, remove_stale_
 from cemlib.data import make_loader, set_loader_epoch
 from cemlib.devices import DistContext, choose_kernels, resolve_device, set_seed
 from cemlib.fileio import atomic_write_text
-from cemlib.profiles import Settings
+from cemlib.profiles import Settings, TrainSettings
 
 STAGES = ("stage1", "stage2")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds")
@@ -66,27 +66,34 @@ class SettingsChanged(ValueError):
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
 
+#: The paper's training values (SGD, learning-rate steps, early stopping), as the settings tree states them.
+PAPER_TRAIN = TrainSettings()
+
+
 @dataclass(frozen=True)
 class FitConfig:
-    """Everything `fit` needs besides the model and data; `from_profile` reads a profile's train section."""
+    """Everything `fit` needs besides the model and data; `from_profile` reads a profile's train section.
+
+    The defaults are the settings tree's (`profiles.TrainSettings`), so the paper's values stand once.
+    """
 
     stage: str
     epochs: int
-    batch_size: int = 8
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = (10, 30, 40)
-    gamma: float = 0.5
-    patience: int = 5
+    batch_size: int = PAPER_TRAIN.batch_size
+    lr: float = PAPER_TRAIN.lr
+    momentum: float = PAPER_TRAIN.momentum
+    weight_decay: float = PAPER_TRAIN.weight_decay
+    milestones: tuple[int, ...] = PAPER_TRAIN.milestones
+    gamma: float = PAPER_TRAIN.gamma
+    patience: int = PAPER_TRAIN.patience
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    workers: int = 0
+    amp: bool = PAPER_TRAIN.amp
+    channels_last: bool = PAPER_TRAIN.channels_last
+    compile: bool = PAPER_TRAIN.compile
+    workers: int = PAPER_TRAIN.workers
     deterministic: bool = True
-    progress: bool = True
+    progress: bool = PAPER_TRAIN.progress
     #: check the loss for NaN/inf every this many steps (1 on a CPU; more on a GPU: no sync per step).
     check_every: int = 1
 

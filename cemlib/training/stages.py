@@ -46,6 +46,7 @@ from cemlib.training.loop import (
     FitConfig,
     FitResult,
     LossFn,
+    SettingsChanged,
     check_settings,
     fit,
     image_loss,
@@ -332,8 +333,33 @@ def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manife
     """
     context = init_distributed(profile.device)
     manifest, cache = data_for(profile, manifest, cache, context)
-    stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
+    folders = [fusion_dir(profile, fusion, inputs) for fusion in FUSIONS]
+    trained = [folder for folder in folders if (folder / "stage2").exists()]
+    try:
+        stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
+    except SettingsChanged as exc:  # retraining stage 1 outdates every fusion trained from it: say so at once
+        if not trained:
+            raise
+        raise SettingsChanged(f"{exc}, and with it the fusion folders trained from it: "
+                              + ", ".join(map(str, trained))) from exc
+    stale = trained_from_another_stage1(profile, inputs, stage1)
+    if stale:
+        raise SettingsChanged(f"{stage1_dir(profile, inputs)} holds another stage 1 than these were trained "
+                              "from: " + ", ".join(map(str, stale)) + "; delete them to retrain")
     return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
+
+
+def trained_from_another_stage1(profile: Settings, inputs: str, stage1_checkpoint: str | os.PathLike
+                                ) -> list[Path]:
+    """Stage-2 folders of this input type that started from other stage-1 weights than these."""
+    digest = weights_digest(stage1_checkpoint)
+    stale = []
+    for fusion in FUSIONS:
+        folder = fusion_dir(profile, fusion, inputs) / "stage2"
+        recorded = recorded_settings(folder)
+        if recorded and recorded.get(STAGE1_DIGEST) not in (None, digest):
+            stale.append(folder)
+    return stale
 
 
 def load_stage1(model: nn.Module, checkpoint: str | os.PathLike) -> None:
