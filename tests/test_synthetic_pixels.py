@@ -67,8 +67,8 @@ def test_cooper_ligaments_cross_the_subcutaneous_fat_only(view):
     assert ligaments.min() >= 0.0 and ligaments.max() <= 1.0
     near_skin = (geom.skin_mm > 2.0) & (geom.skin_mm < 8.0) & (geom.pectoral < 0.5) & (geom.axial > 0.1)
     assert ligaments[near_skin].max() > 0.3
-    assert not ligaments[geom.skin_mm > 16.0].any()
+    assert not ligaments[geom.skin_mm > 17.0].any()  # 14 mm at most from a start under 2 mm, plus blur
     assert not ligaments[geom.pectoral > 0.5].any()
     _, strands = ndimage.label(ligaments > 0.1)
     outline_mm = math.pi * math.sqrt(SHAPE.cc_depth * SHAPE.cc_half_height)  # about the visible outline
-    assert outline_mm / 9.0 / 3 < strands < 3 * outline_mm / 9.0
+    assert outline_mm / 13.0 / 3 < strands < 3 * outline_mm / 13.0

@@ -132,7 +132,7 @@ def skin_line(geom: ViewGeometry, spacing: float) -> np.ndarray:
 
 
 def cooper_ligaments(geom: ViewGeometry, spacing: float, rng: np.random.Generator,
-                     gap_mm: float = 9.0, width_mm: float = 0.35) -> np.ndarray:
+                     gap_mm: float = 13.0, width_mm: float = 0.35) -> np.ndarray:
     """Cooper's ligaments: thin curved strands from the skin inwards across the subcutaneous fat, 0..1."""
     band = (geom.breast & (geom.pectoral < 0.5) & (geom.axial > 0.08)
             & (geom.skin_mm > 0.5) & (geom.skin_mm < 2.0))
@@ -143,7 +143,7 @@ def cooper_ligaments(geom: ViewGeometry, spacing: float, rng: np.random.Generato
     pos = starts[rng.choice(len(starts), count, replace=False)]  # (row, col)
     reach = rng.uniform(4.0, 14.0, count)  # each strand ends where it meets the glands
     bend = rng.normal(0.0, 0.35, count)  # oblique to the skin ...
-    curl = rng.choice([-1.0, 1.0], count) * rng.uniform(0.02, 0.09, count)  # ... and curving (rad per mm)
+    curl = rng.choice([-1.0, 1.0], count) * rng.uniform(0.03, 0.12, count)  # ... and curving (rad per mm)
     strength = rng.uniform(0.5, 1.0, count)
     grad_r, grad_c = np.gradient(geom.skin_mm)
     canvas = np.zeros(geom.breast.shape)

@@ -67,7 +67,7 @@ LESION_LE_GAIN = 2.6
 CALCIUM_LE = 1500.0
 CALCIUM_MM = 1.0
 #: Cooper's ligaments' signal in units of the glandular gain (a fibrous strand, denser than fat).
-LIGAMENT_LEVEL = 0.5
+LIGAMENT_LEVEL = 0.4
 #: Seeds and clump size (mm) of a region finding; calcifications' enhancement is a small clumped region.
 REGION_SEEDS = {"non-mass enhancement": (120, 2.0), "calcifications": (40, 3.0), "asymmetry": (8, 6.0)}
 #: Pixel spacing (mm) at which the patient's noise standard deviations are given.
