@@ -86,13 +86,13 @@ def _finding_text(spec: PatientSpec, side: str) -> str:
 
 
 def qc_sheet(seed: int = 0, scale: float = SHEET_SCALE, panel_inches: float = 2.2) -> Figure:
-    """The phantom's QC sheet: per density category one exam (LE, DES of CC and MLO and an LE close-up)."""
+    """The phantom's QC sheet: per density category one exam (LE, DES of CC and MLO, LE and DES close-ups)."""
     exams = pick_exams(seed)
-    fig = Figure(figsize=(5 * panel_inches, len(exams) * panel_inches * 1.6), layout="constrained")
+    fig = Figure(figsize=(6 * panel_inches, len(exams) * panel_inches * 1.6), layout="constrained")
     rows = fig.subfigures(len(exams), 1)
     for row, (spec, side) in enumerate(exams):
         exam = render_exam(spec, scale)
-        axes = rows[row].subplots(1, 5, squeeze=False)
+        axes = rows[row].subplots(1, 6, squeeze=False)
         rows[row].suptitle(_finding_text(spec, side), fontsize=7.5, x=0.01, ha="left")
         for col, (view, energy) in enumerate((("CC", "LE"), ("MLO", "LE"), ("CC", "DES"), ("MLO", "DES"))):
             image = exam.images[(side, view, energy)].astype(np.float32)
@@ -105,16 +105,17 @@ def qc_sheet(seed: int = 0, scale: float = SHEET_SCALE, panel_inches: float = 2.
                 ax.contour(mask, levels=[0.5], colors="tab:red", linewidths=0.5, alpha=0.6)
             ax.set_title(f"{side}{view} {energy}", fontsize=8)
             ax.set_axis_off()
-        _close_up(axes[0, 4], exam, side)
+        _close_up(axes[0, 4], exam, side, "LE")
+        _close_up(axes[0, 5], exam, side, "DES")
     fig.suptitle(f"Synthetic CEM phantom, seed {seed}, scale {scale:g} "
                  f"({exam.images[(side, 'CC', 'LE')].shape[0]} x {exam.images[(side, 'CC', 'LE')].shape[1]})",
                  fontsize=10)
     return fig
 
 
-def _close_up(ax, exam, side: str) -> None:
-    """LE of the CC view around the breast's first finding, 4x the finding's size (mask outlined)."""
-    image = exam.images[(side, "CC", "LE")].astype(np.float32)
+def _close_up(ax, exam, side: str, energy: str) -> None:
+    """One energy of the CC view around the breast's first finding, 4x the finding's size (mask outlined)."""
+    image = exam.images[(side, "CC", energy)].astype(np.float32)
     rows = [r for r in exam.lesions if r["side"] == side and r["view"] == "CC"]
     ax.set_axis_off()
     if not rows:
@@ -123,12 +124,12 @@ def _close_up(ax, exam, side: str) -> None:
     half = int(2.0 * radius) + 6
     r0, c0 = max(0, int(cy) - half), max(0, int(cx) - half)
     patch = image[r0:int(cy) + half, c0:int(cx) + half]
-    low, high = _display(image, image > 1000, "LE")
+    low, high = _display(image, exam.images[(side, "CC", "LE")] > 1000, energy)
     ax.imshow(patch, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
     mask = exam.masks[(side, "CC")][r0:int(cy) + half, c0:int(cx) + half]
     if mask.any():
         ax.contour(mask, levels=[0.5], colors="tab:red", linewidths=0.5, alpha=0.5)
-    ax.set_title("CC LE close-up", fontsize=8)
+    ax.set_title(f"CC {energy} close-up", fontsize=8)
 
 
 def write_qc_sheet(path: str | Path, seed: int = 0, scale: float = SHEET_SCALE) -> Path:
