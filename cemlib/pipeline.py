@@ -2,10 +2,10 @@
 
 `cem reproduce --profile smoke` executes notebooks/00_cohort ... 05_cams in order into the profile's
 reports folder. Each finished step records a fingerprint of its inputs (the notebook, the profile, the
-cemlib sources and the previous step's fingerprint) and the data and model files it wrote; a rerun
-skips steps whose fingerprint did not change and whose files are still as written, and resumes from the
-first one that failed or changed: a model deleted (or retrained by hand) reruns the step that made it
-and every step after it.
+cemlib sources and the previous step's fingerprint) and the data and model files it last wrote; a
+rerun skips steps whose fingerprint did not change and whose files are still as written, and resumes
+from the first one that failed or changed: a model deleted (or retrained by hand) reruns the step that
+last wrote it and every step after it.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cemlib import prepare, tracking
 from cemlib import report as report_files
-from cemlib import tracking
 from cemlib.devices import use_threads
 from cemlib.environment import ENVIRONMENT_FILE, describe_environment
 from cemlib.fileio import atomic_write_text, remove_stale_temporaries
@@ -127,23 +129,38 @@ def notebook_profile(profile_name: str | Path, notebook_dir: Path | None = None)
 
 
 def artifact_roots(profile: Settings) -> list[Path]:
-    """Folders whose files a step makes and later steps use: cohorts, manifests, caches, models."""
-    candidates = [profile.runs, profile.data.root, profile.data.manifest, profile.preprocess.cache]
-    candidates += [external.root for external in profile.external.values()]
-    return sorted({Path(c).resolve() for c in candidates if c})
+    """Folders whose files a step makes and later steps use: synthetic data, manifests, caches, models.
+
+    A real dataset's folder is only read, so it is not walked; a folder inside another is walked once.
+    """
+    candidates = [profile.runs, profile.preprocess.cache]
+    for name in (prepare.INTERNAL, *profile.external):
+        try:
+            plan = prepare.plan_dataset(profile, name)
+        except ValueError:  # a dataset the profile does not locate: nothing of it to track
+            continue
+        candidates += [plan.manifest_dir, plan.root if plan.synth is not None else None]
+    roots = sorted({Path(c).resolve() for c in candidates if c})
+    nested = {root for root in roots for other in roots if other != root and root.is_relative_to(other)}
+    return [root for root in roots if root not in nested]
 
 
-def artifact_files(roots: list[Path], skip: set[Path]) -> dict[str, tuple[int, int]]:
-    """Every file under the roots (a file root counts as itself): path -> (size, modification time ns)."""
+def artifact_files(roots: list[Path], skip: list[Path]) -> dict[str, tuple[int, int]]:
+    """Every file under the roots but those under `skip`: path -> (size, modification time ns)."""
     found: dict[str, tuple[int, int]] = {}
     for root in roots:
-        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in paths:
-            if path in skip:
+        for folder, subfolders, files in os.walk(root):
+            here = Path(folder)
+            if any(here.is_relative_to(s) for s in skip):
+                subfolders.clear()
                 continue
-            with contextlib.suppress(FileNotFoundError):  # a worker may remove a temporary meanwhile
-                stat = path.stat()
-                found[path.as_posix()] = (stat.st_size, stat.st_mtime_ns)
+            for file_name in files:
+                path = here / file_name
+                if path in skip:
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # a worker may remove a temporary meanwhile
+                    stat = path.stat()
+                    found[path.as_posix()] = (stat.st_size, stat.st_mtime_ns)
     return found
 
 
@@ -157,36 +174,53 @@ def artifacts_intact(record: dict[str, Any] | None) -> bool:
         return False
     now = {}
     for name in record["files"]:
-        path = Path(name)
-        if not path.is_file():
+        try:
+            stat = Path(name).stat()
+        except FileNotFoundError:
             return False
-        stat = path.stat()
         now[name] = (stat.st_size, stat.st_mtime_ns)
     return _stats_digest(now) == record["digest"]
 
 
 def _record_artifacts(state: dict[str, Any], name: str, before: dict[str, tuple[int, int]],
                       after: dict[str, tuple[int, int]]) -> None:
-    """Keep the files this step wrote; a file rewritten now no longer belongs to the earlier step."""
+    """The files each step last wrote: this step's new writes join those it wrote before and still has.
+
+    A file written or removed now no longer belongs to another step, so deleting it reruns this one.
+    """
     written = {path: stat for path, stat in after.items() if before.get(path) != stat}
+    removed = set(before) - set(after)
     records = state.setdefault(ARTIFACTS_KEY, {})
     for other, record in records.items():
-        if other != name and set(record["files"]) & set(written):
+        if other != name and (set(record["files"]) & (set(written) | removed)):
             kept = {p: after[p] for p in record["files"] if p not in written and p in after}
             records[other] = {"files": sorted(kept), "digest": _stats_digest(kept)}
-    records[name] = {"files": sorted(written), "digest": _stats_digest(written)}
+    earlier = records.get(name, {}).get("files", [])
+    mine = {p: after[p] for p in earlier if p in after and p not in written} | written
+    records[name] = {"files": sorted(mine), "digest": _stats_digest(mine)}
 
 
-def ipc_kernel_manager() -> type:
-    """Kernel manager talking to the notebook's kernel over local sockets, not unencrypted TCP ports."""
+@contextlib.contextmanager
+def ipc_kernel_manager() -> Iterator[type]:
+    """A kernel manager class talking to the kernel over local sockets (not unencrypted TCP ports).
+
+    The sockets live in a private temporary folder (not the working folder, which may be read-only),
+    removed when the block ends.
+    """
     from jupyter_client.manager import AsyncKernelManager
+
+    socket_dir = tempfile.mkdtemp(prefix="cem-kernel-")
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(socket_dir, "k"))
             super().__init__(**kwargs)
 
-    return IPCKernelManager
+    try:
+        yield IPCKernelManager
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _tidy(output: Path, profile: Settings) -> None:
@@ -236,7 +270,7 @@ def run_pipeline(
     previous = ""
     results: list[StepResult] = []
     roots = artifact_roots(profile)
-    skip = {state_path.resolve(), (out_dir / "progress.log").resolve()}
+    skip = [state_path.resolve(), reports.resolve(), out_dir.resolve()]
     rerun_rest = False  # once a step runs, every later step runs: its inputs may have changed
     for index, name in enumerate(steps, start=1):
         notebook = Path(notebook_dir) / f"{name}.ipynb"
@@ -250,7 +284,7 @@ def run_pipeline(
             print(f"[{index}/{len(steps)}] {name}: unchanged, skipped", flush=True)
             results.append(StepResult(name, "skipped", 0.0, output))
             continue
-        if state.get(name) == fingerprint and not intact:
+        if state.get(name) == fingerprint and ARTIFACTS_KEY in state and not intact:
             print(f"[{index}/{len(steps)}] {name}: files it wrote were changed or removed since", flush=True)
         rerun_rest = True
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
@@ -260,7 +294,7 @@ def run_pipeline(
         try:
             # Progress reaches the terminal through a side channel; the notebook keeps only results.
             progress = tracking.follow(out_dir / "progress.log", prefix="      ")
-            with kernel_workdir(str(profile.root)), progress:
+            with kernel_workdir(str(profile.root)), progress, ipc_kernel_manager() as kernel_manager:
                 papermill.execute_notebook(
                     str(notebook),
                     str(output),
@@ -268,7 +302,7 @@ def run_pipeline(
                     kernel_name=kernel_name,
                     cwd=str(notebook_dir),
                     progress_bar=False,
-                    kernel_manager_class=ipc_kernel_manager(),
+                    kernel_manager_class=kernel_manager,
                 )
         except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
             _tidy(output, profile)

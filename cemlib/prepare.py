@@ -160,7 +160,12 @@ def check_manifest(plan: DatasetPlan) -> None:
 
 
 def _has_data(plan: DatasetPlan) -> bool:
-    """Whether the dataset folder already holds data (the internal cohort: its labels.csv)."""
+    """Whether the dataset folder already holds data (the internal cohort: its labels.csv).
+
+    A folder a killed writer left incomplete holds none: it is written again (the writers clear it).
+    """
+    if synthetic.interrupted(plan.root):
+        return False
     if plan.name == INTERNAL:
         return (plan.root / "labels.csv").is_file()
     return plan.root.exists()

@@ -144,3 +144,19 @@ def test_a_step_whose_files_were_removed_or_rewritten_reruns_with_the_rest(tiny_
     model.write_text("retrained by hand")
     assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
     assert log.read_text() == "ababab"
+
+
+def test_a_step_that_reused_its_files_still_answers_for_them(tiny_study, tmp_path):
+    """A rerun that finds its model and writes nothing keeps the model on its record."""
+    notebooks, profile, log = tiny_study
+    model = tmp_path / "runs" / "model.pt"
+    body = (f"import pathlib; p = pathlib.Path({str(model)!r}); p.parent.mkdir(exist_ok=True)\n"
+            "if not p.exists(): p.write_text('weights')\n"
+            f"open({str(log)!r}, 'a').write('a')")
+    write_notebook(notebooks / "a.ipynb", body)
+    run(notebooks, profile)
+    write_notebook(notebooks / "a.ipynb", body + "  # edited")  # the step reruns and reuses the model
+    assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
+    model.unlink()
+    assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
+    assert model.exists() and log.read_text() == "ababab"

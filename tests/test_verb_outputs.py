@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cemlib import checkpoints, cli, evaluation, models, results
+from cemlib import checkpoints, cli, evaluation, models, prepare, results
 from cemlib.fileio import atomic_path
+from cemlib.profiles import load_profile
 from cemlib.synthetic.writer import INCOMPLETE
 from tests.factories import save_calibrated_checkpoint, tiny_study
 from tests.test_outputs import small_filesystem
@@ -244,14 +245,27 @@ def test_killed_synth_is_completed_by_the_rerun(tmp_path, capsys):
     assert [p for p in out.rglob("*.tmp")] == []
 
 
-def test_an_interrupted_rewrite_of_a_cohort_is_not_reused(tmp_path):
-    from cemlib.synthetic import check_generated, write_cohort
-
-    out = write_cohort(tmp_path / "cohort", patients=2, seed=0, scale=0.05, workers=0, images=False)
-    (out / INCOMPLETE).touch()  # as a killed rerun leaves it: the old cohort.json, patients half rewritten
-    settings = {"seed": 0, "scale": 0.05, "patients": 2}
-    with pytest.raises(ValueError, match="interrupted `cem synth` left it incomplete"):
-        check_generated(out, "cohort.json", settings, tmp_path / "manifest")
+@pytest.mark.parametrize("dataset", ["internal", "cddcesm"])
+def test_an_interrupted_cohort_or_replica_is_written_again_not_reused(dataset, tmp_path):
+    """A killed writer's folder (marker left; a patient half rewritten, or a replica already cleared)."""
+    profile = load_profile("smoke", {"data.root": str(tmp_path / "internal"), "data.synth.patients": 3,
+                                     "data.synth.scale": 0.03, "data.manifest": str(tmp_path / "manifest"),
+                                     "external.cddcesm.root": str(tmp_path / "cdd"),
+                                     "external.cddcesm.synth.patients": 3,
+                                     "external.cddcesm.synth.scale": 0.04,
+                                     "runs": str(tmp_path / "runs")})
+    plan = prepare.plan_dataset(profile, dataset)
+    prepare.write_synthetic(plan, workers=0)
+    first = sorted(p.relative_to(plan.root) for p in plan.root.rglob("*") if p.is_file())
+    if dataset == "internal":
+        next(plan.root.rglob("*.dcm")).unlink()  # as a killed rerun leaves it: the old record, a file gone
+    else:
+        for child in plan.root.iterdir():  # a replica is cleared before it is written
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    (plan.root / INCOMPLETE).touch()
+    manifest = prepare.ensure_manifest(plan, workers=0)
+    assert not (plan.root / INCOMPLETE).exists() and len(manifest.images) > 0
+    assert sorted(p.relative_to(plan.root) for p in plan.root.rglob("*") if p.is_file()) == first
 
 
 TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"

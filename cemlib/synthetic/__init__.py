@@ -24,8 +24,9 @@ from cemlib.synthetic.cli import configure_parser, main, run_cli
 from cemlib.synthetic.cohort import DEFAULT_PATIENTS, sample_cohort, sample_patient
 from cemlib.synthetic.ge import check_generated, dicom_bytes, write_cohort, write_patient
 from cemlib.synthetic.phantom import Exam, PatientSpec, grid_shape, pixel_spacing, render_exam
-from cemlib.synthetic.writer import GENERATOR_VERSION
+from cemlib.synthetic.writer import GENERATOR_VERSION, interrupted
 
 __all__ = ["DEFAULT_PATIENTS", "GENERATOR_VERSION", "Exam", "PatientSpec",
-           "check_generated", "configure_parser", "dicom_bytes", "grid_shape", "main", "pixel_spacing",
+           "check_generated", "configure_parser", "dicom_bytes", "grid_shape", "interrupted", "main",
+           "pixel_spacing",
            "render_exam", "run_cli", "sample_cohort", "sample_patient", "write_cohort", "write_patient"]

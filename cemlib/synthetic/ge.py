@@ -24,8 +24,8 @@ from cemlib.synthetic.cohort import DEFAULT_PATIENTS, LESIONS_FILE, lesions_tabl
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
 from cemlib.synthetic.writer import (
     GENERATOR_VERSION,
-    check_complete,
     finish_dir,
+    interrupted,
     prepare_cohort_dir,
     write_patients,
 )
@@ -175,9 +175,8 @@ def check_generated(root: str | os.PathLike, marker: str, settings: dict[str, ob
     the profile does not describe.
     """
     path = Path(root) / marker
-    if not path.is_file():
+    if not path.is_file() or interrupted(root):  # nothing to check: a killed writer's folder is written again
         return
-    check_complete(Path(root))
     recorded = json.loads(path.read_text())
     if recorded.get("images") is False:
         raise ValueError(f"{path} records a cohort written without images (cem synth --no-images): delete "

@@ -5,7 +5,7 @@ looks like an ordinary mammogram and a recombined (dual-energy subtracted, DES) 
 contrast cancels and iodine uptake remains. The phantom composes each view from:
 
 - anatomy (`anatomy.py`): outline, nipple, skin line, pectoral muscle, fibroglandular tissue oriented
-  towards the nipple with the ACR density's area fraction, vessels;
+  towards the nipple with the ACR density's area fraction, Cooper's ligaments, vessels;
 - findings (`findings.py`): masses, calcification clusters, non-mass enhancement and asymmetries with
   the descriptors drawn in `lesions.py`;
 - physics of the two images. LE grows with dense tissue along the ray (denser = brighter, about

@@ -94,7 +94,6 @@ def finish_replica(out: Path, marker: str, generator: str, dataset: str, seed: i
     return out
 
 
-def check_complete(root: Path) -> None:
-    """Raise a ValueError when a killed writer left `root` incomplete."""
-    if (root / INCOMPLETE).is_file():
-        raise ValueError(f"{root}: an interrupted `cem synth` left it incomplete; run it again or delete it")
+def interrupted(root: str | os.PathLike) -> bool:
+    """Whether a killed writer left `root` incomplete (its marker is still there)."""
+    return (Path(root) / INCOMPLETE).is_file()

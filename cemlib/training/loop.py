@@ -66,8 +66,8 @@ class SettingsChanged(ValueError):
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
 
-#: The paper's training values (SGD, learning-rate steps, early stopping), as the settings tree states them.
-PAPER_TRAIN = TrainSettings()
+#: The settings tree's training defaults (the paper's SGD, learning-rate steps and early stopping).
+TRAIN_DEFAULTS = TrainSettings()
 
 
 @dataclass(frozen=True)
@@ -79,21 +79,21 @@ class FitConfig:
 
     stage: str
     epochs: int
-    batch_size: int = PAPER_TRAIN.batch_size
-    lr: float = PAPER_TRAIN.lr
-    momentum: float = PAPER_TRAIN.momentum
-    weight_decay: float = PAPER_TRAIN.weight_decay
-    milestones: tuple[int, ...] = PAPER_TRAIN.milestones
-    gamma: float = PAPER_TRAIN.gamma
-    patience: int = PAPER_TRAIN.patience
+    batch_size: int = TRAIN_DEFAULTS.batch_size
+    lr: float = TRAIN_DEFAULTS.lr
+    momentum: float = TRAIN_DEFAULTS.momentum
+    weight_decay: float = TRAIN_DEFAULTS.weight_decay
+    milestones: tuple[int, ...] = TRAIN_DEFAULTS.milestones
+    gamma: float = TRAIN_DEFAULTS.gamma
+    patience: int = TRAIN_DEFAULTS.patience
     seed: int = 0
     device: str = "cpu"
-    amp: bool = PAPER_TRAIN.amp
-    channels_last: bool = PAPER_TRAIN.channels_last
-    compile: bool = PAPER_TRAIN.compile
-    workers: int = PAPER_TRAIN.workers
+    amp: bool = TRAIN_DEFAULTS.amp
+    channels_last: bool = TRAIN_DEFAULTS.channels_last
+    compile: bool = TRAIN_DEFAULTS.compile
+    workers: int = TRAIN_DEFAULTS.workers
     deterministic: bool = True
-    progress: bool = PAPER_TRAIN.progress
+    progress: bool = TRAIN_DEFAULTS.progress
     #: check the loss for NaN/inf every this many steps (1 on a CPU; more on a GPU: no sync per step).
     check_every: int = 1
 

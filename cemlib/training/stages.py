@@ -24,6 +24,7 @@ nodes share.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from cemlib.outputs import check_output_folder
 from cemlib.prepare import manifest_digest, prepare_data
 from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
 from cemlib.training.loop import (
+    SETTINGS_FILE,
     FitConfig,
     FitResult,
     LossFn,
@@ -334,7 +336,7 @@ def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manife
     context = init_distributed(profile.device)
     manifest, cache = data_for(profile, manifest, cache, context)
     folders = [fusion_dir(profile, fusion, inputs) for fusion in FUSIONS]
-    trained = [folder for folder in folders if (folder / "stage2").exists()]
+    trained = [folder for folder in folders if _has_trained(folder / "stage2")]
     try:
         stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
     except SettingsChanged as exc:  # retraining stage 1 outdates every fusion trained from it: say so at once
@@ -349,16 +351,27 @@ def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manife
     return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
 
 
+def _has_trained(stage_dir: Path) -> bool:
+    """Whether a stage folder holds a trained epoch and its settings record."""
+    return (stage_dir / SETTINGS_FILE).is_file() and (stage_dir / "last.pt").is_file()
+
+
 def trained_from_another_stage1(profile: Settings, inputs: str, stage1_checkpoint: str | os.PathLike
                                 ) -> list[Path]:
-    """Stage-2 folders of this input type that started from other stage-1 weights than these."""
+    """Stage-2 folders of this input type that started from other stage-1 weights than these.
+
+    Read from each folder's settings.json (written before its first epoch), not its checkpoints: a
+    paper-size last.pt is gigabytes.
+    """
     digest = weights_digest(stage1_checkpoint)
     stale = []
     for fusion in FUSIONS:
-        folder = fusion_dir(profile, fusion, inputs) / "stage2"
-        recorded = recorded_settings(folder)
-        if recorded and recorded.get(STAGE1_DIGEST) not in (None, digest):
-            stale.append(folder)
+        record = fusion_dir(profile, fusion, inputs) / "stage2" / SETTINGS_FILE
+        if not _has_trained(record.parent):
+            continue
+        recorded = json.loads(record.read_text()).get("settings", {})
+        if recorded.get(STAGE1_DIGEST) not in (None, digest):
+            stale.append(record.parent)
     return stale
 
 
