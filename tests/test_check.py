@@ -142,3 +142,15 @@ def test_make_reference_refuses_too_few_replicates(tmp_path, capsys):
     assert main(["check", "--run", str(tmp_path / "single"), "--reference", str(out),
                  "--make-reference"]) == 1
     assert "replicates.csv" in capsys.readouterr().err
+
+
+def test_the_shipped_smoke_reference_holds_its_replicates_and_refuses_a_chance_model():
+    """The committed reference: five replicates of every headline metric; a model at chance fails it."""
+    reference = check.read_reference(check.reference_path("smoke"))
+    headline = reference[reference["metric"].isin(check.HEADLINE_METRICS)]
+    assert len(headline) == 10 and (headline["n"] >= check.MIN_REFERENCE_REPLICATES).all()
+    assert (headline["min"] <= headline["mean"]).all() and (headline["mean"] <= headline["max"]).all()
+    chance = headline[["model", "metric"]].assign(value=0.5)
+    assert not check.failed(check.compare(chance, reference)).empty
+    at_mean = headline[["model", "metric"]].assign(value=headline["mean"].to_numpy())
+    assert check.failed(check.compare(at_mean, reference)).empty
