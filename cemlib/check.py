@@ -151,8 +151,23 @@ def make_reference(tables_dir: str | Path, out: str | Path, min_replicates: int 
     if fewest < min_replicates:
         raise ValueError(f"{source}: a headline metric has {fewest} replicates; a reference needs at least "
                          f"{min_replicates}")
+    pointing = Path(tables_dir) / "pointing_game_replicates.csv"
+    if pointing.exists():
+        summary = pd.concat([summary, pointing_summary(pointing)], ignore_index=True)
     atomic_write_text(Path(out), summary[list(REPLICATE_COLUMNS)].to_csv(index=False))
     return summary
+
+
+def pointing_summary(path: str | Path) -> pd.DataFrame:
+    """The pointing game of every replicate (`pointing_game_replicates.csv`) as replicate-summary rows."""
+    per_seed = pd.read_csv(path)
+    missing = {"model", "replicate", "pointing game"} - set(per_seed.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    runs = [pd.DataFrame({"model": group["model"], "metric": "pointing game",
+                          "value": pd.to_numeric(group["pointing game"], errors="coerce")})
+            for _, group in per_seed.groupby("replicate", sort=True)]
+    return summarise_replicates(runs)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

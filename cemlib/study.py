@@ -514,8 +514,26 @@ def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, man
 
 
 def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
-    """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts."""
+    """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts.
+
+    With several replicates, every replicate's two models are scored as well, one row per model and
+    replicate (`pointing_game_replicates`); the table returned is replicate 0's.
+    """
     manifest, cache = prepare.prepare_data(cfg)
+    table = _pointing_rows(cfg, manifest, cache, threshold)
+    caption = "Grad-CAM++ pointing game (internal test set)"
+    results.write_table(table, tables_dir(cfg), "pointing_game", caption)
+    if replicate_count(cfg) > 1:
+        per_seed = pd.concat(
+            [_pointing_rows(replicate_settings(cfg, k) if k else cfg, manifest, cache, threshold)
+             .assign(replicate=k) for k in range(replicate_count(cfg))], ignore_index=True)
+        results.write_table(per_seed, tables_dir(cfg), "pointing_game_replicates",
+                            "Grad-CAM++ pointing game of every replicate (internal test set)")
+    return table
+
+
+def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataFrame:
+    """One pointing-game row per input type (the mf_concat model of cfg's runs folder)."""
     rows = []
     for inputs in INPUTS:
         maps, masks = [], []
@@ -533,10 +551,7 @@ def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
         rows.append({"model": model_label("mf_concat", inputs), "views scored": len(hits),
                      "peak inside lesion": int(hits.sum()),
                      "pointing game": round(float(hits.mean()), 3) if len(hits) else float("nan")})
-    table = pd.DataFrame(rows)
-    caption = "Grad-CAM++ pointing game (internal test set)"
-    results.write_table(table, tables_dir(cfg), "pointing_game", caption)
-    return table
+    return pd.DataFrame(rows)
 
 
 def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
@@ -584,6 +599,7 @@ INDEX_TABLES = (
     ("Grad-CAM++ pointing game", "pointing_game"),
     ("The paper's claims against this run", "scorecard"),
     ("Replicates: mean, SD and range across training seeds", "replicates"),
+    ("Grad-CAM++ pointing game of every replicate", "pointing_game_replicates"),
 )
 
 

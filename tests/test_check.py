@@ -154,3 +154,22 @@ def test_the_shipped_smoke_reference_holds_its_replicates_and_refuses_a_chance_m
     assert not check.failed(check.compare(chance, reference)).empty
     at_mean = headline[["model", "metric"]].assign(value=headline["mean"].to_numpy())
     assert check.failed(check.compare(at_mean, reference)).empty
+
+
+def test_the_reference_carries_every_replicates_pointing_game(tmp_path):
+    """Each replicate's pointing game joins the reference (shown); a model without views does not."""
+    breasts = _breasts()
+    _write_run(tmp_path / "run", [_predictions(breasts, seed) for seed in range(5)])
+    per_seed = pd.DataFrame({"model": ["LE mf_concat", "CEM mf_concat"] * 5,
+                             "replicate": np.repeat(np.arange(5), 2),
+                             "pointing game": [np.nan, 0.0, np.nan, 0.69, np.nan, 0.45, np.nan, 0.5, np.nan,
+                                               0.6]})
+    per_seed.to_csv(tmp_path / "run" / "tables" / "pointing_game_replicates.csv", index=False)
+    summary = check.make_reference(tmp_path / "run" / "tables", tmp_path / "reference.csv")
+    row = summary[summary["metric"] == "pointing game"]
+    assert list(row["model"]) == ["CEM mf_concat"] and int(row["n"].iloc[0]) == 5
+    assert row["mean"].iloc[0] == pytest.approx(np.mean([0.0, 0.69, 0.45, 0.5, 0.6]))
+    assert row["min"].iloc[0] == 0.0 and row["max"].iloc[0] == 0.69
+    reference = check.read_reference(tmp_path / "reference.csv")
+    assert "pointing game" in set(reference["metric"])
+    assert not check.bands(reference).query("metric == 'pointing game'")["low"].isna().any()
