@@ -272,6 +272,7 @@ def run_pipeline(
     roots = artifact_roots(profile)
     skip = [state_path.resolve(), reports.resolve(), out_dir.resolve()]
     rerun_rest = False  # once a step runs, every later step runs: its inputs may have changed
+    artifacts = None  # the files after the last step that ran: the next step's starting point
     for index, name in enumerate(steps, start=1):
         notebook = Path(notebook_dir) / f"{name}.ipynb"
         if not notebook.exists():
@@ -279,18 +280,19 @@ def run_pipeline(
         output = out_dir / f"{name}.ipynb"
         fingerprint = step_fingerprint(notebook, parameters, previous, code)
         previous = fingerprint
-        intact = artifacts_intact(state.get(ARTIFACTS_KEY, {}).get(name))
-        if not rerun_rest and state.get(name) == fingerprint and output.exists() and intact:
+        unchanged = state.get(name) == fingerprint
+        intact = unchanged and artifacts_intact(state.get(ARTIFACTS_KEY, {}).get(name))
+        if not rerun_rest and unchanged and output.exists() and intact:
             print(f"[{index}/{len(steps)}] {name}: unchanged, skipped", flush=True)
             results.append(StepResult(name, "skipped", 0.0, output))
             continue
-        if state.get(name) == fingerprint and ARTIFACTS_KEY in state and not intact:
+        if unchanged and ARTIFACTS_KEY in state and not intact:
             print(f"[{index}/{len(steps)}] {name}: files it wrote were changed or removed since", flush=True)
         rerun_rest = True
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
         started = time.perf_counter()
         before = report_files.output_files(reports)
-        artifacts_before = artifact_files(roots, skip)
+        artifacts_before = artifacts if artifacts is not None else artifact_files(roots, skip)
         try:
             # Progress reaches the terminal through a side channel; the notebook keeps only results.
             progress = tracking.follow(out_dir / "progress.log", prefix="      ")
@@ -317,7 +319,8 @@ def run_pipeline(
         state[name] = fingerprint
         written = report_files.written_between(before, report_files.output_files(reports))
         state.setdefault(OUTPUTS_KEY, {})[name] = written
-        _record_artifacts(state, name, artifacts_before, artifact_files(roots, skip))
+        artifacts = artifact_files(roots, skip)
+        _record_artifacts(state, name, artifacts_before, artifacts)
         atomic_write_text(state_path, json.dumps(state, indent=2))
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.0f} s", flush=True)
         results.append(StepResult(name, "ran", seconds, output))
