@@ -10,20 +10,20 @@ import argparse
 import importlib
 import sys
 
-from cemlib.outputs import describe_write_failure
-from cemlib.profiles import SettingsError
+from cemlib.core.outputs import describe_write_failure
+from cemlib.core.settings import SettingsError
 
 #: verb -> (module, one-line help), in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("cemlib.synthetic", "write a synthetic CEM cohort (GE DICOM layout or an external replica)"),
-    "manifest": ("cemlib.sources", "scan a dataset folder into the images/breasts/exclusions tables"),
-    "preprocess": ("cemlib.cache", "fill the preprocessed tensor cache for a manifest"),
-    "train": ("cemlib.training", "train stage 1 (CNN) and stage 2 (fusion) for one model"),
-    "predict": ("cemlib.evaluation", "score breasts from a checkpoint (a manifest or one exam folder)"),
-    "tables": ("cemlib.results", "regenerate the paper's tables and figures from predictions"),
-    "reproduce": ("cemlib.pipeline", "run the study notebooks end to end with papermill"),
-    "check": ("cemlib.check", "compare a run's metrics with the replicated reference of its profile"),
-    "bench": ("cemlib.bench", "measure speed: preprocess, train, stats, exam"),
+    "synth": ("cemlib.study.commands.synth", "write a synthetic CEM cohort (GE DICOM layout or an external replica)"),
+    "manifest": ("cemlib.study.commands.manifest", "scan a dataset folder into the images/breasts/exclusions tables"),
+    "preprocess": ("cemlib.study.commands.preprocess", "fill the preprocessed tensor cache for a manifest"),
+    "train": ("cemlib.study.commands.train", "train stage 1 (CNN) and stage 2 (fusion) for one model"),
+    "predict": ("cemlib.study.commands.predict", "score breasts from a checkpoint (a manifest or one exam folder)"),
+    "tables": ("cemlib.study.commands.tables", "regenerate the paper's tables and figures from predictions"),
+    "reproduce": ("cemlib.study.commands.reproduce", "run the study notebooks end to end with papermill"),
+    "check": ("cemlib.study.commands.check", "compare a run's metrics with the replicated reference of its profile"),
+    "bench": ("cemlib.study.commands.bench", "measure speed: preprocess, train, stats, exam"),
 }
 
 

@@ -49,10 +49,11 @@ def write_mg_dicom(path: str | Path, pixels: np.ndarray, **tags) -> Path:
 def tiny_study(base: Path, patients: int, seed: int, scale: float = 0.08, size: tuple[int, int] = (64, 32),
                ratios: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> dict:
     """A small synthetic cohort, its saved manifest and a filled cache: {base, root, manifest, cache}."""
-    from cemlib import manifest as manifest_mod
-    from cemlib import sources, synthetic
-    from cemlib.cache import TensorCache
-    from cemlib.imaging import PreprocessSettings
+    from cemlib import synthetic
+    from cemlib.data import manifest as manifest_mod
+    from cemlib.data import sources
+    from cemlib.data.cache import TensorCache
+    from cemlib.pixels.imaging import PreprocessSettings
 
     root = synthetic.write_cohort(base / "cohort", patients=patients, seed=seed, scale=scale, workers=1)
     built, _ = sources.build(root, "ge", seed=0, ratios=ratios, workers=1)
@@ -89,8 +90,8 @@ def save_calibrated_checkpoint(model, study: dict, name: str, inputs: str, size:
     """A model with batch norm calibrated on the tiny study's views, saved as `cem train` saves it."""
     import torch
 
-    from cemlib import checkpoints
-    from cemlib.data import PatientDataset
+    from cemlib.data.datasets import PatientDataset
+    from cemlib.model import checkpoints
 
     views = PatientDataset(study["manifest"], study["cache"], inputs=inputs)
     calibrate_batch_norm(model.encoder, torch.stack([item["x"] for item in views]).flatten(0, 1))

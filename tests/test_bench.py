@@ -13,9 +13,10 @@ import pytest
 import torch
 import yaml
 
-from cemlib import bench, kernels
-from cemlib.profiles import load_profile
-from cemlib.resources import profiles_dir
+from cemlib.core.resources import profiles_dir
+from cemlib.core.settings import load_profile
+from cemlib.study import bench, kernels
+from cemlib.study.commands import bench as bench_command
 from cemlib.training import arch_from_profile
 from tests.factories import tiny_study
 
@@ -156,10 +157,10 @@ def test_benchmark_train_adds_the_requested_rows_and_names_what_it_skipped(tiny)
 
 def test_cem_bench_train_options_reach_benchmark_train():
     parser = argparse.ArgumentParser()
-    bench.configure_parser(parser)
+    bench_command.configure_parser(parser)
     args = parser.parse_args(["train", "--compile-modes", "default", "reduce-overhead", "--host-sync",
                               "--deterministic", "--torch-profile", "out/profile", "--steps", "3"])
-    assert bench.train_options(args) == {
+    assert bench_command.train_options(args) == {
         "devices": "all", "steps": 3, "warmup": 2, "compiled": False,
         "compile_modes": ("default", "reduce-overhead"), "host_sync": True, "deterministic": True,
         "torch_profile": "out/profile"}

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import cemlib.cache as cache_module
-from cemlib.cache import CacheError, TensorCache, apply_exclusions
+import cemlib.data.cache as cache_module
 from cemlib.cli import main as cem_main
-from cemlib.fileio import sha256_file
-from cemlib.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.manifest import Manifest, SourceChangedError, assemble, changed_files
-from cemlib.tensorfile import decode_entry, encode_entry, quantise
+from cemlib.core.fileio import sha256_file
+from cemlib.data.cache import CacheError, TensorCache, apply_exclusions
+from cemlib.data.manifest import Manifest, SourceChangedError, assemble, changed_files
+from cemlib.data.tensorfile import decode_entry, encode_entry, quantise
+from cemlib.pixels.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
 from tests.factories import write_mg_dicom
 
 SIZE = (32, 16)
@@ -277,7 +277,7 @@ def test_cli_preprocess_second_run_does_no_work(exams: Manifest, tmp_path: Path,
 
 
 def test_cache_from_profile_uses_its_folder_and_settings() -> None:
-    from cemlib.profiles import load_profile
+    from cemlib.core.settings import load_profile
 
     profile = load_profile("smoke")
     cache = TensorCache.from_profile(profile)

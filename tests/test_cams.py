@@ -10,7 +10,9 @@ from pytorch_grad_cam import GradCAMPlusPlus
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from cemlib.cams import (
+from cemlib.core.fileio import save_figure
+from cemlib.core.views import SIDES, VIEW_ORDER
+from cemlib.inference.cams import (
     cam_for_exam,
     default_target_layer,
     explain_exam,
@@ -22,9 +24,13 @@ from cemlib.cams import (
     pointing_game,
     pointing_hits,
 )
-from cemlib.fileio import save_figure
-from cemlib.models import FUSIONS, FusionNet, build_image_classifier, build_model, malignant_probability
-from cemlib.views import SIDES, VIEW_ORDER
+from cemlib.model.networks import (
+    FUSIONS,
+    FusionNet,
+    build_image_classifier,
+    build_model,
+    malignant_probability,
+)
 from tests.factories import calibrate_batch_norm
 
 SMALL = {"width": 0.0625, "head": (32, 16), "input_size": (128, 64)}

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cemlib.sources import cddcesm, detect_layout
-from cemlib.sources.masks import (
+from cemlib.data.sources import cddcesm, detect_layout
+from cemlib.data.sources.masks import (
     disc_mask,
     ellipse_mask,
     mask_outlines,
@@ -350,8 +350,8 @@ def test_a_listed_image_missing_on_disk_excludes_its_patient(replica, manifest, 
 
 
 def test_a_replica_the_profile_does_not_describe_is_refused(replica, tmp_path):
-    from cemlib import study
-    from cemlib.profiles import build_settings
+    from cemlib.core.settings import build_settings
+    from cemlib.study import steps as study
 
     other_seed = {"patients": N_PATIENTS, "seed": SEED + 1}
     cfg = build_settings({"name": "t", "runs": str(tmp_path / "runs"), "data": {"synth": {"scale": SCALE}},

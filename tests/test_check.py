@@ -1,4 +1,4 @@
-"""`cemlib.check`: a run against a replicated reference."""
+"""`cemlib.results.check`: a run against a replicated reference."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cemlib import check, results
 from cemlib.cli import main
+from cemlib.results import build as results
+from cemlib.results import check
 
 
 def _metrics_csv(folder, aucs: dict[str, float]) -> None:

@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from cemlib import checkpoints, evaluation, exam, models, study
 from cemlib.cli import main as cem
-from cemlib.fileio import atomic_write_text
+from cemlib.core.fileio import atomic_write_text
+from cemlib.inference import exam
+from cemlib.inference import scoring as evaluation
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.study import steps as study
 from tests.factories import save_calibrated_checkpoint, tiny_study
 from tests.test_training import MemoryPatients, memory_fit
 

@@ -10,9 +10,10 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from cemlib.bench import benchmark_loader
-from cemlib.cache import CacheError, TensorCache
-from cemlib.data import (
+from cemlib.core.fileio import sha256_file
+from cemlib.core.views import VIEW_ORDER
+from cemlib.data.cache import CacheError, TensorCache
+from cemlib.data.datasets import (
     Augment,
     ImageDataset,
     PatientDataset,
@@ -22,9 +23,8 @@ from cemlib.data import (
     seed_for,
     set_loader_epoch,
 )
-from cemlib.fileio import sha256_file
-from cemlib.imaging import PreprocessSettings
-from cemlib.views import VIEW_ORDER
+from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.study.bench import benchmark_loader
 from tests.factories import write_mg_dicom
 from tests.test_cache import RAW_SHAPE, SIZE, make_manifest
 
@@ -247,7 +247,7 @@ def test_benchmark_loader_reports_throughput(filled) -> None:
 
 
 def test_synthetic_cohort_end_to_end(tmp_path: Path) -> None:
-    from cemlib.sources import scan
+    from cemlib.data.sources import scan
     from cemlib.synthetic import write_cohort
 
     write_cohort(tmp_path / "cohort", patients=4, scale=0.03, workers=0)

@@ -14,7 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from cemlib import checkpoints, devices, models, training
+from cemlib import training
+from cemlib.core import devices
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
 from cemlib.training import loop
 
 SIZE = (64, 32)
@@ -208,7 +211,7 @@ def _data_wait_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     if context.is_main:
         time.sleep(1.0)
         marker.write_text("ready")
-    training.wait_for_rank0()
+    devices.wait_for_rank0()
     (out / f"saw{rank}.txt").write_text(str(marker.is_file()))
     dist.destroy_process_group()
 

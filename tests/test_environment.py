@@ -1,4 +1,4 @@
-"""`cemlib.environment`: what a run records about its machine."""
+"""`cemlib.core.environment`: what a run records about its machine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from cemlib import devices, environment
+from cemlib.core import devices, environment
 
 CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 9B14

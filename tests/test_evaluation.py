@@ -11,11 +11,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from cemlib import checkpoints, cli, evaluation, models, training
-from cemlib.cache import TensorCache
-from cemlib.data import PatientDataset
-from cemlib.imaging import PreprocessSettings
-from cemlib.profiles import load_profile
+from cemlib import cli, training
+from cemlib.core.settings import load_profile
+from cemlib.data.cache import TensorCache
+from cemlib.data.datasets import PatientDataset
+from cemlib.inference import scoring as evaluation
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.pixels.imaging import PreprocessSettings
 from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)

@@ -13,8 +13,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cemlib import bench, checkpoints, cli, evaluation, exam, models
-from cemlib.sources import build, ge, inbreast
+from cemlib import cli
+from cemlib.data.sources import build, ge, inbreast
+from cemlib.inference import exam
+from cemlib.inference import scoring as evaluation
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.study import bench
 from cemlib.synthetic import cddcesm as cdd_replica
 from cemlib.synthetic import grid_shape
 from cemlib.synthetic import inbreast as inb_replica

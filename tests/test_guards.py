@@ -11,10 +11,10 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
-from cemlib import imaging
-from cemlib import manifest as manifest_mod
-from cemlib.imaging import PreprocessError, read_pixels
-from cemlib.sources import ge
+from cemlib.data import manifest as manifest_mod
+from cemlib.data.sources import ge
+from cemlib.pixels import imaging
+from cemlib.pixels.imaging import PreprocessError, read_pixels
 from tests.factories import write_mg_dicom
 from tests.test_sources_internal import write_ge_cohort
 
@@ -157,9 +157,9 @@ def test_8_bit_reencode_of_raw_data_is_refused_where_raw_values_are_expected(tmp
 
 def test_contradicting_headers_become_exclusions_naming_the_tag(tmp_path: Path, phantom_le: np.ndarray):
     """Through `cem preprocess`: each lying LE image excludes its patient with a reason naming the tag."""
-    from cemlib.cache import TensorCache
-    from cemlib.imaging import PreprocessSettings
-    from cemlib.manifest import assemble
+    from cemlib.data.cache import TensorCache
+    from cemlib.data.manifest import assemble
+    from cemlib.pixels.imaging import PreprocessSettings
 
     lies = {"P1": {"PhotometricInterpretation": "MONOCHROME1"}, "P2": {"BitsStored": 8, "HighBit": 7},
             "P3": {"RescaleSlope": 2, "RescaleIntercept": 100}, "P4": {}}

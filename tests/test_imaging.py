@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cemlib import timings
-from cemlib.imaging import (
+from cemlib.core.settings import load_profile
+from cemlib.pixels.imaging import (
     GreyHistogram,
     OrientationError,
     PreprocessError,
@@ -32,7 +32,7 @@ from cemlib.imaging import (
     window_bounds,
     window_range_for,
 )
-from cemlib.profiles import load_profile
+from cemlib.study import timings
 from tests.factories import write_mg_dicom
 
 
@@ -468,8 +468,8 @@ def test_preprocess_files_and_benchmark_on_dicoms(tmp_path, phantom_exam):
 
 
 def test_qc_figure_from_a_manifest(tmp_path, phantom_exam):
-    from cemlib.manifest import Manifest
-    from cemlib.qc import qc_figure
+    from cemlib.data.manifest import Manifest
+    from cemlib.pixels.qc import qc_figure
 
     rows = []
     for (side, view, energy), pixels in phantom_exam.images.items():
@@ -506,8 +506,8 @@ def test_integer_arrays_give_the_same_result_as_float32(phantom_exam):
 
 def test_small_scale_synthetic_cohort_preprocesses_every_view(tmp_path):
     """Regression: a cohort rendered at scale 0.04 (122 x 96 pixels, smaller than the 128-row target)."""
-    from cemlib.cache import TensorCache
-    from cemlib.sources import ge
+    from cemlib.data.cache import TensorCache
+    from cemlib.data.sources import ge
     from cemlib.synthetic import write_cohort
 
     root = write_cohort(tmp_path / "synthetic", patients=3, scale=0.04, workers=0)

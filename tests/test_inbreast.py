@@ -14,8 +14,8 @@ import pydicom
 import pytest
 import xlrd
 
-from cemlib.sources import detect_layout, inbreast
-from cemlib.sources.masks import read_mask_png
+from cemlib.data.sources import detect_layout, inbreast
+from cemlib.data.sources.masks import read_mask_png
 from cemlib.synthetic import inbreast as writer
 from cemlib.synthetic import sample_cohort, write_cohort
 from cemlib.synthetic.cohort import LESIONS_FILE, lesions_table

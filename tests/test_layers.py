@@ -1,74 +1,36 @@
-"""The package's one-way layers (DESIGN.md, "Layers"), read from the source: every `import` counts,
-those inside functions included; a failure names the importing file, its line and the rule it breaks."""
+"""The package's stage folders and their one-way rules, read from the source: every `import` counts,
+those inside functions included; a failure names the importing file, its line and the rule it breaks.
+docs/architecture.md holds the same rules for readers, and a test here keeps its table equal to STAGES."""
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cemlib"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
-#: Lowest first. A module imports only modules of earlier rows; names on one row never import each other.
-LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("package", ("cemlib",)),
-    ("vocabulary", ("cemlib.views", "cemlib.vocab", "cemlib.fileio", "cemlib.resources", "cemlib.environment",
-                    "cemlib.outputs", "cemlib.tracking", "cemlib.processes")),
-    ("settings", ("cemlib.profiles",)),
-    ("window", ("cemlib.window",)),
-    ("header checks", ("cemlib.headercheck",)),
-    ("pixels and numbers", ("cemlib.imaging", "cemlib.stats")),
-    ("manifest", ("cemlib.manifest",)),
-    ("source helpers", ("cemlib.sources.dicom", "cemlib.sources.masks")),
-    ("source adapters", ("cemlib.sources.ge", "cemlib.sources.mfmodel", "cemlib.sources.cddcesm",
-                         "cemlib.sources.inbreast")),
-    ("source registry", ("cemlib.sources",)),
-    ("synthetic findings and anatomy", ("cemlib.synthetic.anatomy", "cemlib.synthetic.lesions",
-                                        "cemlib.synthetic.writer")),
-    ("synthetic rendering", ("cemlib.synthetic.findings",)),
-    ("phantom", ("cemlib.synthetic.phantom",)),
-    ("synthetic cohorts", ("cemlib.synthetic.cohort",)),
-    ("synthetic datasets", ("cemlib.synthetic.ge", "cemlib.synthetic.cddcesm", "cemlib.synthetic.inbreast",
-                            "cemlib.synthetic.qc")),
-    ("cem synth", ("cemlib.synthetic.cli",)),
-    ("synthetic data", ("cemlib.synthetic",)),
-    ("python -m cemlib.synthetic", ("cemlib.synthetic.__main__",)),
-    ("tensor file", ("cemlib.tensorfile",)),
-    ("tensor cache", ("cemlib.cache", "cemlib.qc")),
-    ("datasets", ("cemlib.data",)),
-    ("data preparation", ("cemlib.prepare",)),
-    ("models", ("cemlib.models", "cemlib.devices", "cemlib.kernels")),
-    ("checkpoints", ("cemlib.checkpoints",)),
-    ("prediction", ("cemlib.predict", "cemlib.cams")),
-    ("one exam", ("cemlib.exam",)),
-    ("scoring a manifest", ("cemlib.evaluation",)),
-    ("training loop", ("cemlib.training.loop",)),
-    ("training stages", ("cemlib.training.stages",)),
-    ("training", ("cemlib.training",)),
-    ("tables and figures", ("cemlib.tables", "cemlib.plots")),
-    ("checks of a run", ("cemlib.claims", "cemlib.check")),
-    ("results", ("cemlib.results",)),
-    ("report", ("cemlib.report",)),
-    ("objects to explore", ("cemlib.explore",)),
-    ("study", ("cemlib.study", "cemlib.timings")),
-    ("benchmarks", ("cemlib.bench",)),
-    ("pipeline", ("cemlib.pipeline",)),
-    ("command line", ("cemlib.cli",)),
-)
-RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
-LAYER_NAME = {module: name for name, modules in LAYERS for module in modules}
-
-#: Replica writers still inside two source adapters import the synthetic phantom; they move to the
-#: synthetic data subpackage (reading a dataset never writes one), and these entries go with them.
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-#: Modules over the size limit whose split belongs to their owners' changes (pixel code; the replica
-#: writers leaving the two adapters).
+#: Each stage folder of cemlib, in pipeline order, and the stages its modules may import. Modules of one
+#: stage may import each other (no cycle); nothing imports a stage that is not listed for it.
+STAGES: dict[str, tuple[str, ...]] = {
+    "core": (),
+    "pixels": ("core",),
+    "data": ("core", "pixels"),
+    "synthetic": ("core", "pixels", "data"),
+    "model": ("core",),
+    "training": ("core", "data", "model"),
+    "inference": ("core", "pixels", "data", "model"),
+    "results": ("core",),
+    "study": ("core", "pixels", "data", "synthetic", "model", "training", "inference", "results"),
+}
+#: The package itself (its version), `python -m cemlib`, and the one entry module: the `cem` command,
+#: which reaches each verb's module in study/commands/ by name, so that `cem synth` never loads torch.
+TOP_LEVEL: dict[str, tuple[str, ...]] = {"cemlib": (), "cemlib.__main__": ("cli",), "cemlib.cli": ("core",)}
 SIZE_LIMIT = 700
-OVER_SIZE_PENDING: set[str] = set()
-#: Files whose function-local imports are the replica writers' (moving to the synthetic subpackage).
-LOCAL_IMPORTS_PENDING_MOVE: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -86,7 +48,7 @@ class Edge:
 
 
 def module_name(path: Path) -> str:
-    """cemlib/sources/__init__.py -> cemlib.sources; cemlib/training/loop.py -> cemlib.training.loop."""
+    """cemlib/data/sources/__init__.py -> cemlib.data.sources; cemlib/training/loop.py -> cemlib.training.loop."""
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -143,20 +105,31 @@ def _is_private(name: str) -> bool:
 EDGES = [edge for module in MODULES for edge in imports_of(module) if edge.target != edge.importer]
 
 
-def test_every_module_has_a_layer():
-    missing = sorted(set(MODULES) - set(RANK))
-    assert not missing, f"modules with no layer in tests/test_layers.py LAYERS: {missing}"
+def stage_of(module: str) -> str:
+    """The stage folder a module belongs to ("data" for cemlib.data.sources.ge), or the top-level name."""
+    parts = module.split(".")
+    if module in TOP_LEVEL or parts[0] != "cemlib" or len(parts) < 2:
+        return module
+    return parts[1]
 
 
-def upward(edges: list[Edge]) -> list[str]:
-    """An explanation for each import of a module in the same or a higher layer."""
-    return [
-        f"{e.where()}: {e.importer} ({LAYER_NAME[e.importer]}) imports {e.target} ({LAYER_NAME[e.target]}); "
-        "a module imports only from layers below its own"
-        for e in edges
-        if e.target in RANK and e.importer in RANK and RANK[e.target] >= RANK[e.importer]
-        and (e.importer, e.target) not in KNOWN_UPWARD
-    ]
+def allowed(importer: str) -> tuple[str, ...]:
+    """The stages (or, at the top, the names) a module may import."""
+    if importer in TOP_LEVEL:
+        return tuple(f"cemlib.{name}" if name == "cli" else name for name in TOP_LEVEL[importer])
+    return STAGES.get(stage_of(importer), ())
+
+
+def against_the_rules(edges: list[Edge]) -> list[str]:
+    """An explanation for each import of a stage the importer's stage may not import."""
+    wrong = []
+    for e in edges:
+        source, target = stage_of(e.importer), stage_of(e.target)
+        if target in (source, "cemlib") or target in allowed(e.importer):
+            continue
+        wrong.append(f"{e.where()}: {e.importer} ({source}) imports {e.target} ({target}); "
+                     f"{source} may import only {', '.join(allowed(e.importer)) or 'nothing of cemlib'}")
+    return wrong
 
 
 def private_names(edges: list[Edge]) -> list[str]:
@@ -165,14 +138,40 @@ def private_names(edges: list[Edge]) -> list[str]:
             if e.private]
 
 
+def test_every_module_sits_in_a_stage_folder_or_is_an_entry_point():
+    stray = sorted(m for m in MODULES if m not in TOP_LEVEL and stage_of(m) not in STAGES)
+    assert not stray, f"modules outside the stage folders {sorted(STAGES)}: {stray}"
+    folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert folders == sorted(STAGES)
+
+
+def test_each_stage_says_what_it_holds_and_may_import():
+    for stage, deps in STAGES.items():
+        doc = ast.get_docstring(ast.parse((PACKAGE / stage / "__init__.py").read_text())) or ""
+        assert len(doc) > 80, f"cemlib/{stage}/__init__.py: a docstring says what the stage holds"
+        said = re.search(r"May import: (.*?)\.", doc, re.S)
+        assert said, f"cemlib/{stage}/__init__.py: the docstring names what it may import ('May import: ...')"
+        named = tuple(re.findall(r"`(\w+)`", said.group(1)))
+        assert named == deps, f"cemlib/{stage}/__init__.py says it may import {named}, the rules say {deps}"
+
+
+def test_the_architecture_document_shows_these_rules():
+    rows = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 3:
+            rows[cells[0].strip("`/")] = tuple(re.findall(r"`(\w+)`", cells[-1]))
+    assert rows == STAGES, "docs/architecture.md's stage table differs from tests/test_layers.py STAGES"
+
+
 def test_no_module_is_over_the_size_limit():
     lines = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
-    over = {m: n for m, n in lines.items() if n > SIZE_LIMIT and m not in OVER_SIZE_PENDING}
+    over = {m: n for m, n in lines.items() if n > SIZE_LIMIT}
     assert not over, f"modules over {SIZE_LIMIT} lines: {over}"
 
 
-def test_imports_go_down_the_layers():
-    wrong = upward(EDGES)
+def test_imports_follow_the_stage_rules():
+    wrong = against_the_rules(EDGES)
     assert not wrong, "\n".join(wrong)
 
 
@@ -183,8 +182,7 @@ def test_no_private_name_of_another_module_is_imported():
 
 def test_cemlib_imports_sit_at_module_level():
     """Function-local imports hide cycles; they remain only for optional third-party libraries."""
-    wrong = [f"{e.where()}: {e.importer} imports {e.target} inside a function" for e in EDGES
-             if e.local and e.importer not in LOCAL_IMPORTS_PENDING_MOVE]
+    wrong = [f"{e.where()}: {e.importer} imports {e.target} inside a function" for e in EDGES if e.local]
     assert not wrong, "\n".join(wrong)
 
 
@@ -225,7 +223,8 @@ def test_prediction_does_not_reach_training():
                     reach[module] |= {edge.target, *closure(edge.target)}
         return reach[module]
 
-    for module in ("cemlib.predict", "cemlib.exam", "cemlib.evaluation", "cemlib.cams", "cemlib.checkpoints"):
+    scoring = [m for m in MODULES if stage_of(m) == "inference"] + ["cemlib.model.checkpoints"]
+    for module in scoring:
         training = sorted(m for m in closure(module) if m.startswith("cemlib.training"))
         assert not training, f"{module} reaches {training}"
 
@@ -233,11 +232,12 @@ def test_prediction_does_not_reach_training():
 def test_the_checker_names_an_offending_import():
     """The rules themselves: an upward import and a private name are reported with file and line."""
     source = ("import torch\n\ndef f():\n    from cemlib import training\n\n"
-              "from cemlib.vocab import _x, FUSIONS\n")
-    edges = edges_in(source, "cemlib.models")
-    assert upward(edges) == [
-        "cemlib/models.py:4: cemlib.models (models) imports cemlib.training (training); "
-        "a module imports only from layers below its own"
+              "from cemlib.core.vocab import _x, FUSIONS\n")
+    edges = edges_in(source, "cemlib.model.networks")
+    assert against_the_rules(edges) == [
+        "cemlib/model/networks.py:4: cemlib.model.networks (model) imports cemlib.training (training); "
+        "model may import only core"
     ]
-    assert private_names(edges) == ["cemlib/models.py:6: cemlib.models imports _x from cemlib.vocab"]
+    assert private_names(edges) == [
+        "cemlib/model/networks.py:6: cemlib.model.networks imports _x from cemlib.core.vocab"]
     assert sorted((e.line, e.local) for e in edges) == [(4, True), (6, False), (6, False)]

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from cemlib.cli import main as cem
-from cemlib.manifest import (
+from cemlib.core.views import SIDES, VIEWS
+from cemlib.core.vocab import PATIENT_CLASSES
+from cemlib.data.manifest import (
     BREAST_COLUMNS,
     EXCLUSION_COLUMNS,
     IMAGE_COLUMNS,
@@ -25,8 +27,6 @@ from cemlib.manifest import (
     split_summary,
     verify,
 )
-from cemlib.views import SIDES, VIEWS
-from cemlib.vocab import PATIENT_CLASSES
 from tests.test_sources_internal import FAKE_MRN, FAKE_NAME, write_ge_cohort
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -258,8 +258,8 @@ def test_external_layouts_get_the_external_split(tmp_path: Path, monkeypatch):
     import sys
     import types
 
-    from cemlib import sources
-    from cemlib.sources import build
+    from cemlib.data import sources
+    from cemlib.data.sources import build
 
     images, breasts = candidate_tables(tmp_path, ["X1", "X2"])
     fake = types.ModuleType("fake_external_adapter")

@@ -12,9 +12,10 @@ import torchvision
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from cemlib import models
-from cemlib.checkpoints import load_encoder, load_model, save_encoder, save_model
-from cemlib.models import (
+from cemlib.core.views import VIEW_ORDER
+from cemlib.model import networks as models
+from cemlib.model.checkpoints import load_encoder, load_model, save_encoder, save_model
+from cemlib.model.networks import (
     FUSIONS,
     FusionNet,
     ImageClassifier,
@@ -28,7 +29,6 @@ from cemlib.models import (
     malignant_probability,
     model_from_arch,
 )
-from cemlib.views import VIEW_ORDER
 from tests.factories import calibrate_batch_norm
 
 SMALL = {"width": 0.0625, "head": (32, 16, 8), "input_size": (64, 32)}

@@ -8,8 +8,8 @@ import json
 import nbformat
 import pytest
 
-from cemlib import pipeline
-from cemlib.resources import notebooks_dir
+from cemlib.core.resources import notebooks_dir
+from cemlib.study import pipeline
 
 NOTEBOOKS = [notebooks_dir() / f"{name}.ipynb" for name in pipeline.STEPS]
 

@@ -1,4 +1,4 @@
-"""`cemlib.outputs`: output locations checked before work starts, write failures in one line."""
+"""`cemlib.core.outputs`: output locations checked before work starts, write failures in one line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 import pytest
 import torch
 
-from cemlib import outputs
+from cemlib.core import outputs
 
 
 @contextlib.contextmanager

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cemlib import pipeline
-from cemlib.profiles import build_settings
+from cemlib.core.settings import build_settings
+from cemlib.study import pipeline
 
 
 def write_notebook(path: Path, body: str) -> None:

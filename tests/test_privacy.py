@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from cemlib import cli, models, synthetic
-from cemlib.cache import TensorCache
-from cemlib.imaging import PreprocessSettings
-from cemlib.manifest import PRIVATE_NAMES, Manifest
-from cemlib.sources import ge
+from cemlib import cli, synthetic
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import PRIVATE_NAMES, Manifest
+from cemlib.data.sources import ge
+from cemlib.model import networks as models
+from cemlib.pixels.imaging import PreprocessSettings
 from tests.factories import save_calibrated_checkpoint
 
 NAME = "Jane_Doe_1970"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cemlib import profiles
 from cemlib.cli import main as cem
-from cemlib.profiles import SettingsError, load_profile
-from cemlib.resources import profiles_dir
+from cemlib.core import settings as profiles
+from cemlib.core.resources import profiles_dir
+from cemlib.core.settings import SettingsError, load_profile
 
 
 @pytest.mark.parametrize(("setting", "named", "suggested"), [

@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cemlib import checkpoints, cli, models, prepare, study, training
-from cemlib.cache import TensorCache
-from cemlib.imaging import PreprocessSettings
-from cemlib.profiles import load_profile
+from cemlib import cli, training
+from cemlib.core.settings import load_profile
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import manifest_digest
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.study import prepare
+from cemlib.study import steps as study
 from cemlib.training import loop
 from tests.test_training import Killed, make_tiny, metrics, profile_for, stage2_run
 
@@ -90,7 +95,7 @@ def test_each_stage_records_its_settings_and_input_digests(tiny, finished):
     assert stage1["model.input_size"] == [64, 32] and stage1["inputs"] == "cem"
     assert stage1["augment.rotate"] == 10.0 and stage1["augment.hflip"] == 0.5
     assert stage1["preprocess.digest"] == tiny["cache"].settings.digest()
-    assert stage1["data.manifest_digest"] == prepare.manifest_digest(tiny["manifest"])
+    assert stage1["data.manifest_digest"] == manifest_digest(tiny["manifest"])
     assert not any(key.endswith(("workers", "progress", "check_every")) for key in stage1)
     assert stage2["train.stage2_epochs"] == 1 and "train.stage1_epochs" not in stage2
     assert stage2["stage1.weights_digest"] == checkpoints.weights_digest(finished / "stage1" / "best.pt")
@@ -101,15 +106,15 @@ def test_each_stage_records_its_settings_and_input_digests(tiny, finished):
 
 def test_manifest_digest_follows_images_labels_and_split(tiny):
     manifest = tiny["manifest"]
-    digest = prepare.manifest_digest(manifest)
+    digest = manifest_digest(manifest)
     breasts = manifest.breasts.copy()
     breasts.loc[breasts.index[0], "label"] = 1 - int(breasts.loc[breasts.index[0], "label"])
-    assert prepare.manifest_digest(dataclasses.replace(manifest, breasts=breasts)) != digest
+    assert manifest_digest(dataclasses.replace(manifest, breasts=breasts)) != digest
     images = manifest.images.copy()
     images.loc[images.index[0], "sha256"] = "0" * 64
-    assert prepare.manifest_digest(dataclasses.replace(manifest, images=images)) != digest
+    assert manifest_digest(dataclasses.replace(manifest, images=images)) != digest
     shuffled = dataclasses.replace(manifest, images=manifest.images.sample(frac=1.0, random_state=1))
-    assert prepare.manifest_digest(shuffled) == digest  # row order is not content
+    assert manifest_digest(shuffled) == digest  # row order is not content
 
 
 def test_another_cache_setting_or_manifest_refuses_the_trained_stage(tiny, finished):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cemlib import pipeline, study
-from cemlib.profiles import SettingsError, load_profile
+from cemlib.core.settings import SettingsError, load_profile
+from cemlib.study import steps as study
+from cemlib.study.commands import reproduce
 from cemlib.training.loop import FitConfig
 
 
@@ -43,10 +44,10 @@ def test_one_replicate_by_default_and_bad_counts_refused(tmp_path):
 
 def test_reproduce_option_sets_the_profile_key(monkeypatch):
     seen = {}
-    monkeypatch.setattr(pipeline, "run_pipeline", lambda *a, **k: seen.update(k))
+    monkeypatch.setattr(reproduce, "run_pipeline", lambda *a, **k: seen.update(k))
     parser = argparse.ArgumentParser()
-    pipeline.configure_parser(parser)
-    assert pipeline.run_cli(parser.parse_args(["--replicates", "4", "--set", "train.lr=0.01"])) == 0
+    reproduce.configure_parser(parser)
+    assert reproduce.run_cli(parser.parse_args(["--replicates", "4", "--set", "train.lr=0.01"])) == 0
     assert seen["overrides"] == {"train.lr": 0.01, "replicates": 4}
     with pytest.raises(SystemExit):
         parser.parse_args(["--replicates", "0"])

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cemlib import report
+from cemlib.results import report
 
 
 @pytest.mark.parametrize(

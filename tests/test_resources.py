@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cemlib import resources
-from cemlib.pipeline import STEPS
-from cemlib.profiles import load_profile
+from cemlib.core import resources
+from cemlib.core.settings import load_profile
+from cemlib.study.pipeline import STEPS
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = [*(f"cemlib/notebooks/{name}.ipynb" for name in STEPS), "cemlib/notebooks/profiles/smoke.yaml",

@@ -1,4 +1,4 @@
-"""The honest scorecard (`cemlib.claims.scorecard`): each model pair once, replicate shares, claims built
+"""The honest scorecard (`cemlib.results.claims.scorecard`): each model pair once, replicate shares, claims built
 into the phantom, the detectable AUC difference of "no difference" claims, paper values inside the CIs."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cemlib import claims, results, stats, tables, vocab
+from cemlib.core import vocab
+from cemlib.results import build as results
+from cemlib.results import claims, stats, tables
 from tests.test_tables import REFERENCE, make_breasts, make_predictions
 
 

@@ -11,10 +11,10 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from cemlib import sources
-from cemlib.manifest import Manifest
-from cemlib.sources import ImageRejected, check_mg_header, ge, mfmodel
-from cemlib.views import SIDES, VIEWS
+from cemlib.core.views import SIDES, VIEWS
+from cemlib.data import sources
+from cemlib.data.manifest import Manifest
+from cemlib.data.sources import ImageRejected, check_mg_header, ge, mfmodel
 from tests.factories import write_mg_dicom
 
 #: A byte-identical copy of the authors' example label sheet (shared/real/MF_MODEL_label.xlsx).

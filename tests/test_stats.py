@@ -1,4 +1,4 @@
-"""cemlib.stats against R pROC 1.18 (numbers stored in tests/data, made by make_proc_reference.R),
+"""cemlib.results.stats against R pROC 1.18 (numbers stored in tests/data, made by make_proc_reference.R),
 scipy, scikit-learn and hand-computed cases."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from cemlib import stats as st
-from cemlib import timings
+from cemlib.results import stats as st
+from cemlib.study import timings
 
 DATA = Path(__file__).parent / "data"
 TOL = 1e-9

@@ -9,7 +9,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from cemlib import pipeline, study
+from cemlib.study import pipeline
+from cemlib.study import steps as study
 
 TINY_PROFILE = Path(__file__).parent / "data" / "tiny_profile.yaml"
 

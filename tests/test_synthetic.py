@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 from cemlib.cli import main as cem_main
-from cemlib.fileio import sha256_file
+from cemlib.core.fileio import sha256_file
 from cemlib.synthetic import (
     grid_shape,
     pixel_spacing,

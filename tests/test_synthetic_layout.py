@@ -43,7 +43,7 @@ def test_callers_find_their_names_in_the_package():
     from cemlib import synthetic
 
     for name in ("DEFAULT_PATIENTS", "GENERATOR_VERSION", "check_generated", "write_cohort", "sample_cohort",
-                 "write_patient", "render_exam", "grid_shape", "configure_parser", "run_cli"):
+                 "write_patient", "render_exam", "grid_shape"):
         assert hasattr(synthetic, name), name
 
 

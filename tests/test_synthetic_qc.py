@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cemlib.imaging import PreprocessSettings, preprocess_files
-from cemlib.sources import build
+from cemlib.data.sources import build
+from cemlib.pixels.imaging import PreprocessSettings, preprocess_files
 from cemlib.synthetic import cddcesm, inbreast, lesions, qc, write_cohort
 
 

@@ -1,4 +1,4 @@
-"""cemlib.tables and cemlib.plots on a hand-made predictions table and a small breasts table."""
+"""cemlib.results.tables and cemlib.results.figures on a hand-made predictions table and a small breasts table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cemlib import claims, plots, results, stats, tables, vocab
+from cemlib.core import vocab
+from cemlib.results import build as results
+from cemlib.results import claims, stats, tables
+from cemlib.results import figures as plots
+from cemlib.study.commands import tables as tables_command
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data_manifest" / "paper_reference.csv"
 BIRADS_CYCLE = ("1", "2", "3", "3-4A", "4A", "4B", "4C", "5", "0", "6")
@@ -302,12 +306,12 @@ def test_write_all_and_cli(predictions, breasts, tmp_path):
     pred_path = tmp_path / "predictions.csv"
     predictions.to_csv(pred_path, index=False)
     parser = argparse.ArgumentParser()
-    results.configure_parser(parser)
+    tables_command.configure_parser(parser)
     out = tmp_path / "out"
     args = parser.parse_args(
         ["--predictions", str(pred_path), "--manifest", str(manifest), "--out", str(out)]
     )
-    assert results.run_cli(args) == 0
+    assert tables_command.run_cli(args) == 0
     for stem in (
         "table1_characteristics",
         "table2_patient_classes",

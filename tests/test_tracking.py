@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cemlib import tracking, training
-from cemlib.profiles import load_profile
+from cemlib import training
+from cemlib.core.settings import load_profile
+from cemlib.training import tracking
 from tests.factories import tiny_study
 
 SIZE = (64, 32)

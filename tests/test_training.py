@@ -14,9 +14,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cemlib import bench, checkpoints, cli, data, devices, models, prepare, profiles, training
-from cemlib.manifest import Manifest
-from cemlib.profiles import load_profile
+from cemlib import cli, training
+from cemlib.core import devices
+from cemlib.core import settings as profiles
+from cemlib.core.settings import load_profile
+from cemlib.data import datasets as data
+from cemlib.data.manifest import Manifest
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.study import bench, prepare
 from cemlib.synthetic import GENERATOR_VERSION
 from cemlib.training import loop
 from tests.factories import tiny_study
@@ -299,9 +305,11 @@ def test_manifest_without_validation_data_fails_before_training(tiny, tmp_path):
 
 def test_unknown_names_and_resume_into_other_architecture_fail(tiny, reference, tmp_path):
     with pytest.raises(ValueError, match="unknown fusion 'late'"):
-        training.train(profile_for(tiny), "late", "cem", tmp_path / "a")
+        training.train(profile_for(tiny), "late", "cem", tmp_path / "a", manifest=tiny["manifest"],
+                       cache=tiny["cache"])
     with pytest.raises(ValueError, match="unknown inputs 'rgb'"):
-        training.train(profile_for(tiny), "mf_concat", "rgb", tmp_path / "a")
+        training.train(profile_for(tiny), "mf_concat", "rgb", tmp_path / "a", manifest=tiny["manifest"],
+                       cache=tiny["cache"])
     # The reference run's folder holds an mf_concat last.pt: an mf_average stage 2 must not resume from it.
     plan = training.plan_stage2(profile_for(tiny), "mf_average", "cem", reference.last_checkpoint.parent,
                                 tiny["manifest"], tiny["cache"], None)

@@ -18,9 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from cemlib import checkpoints, cli, evaluation, models, prepare, results
-from cemlib.fileio import atomic_path
-from cemlib.profiles import load_profile
+from cemlib import cli
+from cemlib.core.fileio import atomic_path
+from cemlib.core.settings import load_profile
+from cemlib.inference import scoring as evaluation
+from cemlib.model import checkpoints
+from cemlib.model import networks as models
+from cemlib.study import prepare
+from cemlib.study.commands import tables as tables_command
 from cemlib.synthetic.writer import INCOMPLETE
 from tests.factories import save_calibrated_checkpoint, tiny_study
 from tests.test_outputs import small_filesystem
@@ -184,7 +189,7 @@ def test_torch_full_disk_error_during_a_verb_is_one_line(tmp_path, capsys, monke
             checkpoints.save_checkpoint({"weights": torch.zeros(300_000)}, mount / "last.pt")
             return 0
 
-        monkeypatch.setattr(results, "run_cli", saving_verb)
+        monkeypatch.setattr(tables_command, "run_cli", saving_verb)
         code = cli.main(["tables", "--predictions", "p.csv", "--out", str(tmp_path)])
         err = one_line_error(capsys, "tables")
     assert code == 1
@@ -196,7 +201,7 @@ def test_torch_full_disk_error_during_a_verb_is_one_line(tmp_path, capsys, monke
 
 def killed_write(target: Path) -> Path:
     """Start an atomic write of `target` in another process and kill it (-9) mid-write; the leftover."""
-    code = ("import os, sys; from cemlib.fileio import atomic_path\n"
+    code = ("import os, sys; from cemlib.core.fileio import atomic_path\n"
             "with atomic_path(sys.argv[1]) as tmp:\n"
             "    tmp.write_text('half'); os.kill(os.getpid(), 9)\n")
     done = subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT,

@@ -33,8 +33,9 @@ from openpyxl import Workbook
 from PIL import Image
 from scipy import ndimage
 
-from cemlib.fileio import atomic_path, atomic_write_bytes, atomic_write_text
-from cemlib.sources.cddcesm import (
+from cemlib.core.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from cemlib.core.views import ENERGIES, SIDES, VIEWS
+from cemlib.data.sources.cddcesm import (
     COLUMNS,
     DATASET,
     FOLDER_OF_ENERGY,
@@ -46,11 +47,10 @@ from cemlib.sources.cddcesm import (
     ImageName,
     parse_image_name,
 )
-from cemlib.sources.masks import mask_outlines
+from cemlib.data.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import LESIONS_FILE, replica_lesions_table, sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
 from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients
-from cemlib.views import ENERGIES, SIDES, VIEWS
 
 RELEASE_SHAPE = (2355, 1315)
 LE_WINDOW = (1500.0, 3300.0)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cemlib.core.views import SIDES, VIEWS
 from cemlib.synthetic import lesions
 from cemlib.synthetic.lesions import draw_finding
 from cemlib.synthetic.phantom import (
@@ -34,7 +35,6 @@ from cemlib.synthetic.phantom import (
     PatientSpec,
     ShapeSpec,
 )
-from cemlib.views import SIDES, VIEWS
 
 # ---------------------------------------------------------------------------- cohort statistics (paper)
 #: Table 2: bilateral benign / unilateral malignant / bilateral malignant.

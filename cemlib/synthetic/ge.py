@@ -19,7 +19,8 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cemlib import __version__
-from cemlib.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.core.views import ENERGIES, SIDES, VIEWS
 from cemlib.synthetic.cohort import DEFAULT_PATIENTS, LESIONS_FILE, lesions_table, sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
 from cemlib.synthetic.writer import (
@@ -29,7 +30,6 @@ from cemlib.synthetic.writer import (
     prepare_cohort_dir,
     write_patients,
 )
-from cemlib.views import ENERGIES, SIDES, VIEWS
 
 DIGITAL_MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 

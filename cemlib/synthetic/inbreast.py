@@ -33,8 +33,8 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from cemlib.fileio import atomic_write_bytes, atomic_write_text
-from cemlib.sources.inbreast import (
+from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.data.sources.inbreast import (
     CSV_COLUMNS,
     CSV_NAME,
     DATASET,
@@ -45,7 +45,7 @@ from cemlib.sources.inbreast import (
     XML_DIR,
     read_csv_table,
 )
-from cemlib.sources.masks import mask_outlines
+from cemlib.data.sources.masks import mask_outlines
 from cemlib.synthetic.cohort import LESIONS_FILE, replica_lesions_table, sample_cohort
 from cemlib.synthetic.phantom import FULL_SHAPE, render_exam
 from cemlib.synthetic.writer import finish_replica, prepare_replica_dir, write_patients

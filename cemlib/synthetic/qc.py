@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cemlib.imaging import PreprocessError, PreprocessSettings, find_geometry, preprocess_pair, read_pixels
+from cemlib.pixels.imaging import (
+    PreprocessError,
+    PreprocessSettings,
+    find_geometry,
+    preprocess_pair,
+    read_pixels,
+)
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, render_exam
 

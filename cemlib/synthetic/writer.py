@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from cemlib import __version__
-from cemlib.fileio import atomic_write_text, remove_stale_temporaries
-from cemlib.processes import exit_with_parent
+from cemlib.core.fileio import atomic_write_text, remove_stale_temporaries
+from cemlib.core.processes import exit_with_parent
 
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
 #: written by an earlier generator is never reused silently.

@@ -6,7 +6,7 @@ epoch kept. `last.pt` is written after every epoch with the model, optimiser, sc
 early-stopping state; a rerun with the same run directory resumes from it and ends with the same weights
 and metrics as an uninterrupted run (data order and augmentation are keyed by (seed, epoch), not by how
 many epochs this process has seen). `best.pt` holds the best epoch's weights and the `arch` dict. Every
-checkpoint is written and verified by cemlib.checkpoints. Both, and settings.json beside log.csv, record
+checkpoint is written and verified by cemlib.model.checkpoints. Both, and settings.json beside log.csv, record
 the settings that decide the weights (`training_settings` plus what the caller passes); a folder that
 recorded other settings is neither reused nor resumed (SettingsChanged names each change).
 
@@ -41,12 +41,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from cemlib import models, tracking
-from cemlib.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from cemlib.data import make_loader, set_loader_epoch
-from cemlib.devices import DistContext, choose_kernels, resolve_device, set_seed
-from cemlib.fileio import atomic_write_text
-from cemlib.profiles import Settings, TrainSettings
+from cemlib.core.devices import DistContext, choose_kernels, resolve_device, set_seed
+from cemlib.core.fileio import atomic_write_text
+from cemlib.core.settings import Settings, TrainSettings
+from cemlib.data.datasets import make_loader, set_loader_epoch
+from cemlib.model import networks as models
+from cemlib.model.checkpoints import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from cemlib.training import tracking
 
 STAGES = ("stage1", "stage2")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds")
@@ -182,7 +188,7 @@ def _shown(value: Any) -> str:
 
 def loader_for(dataset: Dataset, config: FitConfig, shuffle: bool, context: DistContext | None = None
                ) -> DataLoader:
-    """The kit's loader (cemlib.data.make_loader) with a stage's batch size, seed, workers and shard."""
+    """The kit's loader (cemlib.data.datasets.make_loader) with a stage's batch size, seed, workers and shard."""
     context = context or DistContext()
     return make_loader(dataset, config.batch_size, shuffle=shuffle, seed=config.seed, workers=config.workers,
                        pin_memory=config.device.startswith("cuda"), rank=context.rank,

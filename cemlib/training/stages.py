@@ -10,11 +10,11 @@ Run directory layout (one per model; a stage-1 folder can be reused by every fus
 
 Settings bind to the stage they made. Each stage records (checkpoints' "settings", and settings.json) the
 architecture, the inputs, the resolved augmentation, the preprocessing settings digest, the manifest digest
-(cemlib.prepare.manifest_digest: images, labels, split), every training setting that changes the weights
+(cemlib.data.manifest.manifest_digest: images, labels, split), every training setting that changes the weights
 (cemlib.training.loop.training_settings) and, for stage 2, the digest of the stage-1 weights it started
 from. A finished stage is reused, and an interrupted one resumed, only when every one of them matches;
 otherwise the run stops naming each change and the folder to delete (SettingsChanged, exit code 1).
-Folder names come from cemlib.vocab.model_name (form "folder"): runs/<profile>/models/cem_mf_concat.
+Folder names come from cemlib.core.vocab.model_name (form "folder"): runs/<profile>/models/cem_mf_concat.
 
 Multi-GPU / multi-node: launch with torchrun; WORLD_SIZE/RANK/LOCAL_RANK select DistributedDataParallel;
 rank 0 prepares the data first while the others wait, and the run directory must be on a filesystem all
@@ -23,26 +23,32 @@ nodes share.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from cemlib import data, models
-from cemlib.checkpoints import check_stage1_checkpoint, load_checkpoint, load_encoder, weights_digest
-from cemlib.devices import DistContext, init_distributed, set_seed, use_threads
-from cemlib.outputs import check_output_folder
-from cemlib.prepare import manifest_digest, prepare_data
-from cemlib.profiles import Settings, add_override_option, load_profile, parse_overrides
+from cemlib.core.devices import DistContext, init_distributed, set_seed
+from cemlib.core.settings import Settings
+from cemlib.core.vocab import (
+    FUSIONS,
+    IMAGE_MODEL,
+    INPUT_ENERGIES,
+    check_fusion,
+    check_inputs,
+    input_channels,
+    model_name,
+)
+from cemlib.data import datasets as data
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import Manifest, manifest_digest
+from cemlib.model import networks as models
+from cemlib.model.checkpoints import check_stage1_checkpoint, load_encoder, weights_digest
 from cemlib.training.loop import (
     SETTINGS_FILE,
     FitConfig,
@@ -56,24 +62,10 @@ from cemlib.training.loop import (
     recorded_settings,
     training_settings,
 )
-from cemlib.vocab import (
-    FUSIONS,
-    IMAGE_MODEL,
-    INPUT_ENERGIES,
-    INPUTS,
-    check_fusion,
-    check_inputs,
-    input_channels,
-    model_name,
-)
-
-#: How long the other ranks wait while rank 0 writes the cohort and fills the cache (tens of minutes at
-#: paper size, longer than the 10 minutes NCCL allows a collective); training collectives keep the default.
-DATA_WAIT_TIMEOUT = timedelta(hours=3)
 
 
 def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, Any]:
-    """The model's arch dict (see cemlib.models) for a fusion and an inputs choice under a profile."""
+    """The model's arch dict (see cemlib.model.networks) for a fusion and an inputs choice under a profile."""
     check_choices(fusion, inputs)
     model = profile.model
     size = profile.preprocess.size or models.PAPER_INPUT_SIZE
@@ -266,13 +258,13 @@ def train_stage1(
     profile: Settings,
     inputs: str,
     run_dir: str | os.PathLike,
-    manifest: Any = None,
-    cache: Any = None,
+    *,
+    manifest: Manifest,
+    cache: TensorCache,
 ) -> Path:
     """Train (or resume, or reuse when finished) stage 1 in `run_dir`; returns its best checkpoint."""
     check_choices(IMAGE_MODEL, inputs)
     context = init_distributed(profile.device)
-    manifest, cache = data_for(profile, manifest, cache, context)
     plan = plan_stage1(profile, inputs, run_dir, manifest, cache)
     return plan.run(context).best_checkpoint
 
@@ -283,8 +275,9 @@ def train(
     inputs: str,
     run_dir: str | os.PathLike,
     stage1_checkpoint: str | os.PathLike | None = None,
-    manifest: Any = None,
-    cache: Any = None,
+    *,
+    manifest: Manifest,
+    cache: TensorCache,
 ) -> Path:
     """Both stages of one model into RUN/stage1 and RUN/stage2; returns the best stage-2 checkpoint.
 
@@ -296,7 +289,6 @@ def train(
         raise ValueError(f"fusion must be one of {FUSIONS}")
     run_dir = Path(run_dir)
     context = init_distributed(profile.device)
-    manifest, cache = data_for(profile, manifest, cache, context)
     stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
     if stage1_checkpoint is None:
         stage1 = plan_stage1(profile, inputs, run_dir / "stage1", manifest, cache)
@@ -326,19 +318,17 @@ def runs_dir(profile: Settings) -> Path:
     return Path(profile.runs)
 
 
-def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manifest: Any = None,
-                             cache: Any = None) -> Path:
+def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manifest: Manifest,
+                             cache: TensorCache) -> Path:
     """Train (or resume, or reuse) one model in the study layout; returns its best stage-2 checkpoint.
 
     Stage 1 lives in models/<inputs>_stage1 and is shared by the four fusions of that input type;
     stage 2 lives in models/<inputs>_<fusion>/stage2. `cem train` and the notebooks both use it.
     """
-    context = init_distributed(profile.device)
-    manifest, cache = data_for(profile, manifest, cache, context)
     folders = [fusion_dir(profile, fusion, inputs) for fusion in FUSIONS]
     trained = [folder for folder in folders if _has_trained(folder / "stage2")]
     try:
-        stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest, cache)
+        stage1 = train_stage1(profile, inputs, stage1_dir(profile, inputs), manifest=manifest, cache=cache)
     except SettingsChanged as exc:  # retraining stage 1 outdates every fusion trained from it: say so at once
         if not trained:
             raise
@@ -348,7 +338,8 @@ def train_with_shared_stage1(profile: Settings, fusion: str, inputs: str, manife
     if stale:
         raise SettingsChanged(f"{stage1_dir(profile, inputs)} holds another stage 1 than these were trained "
                               "from: " + ", ".join(map(str, stale)) + "; delete them to retrain")
-    return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest, cache)
+    return train(profile, fusion, inputs, fusion_dir(profile, fusion, inputs), stage1, manifest=manifest,
+                 cache=cache)
 
 
 def _has_trained(stage_dir: Path) -> bool:
@@ -378,77 +369,3 @@ def trained_from_another_stage1(profile: Settings, inputs: str, stage1_checkpoin
 def load_stage1(model: nn.Module, checkpoint: str | os.PathLike) -> None:
     """Put a stage-1 encoder (and, for fusion "none", its classifier) into a fusion model."""
     load_encoder(model, checkpoint)
-
-
-def data_for(profile: Settings, manifest: Any, cache: Any, context: DistContext) -> tuple[Any, Any]:
-    """Given data, or the profile's (prepared by rank 0 first when several processes train together)."""
-    if manifest is not None and cache is not None:
-        return manifest, cache
-    if manifest is not None or cache is not None:
-        raise ValueError("give both manifest and cache, or neither (the profile's data is used)")
-    if context.enabled and not context.is_main:
-        wait_for_rank0()
-        return prepare_data(profile, progress=False)
-    prepared = prepare_data(profile)
-    if context.enabled:
-        wait_for_rank0()
-    return prepared
-
-
-def wait_for_rank0(timeout: timedelta = DATA_WAIT_TIMEOUT) -> None:
-    """A barrier with a long timeout, on a CPU (gloo) group of its own; every rank calls it."""
-    group = dist.new_group(backend="gloo", timeout=timeout)
-    try:
-        dist.barrier(group=group)
-    finally:
-        dist.destroy_process_group(group)
-
-
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI: cem train
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of `cem train`."""
-    parser.add_argument("--profile", default="smoke", help="profile name or YAML file (default: smoke)")
-    parser.add_argument("--fusion", choices=FUSIONS, default="mf_concat", help="fusion type")
-    parser.add_argument("--inputs", choices=INPUTS, default="cem",
-                        help="cem = LE + DES (2 channels), le = low energy only")
-    parser.add_argument("--run-dir", help="run folder (default: runs/<profile>/models/<inputs>_<fusion>, "
-                        "with stage 1 shared in models/<inputs>_stage1)")
-    parser.add_argument("--stage1", metavar="CKPT",
-                        help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one")
-    parser.add_argument("--stage1-only", action="store_true", help="train stage 1 only (into RUN/stage1)")
-    add_override_option(parser)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Train one model; print where its best checkpoint and log are."""
-    profile = load_profile(args.profile, parse_overrides(args.overrides))
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    check_output_folder(run_dir or runs_dir(profile) / "models")  # before any data is read or epoch run
-    use_threads(profile.threads)
-    try:
-        if args.stage1_only:
-            folder = run_dir / "stage1" if run_dir else stage1_dir(profile, args.inputs)
-            best = train_stage1(profile, args.inputs, folder)
-        elif run_dir is None and args.stage1 is None:
-            best = train_with_shared_stage1(profile, args.fusion, args.inputs)
-        else:
-            run_dir = run_dir or fusion_dir(profile, args.fusion, args.inputs)
-            best = train(profile, args.fusion, args.inputs, run_dir, args.stage1)
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            checkpoint = load_checkpoint(best)
-            metrics = checkpoint.get("metrics", {})
-            print(f"best {checkpoint['stage']} checkpoint: {best}")
-            print(
-                f"  epoch {checkpoint['epoch']}: val_loss {metrics.get('val_loss', math.nan):.4f}, "
-                f"val_auc {metrics.get('val_auc', math.nan):.3f}"
-            )
-            print(f"  log: {best.parent / 'log.csv'}")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0

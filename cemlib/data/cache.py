@@ -1,0 +1,570 @@
+"""The preprocessed tensor cache: every exam view preprocessed once, stored on disk, verified on read.
+
+One entry per (dataset, patient_id, side, view): the low-energy image and, when the manifest has one, its
+DES image, preprocessed together (the crop found on LE is reused on DES), plus the lesion mask when the
+manifest names one, pushed through the same geometry.
+
+Keys. An entry's key is the sha256 of the cache format version, ``settings.digest()``, the breast side
+(it decides the orientation flip) and the sha256 of its LE, DES and mask files. A changed setting gives
+new keys for everything; a changed source file gives a new key for its entry alone; nothing else is ever
+rebuilt. The entries of one settings digest live together under ``<cache_dir>/<digest[:16]>/``.
+
+Storage. Each entry is one ``.npy`` file holding a uint16 array (C, H, W), channels in the order
+LE, DES (if any), mask (if any). Values in [0, 1] are quantised as ``round(x * 65535)``: 2 bytes per
+pixel like float16, but with a uniform step of 1.5e-5 (float16 has steps of 4.9e-4 just below 1).
+After the array comes an 8-byte trailer, ``b"CRC3"`` + the little-endian crc32 of the array bytes;
+``np.load`` ignores it, the reader checks it. An entry is served only when its ``.npy`` header matches
+the expected shape and dtype exactly, the file has exactly the expected size and the crc32 matches:
+a truncated or corrupt file raises :class:`CacheError` naming the file, and ``fill`` rebuilds it.
+Reading one small file with a single ``read()`` is faster than ``np.load(mmap_mode="r")`` here
+(no header parse, no mmap set-up) and reaches thousands of views per second.
+
+Writes go through :func:`cemlib.core.fileio.atomic_path` (temporary file, then rename), so an interrupted
+``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
+``fill`` runs on the same cache folder at the same time are not supported.
+
+Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
+and DES images and the rule that chose them (``cemlib.pixels.window``), for the QC notebook.
+
+Images that fail preprocessing (:class:`cemlib.pixels.imaging.PreprocessError`, an unreadable file) are not
+cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
+from the datasets, never silently dropped. Deterministic failures are remembered in a small
+``<key>.failed.json`` marker so a second run does no work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
+from cemlib.pixels.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
+from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
+from cemlib.core.outputs import OutputLocationError, check_output_folder
+from cemlib.core.processes import exit_with_parent
+from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
+
+#: Bump when the on-disk layout of an entry changes: every key changes with it.
+CACHE_FORMAT = 1
+#: `kind` of the exclusion rows written for images that failed preprocessing.
+EXCLUSION_KIND = "preprocess_failed"
+#: Per-entry record of the window chosen for each image and why (read by the QC notebook).
+WINDOWS_FILE = "windows.csv"
+WINDOW_COLUMNS = ("key", "dataset", "patient_id", "side", "view", "le_low", "le_high", "le_window_rule",
+                  "des_low", "des_high", "des_window_rule")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached exam view: where its sources are and under which key its tensor is stored."""
+
+    dataset: str
+    patient_id: str
+    side: str
+    view: str
+    le_path: Path
+    des_path: Path | None
+    mask_path: Path | None
+    key: str
+    le_sha: str = ""  # sha256 the manifest records for the LE file (part of the key)
+    des_sha: str = ""
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Names of the stored channels, in storage order."""
+        names = ["LE"]
+        if self.des_path is not None:
+            names.append("DES")
+        if self.mask_path is not None:
+            names.append("mask")
+        return tuple(names)
+
+
+@dataclass
+class FillResult:
+    """What a fill did: counts per outcome and the exclusion rows for images that failed."""
+
+    built: int
+    skipped: int
+    failed: int
+    exclusions: pd.DataFrame
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The counts as a dict (built, skipped, failed, total)."""
+        total = self.built + self.skipped + self.failed
+        return {"built": self.built, "skipped": self.skipped, "failed": self.failed, "total": total}
+
+    def summary(self) -> str:
+        """One readable line, e.g. 'built 0, skipped 1200, failed 0'."""
+        return f"built {self.built}, skipped {self.skipped}, failed {self.failed}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building entries (runs in worker processes)
+
+
+@dataclass(frozen=True)
+class _Task:
+    entry: Entry
+    target: Path
+    marker: Path
+    settings: PreprocessSettings
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A lesion mask file (PNG or any Pillow format) as a boolean array."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) > 0
+
+
+def build_stack(entry: Entry, settings: PreprocessSettings,
+                record: dict[str, Any] | None = None) -> np.ndarray:
+    """Preprocess one entry's sources into a float32 (C, H, W) stack: LE, DES (if any), mask (if any).
+
+    ``record``, when given, receives each image's window bounds and the rule that chose them.
+    """
+    le = read_pixels(entry.le_path, expected_range=expected_raw_range(settings))
+    des = read_pixels(entry.des_path) if entry.des_path is not None else None
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record)
+    planes = [le01]
+    if entry.des_path is not None:
+        if des01 is None:
+            raise PreprocessError(f"{entry_label(entry, 'DES')}: DES image was given but not preprocessed")
+        planes.append(des01)
+    if entry.mask_path is not None:
+        mask = _read_mask(entry.mask_path)
+        warped = preprocess_mask(mask, le, entry.side, settings, source=entry_label(entry, "mask"))
+        planes.append(np.asarray(warped, dtype=np.float32))
+    stack = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
+    expected = (len(entry.channels), *settings.size)
+    if stack.shape != expected:
+        raise PreprocessError(f"{entry_label(entry)}: preprocessed shape {stack.shape}, expected {expected}")
+    return stack
+
+
+def expected_raw_range(settings: PreprocessSettings) -> tuple[float, float] | None:
+    """The raw detector range LE pixels must agree with: the window range, unless the window is searched
+    in each image's own range only (then any domain is acceptable)."""
+    return None if settings.window_source == "image" else settings.window_range
+
+
+def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:
+    """Build and store one entry; ('built', entry, '', windows) or ('failed', entry, reason, {}).
+
+    Raises SourceChangedError when a source file no longer matches its manifest sha256 (the run stops).
+    """
+    windows: dict[str, Any] = {}
+    try:
+        stack = build_stack(task.entry, task.settings, windows)
+    except PreprocessError as exc:
+        reason = redact_paths(str(exc), task.entry)
+        # Deterministic for these inputs and settings: remember it so the next fill does not retry.
+        atomic_write_text(task.marker, json.dumps({"reason": reason}))
+        return "failed", task.entry, reason, {}
+    except Exception as exc:  # unreadable or malformed file: reported, not remembered, retried next fill
+        return "failed", task.entry, redact_paths(f"{type(exc).__name__}: {exc}", task.entry), {}
+    changed = _changed_source(task.entry)
+    if changed:  # the bytes read are not the ones the key names: never store them under that key
+        raise SourceChangedError(changed)
+    with atomic_path(task.target) as tmp:
+        tmp.write_bytes(encode_entry(stack))
+    return "built", task.entry, "", windows
+
+
+def _changed_source(entry: Entry) -> str:
+    """A reason when the LE or DES file no longer has the sha256 its entry's key was made from, else ''."""
+    sources = (("LE", entry.le_path, entry.le_sha), ("DES", entry.des_path, entry.des_sha))
+    for energy, path, expected in sources:
+        if path is not None and expected and sha256_file(path) != expected:
+            return (f"image {entry_label(entry, energy)} changed while it was preprocessed (sha256 differs "
+                    "from the manifest); run `cem manifest` again")
+    return ""
+
+
+def entry_label(entry: Entry, what: str = "LE") -> str:
+    """How messages name an entry's file: dataset, patient id (a pseudonym), side, view and energy.
+
+    File and folder names may hold a patient's name, so no message or table shows them; the manifest's
+    images.csv maps the label back to the path.
+    """
+    return f"{entry.dataset}/{entry.patient_id} {entry.side} {entry.view} {what}"
+
+
+def redact_paths(text: str, entry: Entry) -> str:
+    """``text`` with the entry's file paths (and their file names) replaced by ``entry_label``."""
+    for what, path in (("LE", entry.le_path), ("DES", entry.des_path), ("mask", entry.mask_path)):
+        if path is not None:
+            label = entry_label(entry, what)
+            text = text.replace(str(path), label).replace(path.name, label)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# The cache
+
+
+def _optional_path(manifest: Manifest, value: Any) -> Path | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else Path(manifest.root) / path
+
+
+@functools.lru_cache(maxsize=65536)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so repeated attaches do not rehash."""
+    return sha256_file(path)
+
+
+def _sha_of(path: Path) -> str:
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def entry_key(settings_digest: str, side: str, le_sha: str, des_sha: str, mask_sha: str) -> str:
+    """Hex key of an entry: hash of the format version, settings digest, side and source checksums."""
+    parts = [f"cemcache{CACHE_FORMAT}", settings_digest, side, le_sha, des_sha, mask_sha]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _single_thread_worker(parent_pid: int | None = None) -> None:
+    """Pool initializer: die with the parent process, and preprocess one image at a time.
+
+    Torch threads would only fight over the cores. ``parent_pid`` is the pid of the process that started
+    the pool: see :func:`exit_with_parent`.
+    """
+    import torch
+
+    exit_with_parent(parent_pid)
+    torch.set_num_threads(1)
+
+
+class TensorCache:
+    """Preprocessed (C, H, W) tensors of exam views on disk, keyed by settings and source checksums."""
+
+    def __init__(self, cache_dir: str | os.PathLike, settings: PreprocessSettings):
+        self.cache_dir = Path(cache_dir)
+        self.settings = settings
+        self.digest = settings.digest()
+        self.folder = self.cache_dir / self.digest[:16]
+        self._index: dict[tuple[str, str, str, str], Entry] = {}
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any]) -> TensorCache:
+        """The cache a profile names (preprocess.cache) with the profile's preprocessing settings."""
+        section = profile.get("preprocess") or {}
+        if not section.get("cache"):
+            raise ValueError("profile has no preprocess.cache folder")
+        return cls(section["cache"], PreprocessSettings.from_profile(profile))
+
+    def __repr__(self) -> str:
+        size = tuple(self.settings.size)
+        return f"TensorCache({str(self.cache_dir)!r}, size={size}, digest={self.digest[:16]})"
+
+    # -- keys and paths ---------------------------------------------------------------------------
+
+    def path_for(self, entry: Entry) -> Path:
+        """Where an entry's tensor file lives."""
+        return self.folder / entry.key[:2] / f"{entry.key}.npy"
+
+    def marker_for(self, entry: Entry) -> Path:
+        """Where an entry's failure marker lives."""
+        return self.folder / entry.key[:2] / f"{entry.key}.failed.json"
+
+    def shape_of(self, entry: Entry) -> tuple[int, int, int]:
+        """Stored shape of an entry: (channels, H, W)."""
+        height, width = (int(n) for n in self.settings.size)
+        return (len(entry.channels), height, width)
+
+    def plan(self, manifest: Manifest) -> tuple[list[Entry], pd.DataFrame]:
+        """The entries a manifest needs, and exclusion rows for views that cannot form an entry."""
+        groups: dict[tuple[str, str, str, str], dict[str, list[dict[str, Any]]]] = {}
+        for row in manifest.images.to_dict("records"):
+            where = tuple(str(row[c]) for c in ("dataset", "patient_id", "side", "view"))
+            groups.setdefault(where, {"LE": [], "DES": []}).setdefault(str(row["energy"]), []).append(row)
+        mask_digests = _mask_digest_column(manifest)
+        entries: list[Entry] = []
+        problems: list[dict[str, str]] = []
+        for (dataset, patient_id, side, view), rows in sorted(groups.items()):
+            le_rows, des_rows = rows["LE"], rows["DES"]
+            if len(le_rows) != 1 or len(des_rows) > 1:
+                reason = (
+                    f"{side} {view}: expected one LE and at most one DES image, "
+                    f"found {len(le_rows)} LE and {len(des_rows)} DES"
+                )
+                problems.append({"dataset": dataset, "patient_id": patient_id, "side": side, "path": "",
+                                 "reason": reason, "kind": EXCLUSION_KIND})
+                continue
+            le_row = le_rows[0]
+            des_row = des_rows[0] if des_rows else None
+            mask_path = _optional_path(manifest, le_row.get("mask_path"))
+            if mask_path is None and des_row is not None:
+                mask_path = _optional_path(manifest, des_row.get("mask_path"))
+            mask_sha = ""
+            if mask_path is not None:
+                mask_sha = mask_digests.get(str(mask_path)) or _sha_of(mask_path)
+            des_sha = str(des_row["sha256"]) if des_row is not None else ""
+            entries.append(
+                Entry(
+                    dataset=dataset, patient_id=patient_id, side=side, view=view,
+                    le_path=manifest.image_path(le_row),
+                    des_path=manifest.image_path(des_row) if des_row is not None else None,
+                    mask_path=mask_path,
+                    key=entry_key(self.digest, side, str(le_row["sha256"]), des_sha, mask_sha),
+                    le_sha=str(le_row["sha256"]), des_sha=des_sha,
+                )
+            )
+        return entries, pd.DataFrame(problems, columns=list(EXCLUSION_COLUMNS))
+
+    def attach(self, manifest: Manifest) -> list[Entry]:
+        """Index a manifest's entries so get() can find them (no preprocessing).
+
+        Raises SourceChangedError naming the files when an image changed since the manifest was written
+        (a stat per image; only files whose size or mtime changed are hashed), so that no tensor of an
+        older version of a file is ever served.
+        """
+        require_unchanged(manifest)
+        entries, _ = self.plan(manifest)
+        for entry in entries:
+            self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
+        return entries
+
+    # -- filling ------------------------------------------------------------------------------------
+
+    def fill(self, manifest: Manifest, workers: int = 1, progress: bool = True) -> FillResult:
+        """Preprocess every entry of the manifest missing from the cache (in parallel) and verify the rest.
+
+        Stops with SourceChangedError, naming the files, when an image changed since the manifest was
+        written; a file that changes while it is preprocessed is reported as failed, never stored.
+        """
+        require_unchanged(manifest)
+        entries, problems = self.plan(manifest)
+        for entry in entries:
+            self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
+        self._prepare_folder()
+        todo: list[Entry] = []
+        failures: list[tuple[Entry, str]] = []
+        skipped = 0
+        for entry in entries:
+            state = self._state(entry)
+            if state == "ok":
+                skipped += 1
+            elif state == "known-failure":
+                failures.append((entry, self._marker_reason(entry)))
+            else:
+                todo.append(entry)
+        built = 0
+        windows: dict[str, dict[str, Any]] = {}
+        for status, entry, reason, window in self._build(todo, workers, progress):
+            if status == "built":
+                built += 1
+                windows[entry.key] = _window_row(entry, window)
+            else:
+                failures.append((entry, reason))
+        self._record_windows(windows)
+        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
+        failed = len(failures) + len(problems)
+        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+
+    def _prepare_folder(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Leftovers of an interrupted fill: temporary files never renamed into place.
+        for stale in [*self.folder.glob(".*.tmp"), *self.folder.glob("*/.*.tmp")]:
+            stale.unlink(missing_ok=True)
+        settings_file = self.folder / "settings.json"
+        if not settings_file.exists():
+            described = {
+                "digest": self.digest, "format": CACHE_FORMAT, "settings": _settings_dict(self.settings),
+            }
+            atomic_write_text(settings_file, json.dumps(described, indent=2, default=str))
+
+    def _state(self, entry: Entry) -> str:
+        path = self.path_for(entry)
+        if path.exists():
+            try:
+                read_entry_file(path, self.shape_of(entry))
+                return "ok"
+            except CacheError:
+                path.unlink(missing_ok=True)
+                return "missing"
+        return "known-failure" if self.marker_for(entry).exists() else "missing"
+
+    def _marker_reason(self, entry: Entry) -> str:
+        try:
+            return str(json.loads(self.marker_for(entry).read_text())["reason"])
+        except (OSError, ValueError, KeyError):
+            return "preprocessing failed (reason not recorded)"
+
+    def windows(self) -> pd.DataFrame:
+        """The window record of the entries built: bounds and rule per LE and DES image (``windows.csv``)."""
+        path = self.folder / WINDOWS_FILE
+        if not path.is_file():
+            return pd.DataFrame(columns=list(WINDOW_COLUMNS))
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+    def _record_windows(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Add the window rows of newly built entries to ``windows.csv`` (one row per entry key)."""
+        if not rows:
+            return
+        known = self.windows()
+        known = known[~known["key"].isin(list(rows))]
+        table = pd.concat([known, pd.DataFrame(list(rows.values()), columns=list(WINDOW_COLUMNS))],
+                          ignore_index=True).sort_values(["dataset", "patient_id", "side", "view"])
+        with atomic_path(self.folder / WINDOWS_FILE) as tmp:
+            table.to_csv(tmp, index=False, lineterminator="\n")
+
+    def _build(self, todo: list[Entry], workers: int, progress: bool
+               ) -> Iterable[tuple[str, Entry, str, dict[str, Any]]]:
+        tasks = [_Task(e, self.path_for(e), self.marker_for(e), self.settings) for e in todo]
+        bar = tqdm(total=len(tasks), desc="preprocess", unit="view", disable=not progress or not tasks)
+        with bar:
+            if workers <= 1 or len(tasks) <= 1:
+                for task in tasks:
+                    yield _run_task(task)
+                    bar.update()
+                return
+            # spawn: workers start clean, never inheriting the parent's torch thread pools.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_single_thread_worker, initargs=(os.getpid(),)) as pool:
+                futures = [pool.submit(_run_task, task) for task in tasks]
+                for future in as_completed(futures):
+                    yield future.result()
+                    bar.update()
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def entry(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> Entry:
+        """The indexed entry of a view (attach or fill the manifest first)."""
+        if dataset is not None:
+            found = self._index.get((dataset, str(patient_id), side, view))
+            if found is None:
+                raise CacheError(
+                    f"no cache entry indexed for {dataset}/{patient_id} {side} {view}: attach its manifest"
+                )
+            return found
+        matches = [e for k, e in self._index.items() if k[1:] == (str(patient_id), side, view)]
+        if not matches:
+            raise CacheError(f"no cache entry indexed for {patient_id} {side} {view}: attach its manifest")
+        if len(matches) > 1:
+            raise CacheError(f"{patient_id} {side} {view} is in several datasets; pass dataset=")
+        return matches[0]
+
+    def read(self, entry: Entry) -> np.ndarray:
+        """Verified float32 (C, H, W) stack of an entry, channels as in entry.channels."""
+        path = self.path_for(entry)
+        if not path.exists() and self.marker_for(entry).exists():
+            raise CacheError(f"{entry_label(entry)} failed preprocessing: {self._marker_reason(entry)}")
+        return read_entry_file(path, self.shape_of(entry))
+
+    def get_array(self, patient_id: str, side: str, view: str, dataset: str | None = None) -> np.ndarray:
+        """Float32 numpy (C_all, H, W) of a view: LE, DES (if any), mask (if any)."""
+        return self.read(self.entry(patient_id, side, view, dataset))
+
+    def get(self, patient_id: str, side: str, view: str, dataset: str | None = None):
+        """Float32 torch tensor (C_all, H, W) of a view: LE, DES (if any), mask (if any)."""
+        import torch
+
+        return torch.from_numpy(self.get_array(patient_id, side, view, dataset))
+
+    def failures(self, manifest: Manifest) -> pd.DataFrame:
+        """Exclusion rows for the manifest's entries recorded as failed, or absent from the cache."""
+        entries, problems = self.plan(manifest)
+        rows: list[tuple[Entry, str]] = []
+        for entry in entries:
+            if self.path_for(entry).exists():
+                continue
+            if self.marker_for(entry).exists():
+                rows.append((entry, self._marker_reason(entry)))
+        return pd.concat([problems, _failure_rows(rows, manifest)], ignore_index=True)
+
+    def missing(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Entries with neither a stored tensor nor a failure marker (not preprocessed yet)."""
+        return [e for e in entries if not self.path_for(e).exists() and not self.marker_for(e).exists()]
+
+
+def _window_row(entry: Entry, window: dict[str, Any]) -> dict[str, Any]:
+    """One windows.csv row: the entry and its LE/DES window bounds and rules."""
+    le_low, le_high = window.get("le_window", ("", ""))
+    des_low, des_high = window.get("des_window", ("", ""))
+    return {"key": entry.key, "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
+            "view": entry.view, "le_low": le_low, "le_high": le_high,
+            "le_window_rule": window.get("le_window_rule", ""), "des_low": des_low, "des_high": des_high,
+            "des_window_rule": window.get("des_window_rule", "")}
+
+
+def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return {"repr": repr(settings)}
+
+
+def _mask_digest_column(manifest: Manifest) -> dict[str, str]:
+    """Mask checksums the manifest already carries (column mask_sha256), by absolute mask path."""
+    images = manifest.images
+    if "mask_sha256" not in images.columns or "mask_path" not in images.columns:
+        return {}
+    known = {}
+    for path, digest in zip(images["mask_path"], images["mask_sha256"], strict=True):
+        absolute = _optional_path(manifest, path)
+        if absolute is not None and isinstance(digest, str) and digest:
+            known[str(absolute)] = digest
+    return known
+
+
+def _relative(manifest: Manifest, path: Path) -> str:
+    try:
+        return str(path.relative_to(Path(manifest.root)))
+    except ValueError:
+        return str(path)
+
+
+def _failure_rows(failures: list[tuple[Entry, str]], manifest: Manifest) -> pd.DataFrame:
+    rows = [
+        {
+            "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
+            "path": _relative(manifest, entry.le_path),
+            "reason": f"preprocessing failed ({entry.side} {entry.view}): {reason}",
+            "kind": EXCLUSION_KIND,
+        }
+        for entry, reason in failures
+    ]
+    return pd.DataFrame(rows, columns=list(EXCLUSION_COLUMNS))
+
+
+def apply_exclusions(manifest: Manifest, exclusions: pd.DataFrame) -> list[str]:
+    """Record failed images in the manifest (in place): add their rows, drop their patients' tables rows.
+
+    Follows the manifest's rule that a patient is excluded when it has exclusion rows and no breast
+    rows. Returns the ids of the patients newly excluded.
+    """
+    if exclusions.empty:
+        return []
+    rows = exclusions.reindex(columns=list(EXCLUSION_COLUMNS)).fillna("").astype(str)
+    known = {tuple(r) for r in manifest.exclusions.reindex(columns=list(EXCLUSION_COLUMNS)).fillna("").values}
+    fresh = rows[[tuple(r) not in known for r in rows.values]]
+    dropped = sorted(set(rows["patient_id"]) & set(manifest.breasts["patient_id"].astype(str)))
+    manifest.exclusions = pd.concat([manifest.exclusions, fresh], ignore_index=True)
+    manifest.images = manifest.images[~manifest.images["patient_id"].astype(str).isin(dropped)]
+    manifest.breasts = manifest.breasts[~manifest.breasts["patient_id"].astype(str).isin(dropped)]
+    manifest.images = manifest.images.reset_index(drop=True)
+    manifest.breasts = manifest.breasts.reset_index(drop=True)
+    return dropped

@@ -1,0 +1,370 @@
+"""The study report as a reader gets it: HTML and PDF built from the executed notebooks, code hidden.
+
+The report opens with a title page (study, profile, date, commit, environment) and a table of contents
+with page numbers; each notebook section follows with its text, tables and figures. Only what a study
+shows is kept: standard output, tables (HTML), figures (PNG) and Markdown. Standard error (progress bars,
+warnings) and bare Python reprs (`PosixPath(...)`, quoted strings) never reach the report. Tables are
+shown as the paper prints them (see `format_cell`), and the print stylesheet keeps headings with what
+follows, figures whole on their page, and table rows unsplit.
+
+Also here: the tidying of executed notebooks (stderr moved to a text file beside them, machine paths
+taken out of papermill's metadata) and the bookkeeping that keeps reports/<profile>/figures and tables
+to what the current run made.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cemlib.core.environment import ENVIRONMENT_FILE, describe_environment, environment_facts
+from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
+
+STUDY_TITLE = ("Multi-feature fusion of contrast-enhanced mammography for breast-cancer diagnosis: "
+               "a reproduction of Qian et al.")
+STUDY_REFERENCE = "Qian et al., Eur Radiol 2024;34:917-927 (doi:10.1007/s00330-023-10170-9)"
+#: Cells holding only numbers as the paper prints them: '0.92 (0.88, 0.96)', '< .001', '138 (30.7%)'.
+NUMERIC_CELL = re.compile(r"^[\s\d.,:()%<>=±+\-–]*\d[\s\d.,:()%<>=±+\-–]*$|^n/a$")
+#: Text cells up to this length stay on one line ('AUC 0.93 vs 0.90', 'does not hold'); longer ones wrap.
+SHORT_CELL = 18
+OUTPUT_DIRS = ("figures", "tables")
+#: Cells the report leaves out: papermill's parameters and the notebooks' "to explore" cells.
+HIDDEN_TAGS = {"parameters", "injected-parameters", "explore"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# tables as the paper prints them
+
+
+def format_cell(value: Any) -> str:
+    """One table value as printed: integers plain, floats without trailing zeros (at most 3 decimals)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(float(value)):
+            return "n/a"
+        if float(value).is_integer():
+            return str(int(value))
+        return f"{round(float(value), 3):g}"
+    return str(value)
+
+
+def printed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every cell formatted as text (`format_cell`), index dropped."""
+    return table.reset_index(drop=True).astype(object).map(format_cell)
+
+
+def style_table(table: pd.DataFrame):
+    """A pandas Styler for notebooks and the report: no index, paper formatting, number cells unwrapped."""
+    text = printed_table(table)
+    classes = text.map(lambda cell: "num" if NUMERIC_CELL.match(cell) else
+                       ("short" if len(cell) <= SHORT_CELL else ""))
+    return (
+        text.style.hide(axis="index")
+        .format(escape="html")
+        .set_td_classes(classes)
+        .set_table_styles([{"selector": "td.num", "props": "white-space: nowrap; text-align: right;"},
+                           {"selector": "td.short", "props": "white-space: nowrap;"},
+                           {"selector": "th", "props": "text-align: left;"}])
+    )
+
+
+def pseudonym(dataset: str, patient_id: str) -> str:
+    """The study's name for a patient in figures: 'P-' + 8 hex digits of sha256('dataset/patient_id').
+
+    Stable across runs, and never a folder name or header value (which a manifest id can be).
+    """
+    digest = hashlib.sha256(f"{dataset}/{patient_id}".encode()).hexdigest()
+    return f"P-{digest[:8]}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# executed notebooks
+
+
+def _collapse_carriage_returns(text: str) -> str:
+    """What a terminal would show of stream text: each line's last carriage-return segment."""
+    return "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in text.split("\n"))
+
+
+def clean_executed(path: Path, project_root: Path | None = None) -> str:
+    """Move stderr (progress bars, warnings) out of an executed notebook into NAME.stderr.txt beside it.
+
+    Also replaces papermill's absolute input/output paths in the notebook metadata by relative ones.
+    Returns the stderr text taken out (carriage-return redraws collapsed).
+    """
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=4)
+    removed = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                removed.append(_collapse_carriage_returns(output.get("text", "")))
+            else:
+                kept.append(output)
+        cell.outputs = kept
+    meta = notebook.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = _relative(Path(meta[key]), project_root)
+    atomic_write_text(path, nbformat.writes(notebook))
+    text = "".join(removed)
+    log = path.with_suffix(".stderr.txt")
+    if text.strip():
+        atomic_write_text(log, text)
+    elif log.exists():
+        log.unlink()
+    return text
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    """path relative to root when inside it, else its name alone (never a machine's absolute path)."""
+    if root is not None:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return Path(path).name
+
+
+# ---------------------------------------------------------------------------------------------------
+# outputs of a run
+
+
+def output_files(reports: Path) -> dict[str, int]:
+    """Every file under reports/<profile>/{figures,tables}: relative path -> modification time (ns)."""
+    found = {}
+    for folder in OUTPUT_DIRS:
+        for path in sorted((Path(reports) / folder).glob("*")):
+            if path.is_file():
+                found[path.relative_to(reports).as_posix()] = path.stat().st_mtime_ns
+    return found
+
+
+def written_between(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """Files new or rewritten between two `output_files` snapshots."""
+    return sorted(name for name, mtime in after.items() if before.get(name) != mtime)
+
+
+def remove_stale(reports: Path, current: set[str]) -> list[str]:
+    """Delete files in figures/ and tables/ that the current run did not make; returns their names."""
+    stale = sorted(set(output_files(reports)) - set(current))
+    for name in stale:
+        (Path(reports) / name).unlink()
+    return stale
+
+
+# ---------------------------------------------------------------------------------------------------
+# title page facts
+
+
+def title_facts(profile: dict[str, Any], env: dict[str, Any], when: datetime | None = None) -> dict[str, str]:
+    """The title page's table: profile, date, commit and the machine (`cemlib.core.environment`'s record)."""
+    when = when or datetime.now(UTC)
+    commit = env.get("commit") or "unknown (not a git checkout)"
+    if commit.endswith("-dirty"):
+        commit = commit[:12] + " + local changes"
+    facts = {
+        "Profile": str(profile.get("name", "")),
+        "Date": when.strftime("%Y-%m-%d %H:%M UTC"),
+        "Code": f"cemlib {env.get('cemlib', '')}, git commit {commit[:40]}".replace("  ", " "),
+    }
+    facts.update(environment_facts(env))
+    facts["Device used"] = str(profile.get("device", "cpu"))
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------------
+# notebooks -> report HTML
+
+
+def _markdown(source: str) -> str:
+    from nbconvert.filters.markdown import markdown2html
+
+    return re.sub(r'<a class="anchor-link" href="[^"]*">[^<]*</a>', "", markdown2html(source))
+
+
+def _output_html(output: dict[str, Any]) -> str:
+    """One cell output as report HTML; '' for what a reader should not see (stderr, reprs)."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        if output.get("name") != "stdout":
+            return ""
+        text = _collapse_carriage_returns(output.get("text", "")).strip("\n")
+        return f'<pre class="stdout">{html.escape(text)}</pre>' if text.strip() else ""
+    if kind == "error":
+        message = f'{output.get("ename", "")}: {output.get("evalue", "")}'
+        return f'<pre class="error">{html.escape(message)}</pre>'
+    data = output.get("data", {})
+    if "image/png" in data:
+        png = data["image/png"]
+        png = png if isinstance(png, str) else base64.b64encode(png).decode()
+        return f'<figure><img src="data:image/png;base64,{png.strip()}" alt="figure"></figure>'
+    if "text/html" in data:
+        return f'<div class="table">{data["text/html"]}</div>'
+    if "text/markdown" in data:
+        return f'<div class="note">{_markdown(data["text/markdown"])}</div>'
+    return ""  # text/plain alone is a Python repr
+
+
+def _number_headings(body: str, headings: list[tuple[int, str, str]]) -> str:
+    """Give h1/h2 stable ids (s1, s2, ...) and record (level, id, text) for the table of contents."""
+    def replace(match: re.Match) -> str:
+        level, inner = int(match.group(1)), match.group(3)
+        anchor = f"s{len(headings) + 1}"
+        headings.append((level, anchor, re.sub(r"<[^>]+>", "", inner).strip()))
+        return f'<h{level} id="{anchor}">{inner}</h{level}>'
+
+    return re.sub(r"<h([12])(\s[^>]*)?>(.*?)</h\1>", replace, body, flags=re.S)
+
+
+def notebook_sections(paths: list[Path]) -> str:
+    """The notebooks' Markdown and outputs as HTML blocks (code hidden, stderr and reprs left out).
+
+    Each Markdown cell opens a block; it and the first output after it are wrapped together so that a
+    heading is never left alone at a page foot.
+    """
+    import nbformat
+
+    parts = []
+    for path in paths:
+        notebook = nbformat.read(str(path), as_version=4)
+        parts.append('<section class="notebook">')
+        lead: str | None = None
+        for cell in notebook.cells:
+            if set(cell.metadata.get("tags", [])) & HIDDEN_TAGS:
+                continue
+            if cell.cell_type == "markdown":
+                if lead is not None:
+                    parts.append(f'<div class="keep">{lead}</div>')
+                lead = _markdown(cell.source)
+                continue
+            if cell.cell_type != "code":
+                continue
+            for output in cell.outputs:
+                shown = _output_html(output)
+                if not shown:
+                    continue
+                if lead is not None:
+                    parts.append(f'<div class="keep">{lead}{shown}</div>')
+                    lead = None
+                else:
+                    parts.append(f'<div class="block">{shown}</div>')
+        if lead is not None:
+            parts.append(f'<div class="keep">{lead}</div>')
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _title_page(profile: dict[str, Any], facts: dict[str, str]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
+    return (
+        '<section class="title-page">'
+        f'<p class="kind">Supplementary report</p><h1 class="title">{html.escape(STUDY_TITLE)}</h1>'
+        f'<p class="reference">Reproducing {html.escape(STUDY_REFERENCE)} with cemlib, profile '
+        f'<b>{html.escape(str(profile.get("name", "")))}</b>.</p>'
+        f'<table class="facts">{rows}</table>'
+        '<p class="how">Generated by <code>cem reproduce</code> from the six study notebooks (executed with '
+        "papermill, code hidden). Tables as CSV, Markdown and LaTeX and figures as PNG and PDF are in the "
+        "<code>tables/</code> and <code>figures/</code> folders beside this report.</p>"
+        "</section>"
+    )
+
+
+def _contents(headings: list[tuple[int, str, str]]) -> str:
+    items = "".join(f'<li class="toc{level}"><a href="#{anchor}">{html.escape(text)}</a></li>'
+                    for level, anchor, text in headings)
+    return f'<nav class="toc"><h2 class="toc-title">Contents</h2><ul>{items}</ul></nav>'
+
+
+REPORT_CSS = """
+@page { size: A4; margin: 16mm 14mm 18mm 14mm;
+        @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt; color: #555; }
+        @top-right { content: string(section); font-size: 7.5pt; color: #777; } }
+@page :first { @bottom-center { content: none; } @top-right { content: none; } }
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 9pt; line-height: 1.35; color: #111;
+       max-width: 190mm; margin: 0 auto; }
+h1, h2, h3 { break-after: avoid; page-break-after: avoid; line-height: 1.2; }
+h1 { font-size: 15pt; margin: 0 0 6pt; string-set: section content(); }
+h2 { font-size: 11.5pt; margin: 12pt 0 4pt; }
+.notebook { break-before: page; page-break-before: always; }
+.title-page { break-after: page; page-break-after: always; padding-top: 30mm; }
+.title-page .kind { font-size: 10pt; color: #555; text-transform: uppercase; letter-spacing: 0.1em; }
+.title-page .title { font-size: 20pt; string-set: none; }
+.title-page table.facts { margin-top: 14mm; width: 100%; font-size: 9pt; }
+.title-page .facts th { width: 32%; }
+.toc { break-after: page; page-break-after: always; }
+.toc ul { list-style: none; padding: 0; }
+.toc li { margin: 2pt 0; }
+.toc li.toc1 { font-weight: bold; margin-top: 7pt; }
+.toc li.toc2 { margin-left: 6mm; }
+.toc a { color: #111; text-decoration: none; }
+.toc a::after { content: leader('.') target-counter(attr(href), page); }
+.keep { break-inside: avoid; page-break-inside: avoid; }
+.block { margin: 4pt 0; }
+figure { margin: 4pt 0; break-inside: avoid; page-break-inside: avoid; text-align: center; }
+figure img { max-width: 100%; max-height: 235mm; width: auto; height: auto; }
+pre { white-space: pre-wrap; font-size: 8pt; background: #f6f6f6; padding: 4pt; margin: 4pt 0; }
+.table { margin: 4pt 0; }
+table { border-collapse: collapse; font-size: 7.5pt; max-width: 100%; margin: 2pt 0; }
+thead { display: table-header-group; }
+tr { break-inside: avoid; page-break-inside: avoid; }
+td, th { border: 0.6pt solid #bbb; padding: 1.5pt 3pt; vertical-align: top; }
+th { background: #eef2f6; text-align: left; }
+td.num { white-space: nowrap; text-align: right; }
+td.short { white-space: nowrap; }
+code { font-size: 8pt; }
+"""
+
+
+def report_html(profile: dict[str, Any], executed: list[Path], when: datetime | None = None,
+                env: dict[str, Any] | None = None) -> str:
+    """The whole report as one HTML document (title page, contents, the notebooks' sections)."""
+    env = env if env is not None else describe_environment()
+    headings: list[tuple[int, str, str]] = []
+    body = _number_headings(notebook_sections(executed), headings)
+    title = f"{STUDY_TITLE} ({profile.get('name', '')} profile)"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{REPORT_CSS}</style></head><body>"
+        f"{_title_page(profile, title_facts(profile, env, when))}{_contents(headings)}{body}</body></html>\n"
+    )
+
+
+def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
+    """Render an HTML file to PDF with WeasyPrint (needs no browser and no LaTeX)."""
+    import weasyprint
+
+    atomic_write_bytes(pdf_path, weasyprint.HTML(filename=str(html_path)).write_pdf())
+    return pdf_path
+
+
+def export_report(profile: dict[str, Any], executed: list[Path]) -> dict[str, Path]:
+    """Write reports/<profile>/report.html and report.pdf from the executed notebooks."""
+    if not executed:
+        raise FileNotFoundError("no executed notebooks to build a report from")
+    reports = Path(profile["reports"])
+    record = reports / ENVIRONMENT_FILE
+    env = json.loads(record.read_text()) if record.is_file() else describe_environment()
+    html_path = reports / "report.html"
+    atomic_write_text(html_path, report_html(profile, executed, env=env))
+    pdf_path = html_to_pdf(html_path, reports / "report.pdf")
+    return {"html": html_path, "pdf": pdf_path}

@@ -1,0 +1,72 @@
+"""`cem preprocess`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from cemlib.core.outputs import OutputLocationError, check_output_folder
+from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.data.cache import TensorCache, apply_exclusions
+from cemlib.data.manifest import Manifest
+from cemlib.pixels.imaging import PreprocessSettings
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem preprocess`."""
+    parser.add_argument("--profile", help="profile name or YAML (default: smoke unless --manifest is given)")
+    parser.add_argument("--manifest", help="manifest folder (default: the profile's data.manifest)")
+    parser.add_argument("--cache", help="cache folder (default: the profile's preprocess.cache)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="output size (rows, cols) after crop and resize")
+    parser.add_argument("--window", choices=["adaptive", "fixed"], help="grey-level window rule")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--keep-manifest", action="store_true",
+        help="do not record failed images as patient exclusions in the manifest folder",
+    )
+    add_override_option(parser, "preprocess.window=fixed")
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[PreprocessSettings, Path, Path]:
+    """Preprocessing settings, manifest folder and cache folder from a profile plus explicit options."""
+    profile_name = args.profile or (None if args.manifest else "smoke")
+    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    profile: dict[str, Any] = load_profile(profile_name, overrides).as_dict() if profile_name else {}
+    section = dict(profile.get("preprocess") or {})
+    if args.size:
+        section["size"] = list(args.size)
+    if args.window:
+        section["window"] = args.window
+    profile["preprocess"] = section
+    manifest_dir = args.manifest or (profile.get("data") or {}).get("manifest")
+    cache_dir = args.cache or section.get("cache")
+    if not manifest_dir or not cache_dir:
+        raise ValueError("give --profile, or both --manifest and --cache")
+    return PreprocessSettings.from_profile(profile), Path(manifest_dir), Path(cache_dir)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Fill the cache for a manifest; print what was built, skipped and failed."""
+    settings, manifest_dir, cache_dir = settings_from_args(args)
+    if not (manifest_dir / "images.csv").exists():
+        raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
+    check_output_folder(cache_dir)
+    if not args.keep_manifest:  # failed images are recorded there as exclusions
+        try:
+            check_output_folder(manifest_dir, min_free_bytes=0)
+        except OutputLocationError as exc:
+            raise OutputLocationError(f"{exc}; give --keep-manifest to leave the manifest as it is") from exc
+    manifest = Manifest.load(manifest_dir)
+    cache = TensorCache(cache_dir, settings)
+    result = cache.fill(manifest, workers=args.workers, progress=not args.no_progress)
+    print(f"cache {cache.folder}: {result.summary()}")
+    for row in result.exclusions.itertuples():
+        print(f"  excluded {row.dataset}/{row.patient_id}: {row.reason}")
+    if not args.keep_manifest and (dropped := apply_exclusions(manifest, result.exclusions)):
+        manifest.save(manifest_dir)
+        print(f"excluded {len(dropped)} patient(s) in {manifest_dir} (see exclusions.csv)")
+    return 0

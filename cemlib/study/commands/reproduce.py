@@ -1,0 +1,63 @@
+"""`cem reproduce`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cemlib.core.fileio import remove_stale_temporaries
+from cemlib.core.outputs import check_output_folder
+from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.study.pipeline import STEPS, StepFailed, export_report, run_pipeline
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of `cem reproduce`."""
+    parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper) or YAML path")
+    parser.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, help="run only these notebooks")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
+    parser.add_argument("--workdir", help="folder for data, runs and reports (default: the clone's root, or "
+                        "the current folder when cemlib is installed)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only export the HTML/PDF report from the notebooks already executed")
+    parser.add_argument("--replicates", type=_positive_int, metavar="N",
+                        help="train every model under N training seeds (the profile key replicates; "
+                        "default: the profile's, 1)")
+    add_override_option(parser)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run `cem reproduce`."""
+    written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    for folder in () if args.report_only else (written.data.manifest, written.preprocess.cache):
+        check_output_folder(folder)
+    for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
+        remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
+    if args.report_only:
+        profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+        for path in export_report(profile).values():
+            print(f"report: {path}", flush=True)
+        return 0
+    steps = tuple(args.steps) if args.steps else STEPS
+    overrides = parse_overrides(args.overrides)
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
+    started = time.perf_counter()
+    try:
+        run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
+                     overrides=overrides, workdir=args.workdir)
+    except StepFailed as exc:
+        print(f"cem reproduce: {exc}", file=sys.stderr)
+        return 1
+    print(f"cem reproduce: finished in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0

@@ -1,0 +1,641 @@
+"""The study's steps as the notebooks run them: one function per notebook section, writing to reports/.
+
+Each function takes a loaded profile (`load`) and is idempotent: finished work (cohort on disk,
+manifest, tensor cache, trained checkpoints, predictions) is reused, so a notebook can be rerun cheaply
+and the pipeline resumes where it stopped. Notebooks only call these and display what they return.
+
+Where things go, for a profile P:
+- runs/P/models/<INPUTS>_stage1, runs/P/models/<INPUTS>_<fusion>: checkpoints and training logs;
+- runs/P/predictions/<model>__<dataset>.csv: per-breast scores;
+- runs/P/replicates/<k>/models, .../predictions: the same for replicate k >= 1 (training seed base + k);
+- reports/P/tables, reports/P/figures: the paper's tables (CSV, Markdown, LaTeX) and figures (PNG, PDF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cemlib import training
+from cemlib.core.devices import inference_device, init_distributed, use_threads
+from cemlib.core.fileio import atomic_write_text, save_figure
+from cemlib.core.settings import Settings, load_profile
+from cemlib.core.views import SIDES, VIEW_ORDER
+from cemlib.core.vocab import FUSION_LABELS, FUSIONS, INPUTS, model_name, patient_classes
+from cemlib.data import datasets as data
+from cemlib.data.manifest import describe as describe_manifest
+from cemlib.inference import cams
+from cemlib.inference import scoring as evaluation
+from cemlib.model.checkpoints import checkpoint_digest, load_model
+from cemlib.pixels import qc
+from cemlib.results import build as results
+from cemlib.results import figures as plots
+from cemlib.results import report, tables
+from cemlib.study import prepare
+from cemlib.synthetic import qc as synthetic_qc
+from cemlib.training import tracking
+
+#: The paper's main model, and the model each external dataset is scored with (INbreast is FFDM: LE).
+MAIN_MODEL = ("mf_concat", "cem")
+EXTERNAL_MODELS = {"inbreast": ("mf_concat", "le"), "cddcesm": ("mf_concat", "cem")}
+EXTERNAL_NAMES = {name: prepare.DATASET_NAMES[name] for name in EXTERNAL_MODELS}
+
+
+def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None) -> Settings:
+    """The profile's settings tree with absolute paths (a notebook's first call); sets its thread count."""
+    cfg = load_profile(profile, overrides)
+    use_threads(cfg.threads)
+    return cfg
+
+
+def show_profile(cfg: Settings) -> None:
+    """Print the settings that shape the results (no paths, which differ per machine)."""
+    model, train, pre = cfg.model, cfg.train, cfg.preprocess
+    size = list(pre.size) if pre.size is not None else None
+    print(
+        f"profile {cfg.name}: device {cfg.device}, seed {cfg.seed}, "
+        f"dataset {cfg.data.dataset}; input {size} ({pre.window} window); "
+        f"VGG16-BN width {model.width}, head {list(model.head)}, "
+        f"global pool {model.global_pool}; "
+        f"SGD lr {train.lr}, batch {train.batch_size}, epochs "
+        f"{train.stage1_epochs}+{train.stage2_epochs}, patience {train.patience}"
+    )
+
+
+def tables_dir(cfg: Settings) -> Path:
+    """reports/<profile>/tables: CSV, Markdown and LaTeX tables."""
+    return Path(cfg.reports) / "tables"
+
+
+def figures_dir(cfg: Settings) -> Path:
+    """reports/<profile>/figures: PNG and PDF figures."""
+    return Path(cfg.reports) / "figures"
+
+
+def predictions_dir(cfg: Settings) -> Path:
+    """runs/<profile>/predictions: per-breast scores of every model on every dataset."""
+    return Path(cfg.runs) / "predictions"
+
+
+def model_label(fusion: str, inputs: str) -> str:
+    """The name a model has in tables and figures, e.g. 'CEM mf_concat'."""
+    return model_name(fusion, inputs)
+
+
+def keep_figure(cfg: Settings, figure, name: str):
+    """Write a figure as PNG and PDF into reports/<profile>/figures and return it for display."""
+    save_figure(figure, figures_dir(cfg) / name, formats=("png", "pdf"))
+    return figure
+
+
+def show_table(table: pd.DataFrame | None, empty: str = "No rows in this run."):
+    """A table for display in a notebook or the report: numbers as the paper prints them, no row index.
+
+    A missing table, or one without rows, is said in words (`empty`) instead of a bare header.
+    """
+    from IPython.display import Markdown
+
+    if table is None:
+        return Markdown("*Not available for this run.*")
+    if table.empty:
+        return Markdown(f"*{empty}*")
+    return report.style_table(table)
+
+
+def show_figure(cfg: Settings, name: str):
+    """Display a saved figure (PNG) inline."""
+    from IPython.display import Image
+
+    return Image(filename=str(figures_dir(cfg) / f"{name}.png"), width=900)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 00 cohort
+
+
+def prepare_manifest(cfg: Settings):
+    """The profile's manifest: writes the synthetic cohort and scans the dataset when missing."""
+    return prepare.prepare_manifest(cfg)
+
+
+def describe(manifest) -> str:
+    """Readable counts of a manifest (patients, breasts, images, exclusions, split by class)."""
+    return describe_manifest(manifest)
+
+
+def flow_counts(manifest) -> pd.DataFrame:
+    """Fig. 1 numbers: patients found, excluded per reason, kept, and per split."""
+    found = set(manifest.breasts["patient_id"]) | set(manifest.exclusions["patient_id"])
+    excluded = set(manifest.excluded_patients())
+    rows = [("patients found", len(found))]
+    patient_rows = manifest.exclusions[manifest.exclusions["patient_id"].isin(excluded)]
+    for kind, count in patient_rows.drop_duplicates("patient_id")["kind"].value_counts().items():
+        rows.append((f"excluded: {str(kind).replace('_', ' ')}", int(count)))
+    rows.append(("patients kept", len(manifest.patients)))
+    per_split = manifest.breasts.drop_duplicates("patient_id")["split"].value_counts()
+    for split in ("train", "val", "test", "external"):
+        if split in per_split:
+            rows.append((f"{split}", int(per_split[split])))
+    return pd.DataFrame(rows, columns=["step", "patients"])
+
+
+def flow_figure(cfg: Settings, manifest):
+    """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
+    counts = flow_counts(manifest)
+    steps = list(counts.itertuples(index=False))
+    figure = Figure(figsize=(6.5, 0.55 * len(steps) + 0.6), layout="constrained")
+    ax = figure.subplots()
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-len(steps), 1)
+    for row, (step, patients) in enumerate(steps):
+        excluded = step.startswith("excluded")
+        split = step in ("train", "val", "test", "external")
+        x = 0.72 if excluded else (0.3 if split else 0.35)
+        ax.text(x, -row, f"{step}: {patients}", ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "#fde0dd" if excluded else "#e0ecf4"})
+        if row and not excluded:
+            ax.annotate("", xy=(0.35, -row + 0.3), xytext=(0.35, -row + 0.7),
+                        arrowprops={"arrowstyle": "->", "color": "#555"})
+    ax.set_title("Fig. 1: patients found, excluded (with reason), kept and split", fontsize=10)
+    return keep_figure(cfg, figure, "fig1_flow")
+
+
+def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
+    """The first exclusions with their reasons (pseudonymous ids only)."""
+    columns = [c for c in ("patient_id", "side", "kind", "reason") if c in manifest.exclusions]
+    return manifest.exclusions[columns].head(limit)
+
+
+def cohort_tables(cfg: Settings, manifest) -> dict[str, pd.DataFrame]:
+    """Table 1, Table 2 and the Fig. 1 counts, written to reports/<profile>/tables."""
+    out = {
+        "table1_characteristics": tables.table1_characteristics(manifest.breasts),
+        "table2_patient_classes": tables.table2_patient_classes(manifest.breasts),
+        "fig1_flow_counts": flow_counts(manifest),
+    }
+    for name, table in out.items():
+        results.write_table(table, tables_dir(cfg), name, results.CAPTIONS.get(name, ""))
+    return {"table1": out["table1_characteristics"], "table2": out["table2_patient_classes"],
+            "flow": out["fig1_flow_counts"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 01 preprocessing
+
+
+def prepare_cache(cfg: Settings):
+    """(manifest, cache, fill summary): the tensor cache filled for the profile's manifest."""
+    manifest = prepare.prepare_manifest(cfg)
+    cache, result = prepare.fill_cache(cfg, manifest, cfg.data.manifest)
+    return manifest, cache, result.summary()
+
+
+def qc_figure(cfg: Settings, manifest, patients: int = 2):
+    """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
+    breasts = manifest.breasts[manifest.breasts["split"] == "train"]
+    malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
+    benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
+    chosen = [*benign, *malignant.tolist()]
+    # Panels name patients by the study's pseudonym (a manifest id can be a folder name).
+    views = [replace(view, label=f"{report.pseudonym(manifest.dataset, pid)} {key}") for view, (pid, key)
+             in zip(qc.manifest_views(manifest, chosen), product(chosen, VIEW_ORDER), strict=True)]
+    figure = qc.qc_figure_from_views(views, prepare.preprocess_settings(cfg))
+    return keep_figure(cfg, figure, "qc_preprocessing")
+
+
+def window_rules(cache) -> pd.DataFrame:
+    """How each image's window was chosen: number of images per rule, LE and DES (the cache's record)."""
+    record = cache.windows()
+    rows = []
+    for energy in ("LE", "DES"):
+        column = record.get(f"{energy.lower()}_window_rule", pd.Series(dtype=str))
+        counts = column[column != ""].value_counts()
+        rows += [{"energy": energy, "rule": rule, "images": int(n)} for rule, n in counts.items()]
+    return pd.DataFrame(rows, columns=["energy", "rule", "images"])
+
+
+def intensity_figure(cfg: Settings, manifest, cache, images: int = 40):
+    """Raw grey levels of the internal cohort and each external dataset side by side, then preprocessed."""
+    manifests, settings = {"internal": manifest}, {"internal": cache.settings}
+    for name in EXTERNAL_MODELS:
+        if name in cfg.external:
+            external_manifest, external_cache = prepare_external(cfg, name)
+            manifests[EXTERNAL_NAMES[name]] = external_manifest
+            settings[EXTERNAL_NAMES[name]] = external_cache.settings
+    figure = synthetic_qc.intensity_histograms(manifests, settings, n_images=images, seed=cfg.seed)
+    return keep_figure(cfg, figure, "intensity_histograms")
+
+
+def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
+    """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
+    dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
+                                  augment=data.Augment.from_profile(cfg), seed=cfg.seed)
+    figure = Figure(figsize=(8, 2.3 * 2 * patients), layout="constrained")
+    axes = figure.subplots(2 * patients, 4, squeeze=False)
+    for p in range(patients):
+        item = dataset[p]
+        for v, view in enumerate(VIEW_ORDER):
+            for c, energy in enumerate(("LE", "DES")):
+                ax = axes[2 * p + c, v]
+                ax.imshow(item["x"][v, c].numpy(), cmap="gray", vmin=0, vmax=1)
+                label = int(item["y"][v // 2])
+                case = report.pseudonym(manifest.dataset, item["patient_id"])
+                ax.set_title(f"{case} {view} {energy} (label {label})", fontsize=7)
+                ax.set_axis_off()
+    return keep_figure(cfg, figure, "loader_batch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 02 training and 03 ablations
+
+
+def train_model(cfg: Settings, fusion: str, inputs: str, manifest=None, cache=None) -> Path:
+    """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint.
+
+    Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
+    """
+    manifest, cache = prepare.data_for(cfg, manifest, cache, init_distributed(cfg.device))
+    return training.train_with_shared_stage1(cfg, fusion, inputs, manifest, cache)
+
+
+def training_logs(cfg: Settings, fusion: str, inputs: str) -> dict[str, pd.DataFrame]:
+    """Per-epoch logs of stage 1 and stage 2 of a model."""
+    logs = {}
+    folders = (("stage 1", training.stage1_dir(cfg, inputs)),
+               ("stage 2", training.fusion_dir(cfg, fusion, inputs)))
+    for stage, folder in folders:
+        found = sorted(folder.rglob("log.csv"))
+        if found:
+            logs[stage] = pd.read_csv(found[0])
+    return logs
+
+
+def learning_curves(cfg: Settings, fusion: str, inputs: str):
+    """Training and validation loss, and validation AUC, per epoch for both stages."""
+    logs = training_logs(cfg, fusion, inputs)
+    figure = Figure(figsize=(9, 3.2), layout="constrained")
+    ax_loss, ax_auc = figure.subplots(1, 2)
+    for stage, log in logs.items():
+        ax_loss.plot(log["epoch"], log["train_loss"], "-o", ms=3, label=f"{stage} train")
+        ax_loss.plot(log["epoch"], log["val_loss"], "--o", ms=3, label=f"{stage} validation")
+        ax_auc.plot(log["epoch"], log["val_auc"], "-o", ms=3, label=stage)
+    for ax in (ax_loss, ax_auc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.4, 1.0))
+    ax_loss.legend(fontsize=7)
+    ax_auc.legend(fontsize=7)
+    return keep_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
+
+
+def training_summary(cfg: Settings, fusion: str, inputs: str) -> pd.DataFrame:
+    """Best epoch, validation loss and AUC, and time of each stage."""
+    rows = []
+    for stage, log in training_logs(cfg, fusion, inputs).items():
+        best = log.loc[log["val_loss"].idxmin()]
+        rows.append({"stage": stage, "epochs run": len(log), "best epoch": int(best["epoch"]),
+                     "val loss": round(float(best["val_loss"]), 4),
+                     "val AUC": round(float(best["val_auc"]), 3),
+                     "seconds": round(float(log["seconds"].sum()), 1)})
+    return pd.DataFrame(rows)
+
+
+def predictions_path(cfg: Settings, fusion: str, inputs: str, dataset: str) -> Path:
+    """Where one model's per-breast scores on one dataset are kept."""
+    return predictions_dir(cfg) / f"{model_name(fusion, inputs, form='folder')}__{dataset}.csv"
+
+
+def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
+    """What a predictions file depends on: the checkpoint's content digest, the preprocessing and the images.
+
+    The checkpoint counts by the digest it was saved with (not its path or time stamp: a model trained again
+    under the same name gives new scores); every image by its sha256; every breast by its label and split.
+    """
+    images = manifest.images
+    breasts = manifest.breasts
+    parts = [checkpoint_digest(checkpoint), cache.settings.digest(), str(split),
+             *sorted(images["patient_id"].astype(str) + ":" + images["side"].astype(str) + ":"
+                     + images["view"].astype(str) + ":" + images["energy"].astype(str) + ":"
+                     + images["sha256"].astype(str)),
+             *sorted(breasts["dataset"].astype(str) + ":" + breasts["patient_id"].astype(str) + ":"
+                     + breasts["side"].astype(str) + ":" + breasts["label"].astype(str) + ":"
+                     + breasts["split"].astype(str))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
+                split: str | None, dataset: str) -> pd.DataFrame:
+    """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
+    path = predictions_path(cfg, fusion, inputs, dataset)
+    key_path = path.with_suffix(".key")
+    key = scores_key(checkpoint, manifest, cache, split)
+    if path.exists() and key_path.exists() and key_path.read_text() == key:
+        return pd.read_csv(path, dtype={"patient_id": str})
+    tracking.note(f"model {inputs}_{fusion}: scoring {dataset} breasts")
+    scores = evaluation.predict(checkpoint, manifest, cache, split=split, inputs=inputs,
+                                device=cfg.device)
+    atomic_write_text(path, scores.to_csv(index=False))
+    atomic_write_text(key_path, key)
+    return scores
+
+
+def run_ablations(cfg: Settings) -> pd.DataFrame:
+    """Train the eight models (two stage-1 CNNs, eight fusions) and score the internal test set.
+
+    With `replicates` N > 1 the eight models are trained and scored again under training seeds
+    base + 1 .. base + N - 1 (see `replicate_settings`); the frame returned is replicate 0's.
+    """
+    manifest, cache = prepare.prepare_data(cfg)
+    predictions = _internal_scores(cfg, manifest, cache)
+    for k in range(1, replicate_count(cfg)):
+        replicate = replicate_settings(cfg, k)
+        tracking.note(f"replicate {k + 1} of {replicate_count(cfg)}: training seed {replicate.train.seed}")
+        _internal_scores(replicate, manifest, cache)
+    return predictions
+
+
+def _internal_scores(cfg: Settings, manifest, cache) -> pd.DataFrame:
+    """The eight models of one replicate trained (or reused) and scored on the internal test set."""
+    frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
+                          cache, "test", "internal")
+              for inputs in INPUTS for fusion in FUSIONS]
+    return pd.concat(frames, ignore_index=True)
+
+
+def all_predictions(cfg: Settings) -> pd.DataFrame:
+    """Every per-breast score computed so far (internal and external)."""
+    paths = sorted(predictions_dir(cfg).glob("*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no predictions in {predictions_dir(cfg)}: run notebook 03 first")
+    return pd.concat([pd.read_csv(p, dtype={"patient_id": str}) for p in paths], ignore_index=True)
+
+
+def replicate_count(cfg: Settings) -> int:
+    """How many replicates the profile asks for (its `replicates` key, at least 1)."""
+    if cfg.replicates < 1:
+        raise ValueError(f"profile {cfg.name!r}: replicates must be at least 1, got {cfg.replicates}")
+    return cfg.replicates
+
+
+def replicate_settings(cfg: Settings, k: int) -> Settings:
+    """Replicate k: every model trained under seed base + k, cohort, split and cache unchanged.
+
+    The base is train.seed, or the top-level seed when that is unset. Replicate 0 is the run itself;
+    replicate k >= 1 keeps its models and predictions in runs/<profile>/replicates/<k>/.
+    """
+    if k == 0:
+        return cfg
+    base = cfg.seed if cfg.train.seed is None else cfg.train.seed
+    return replace(cfg, runs=str(Path(cfg.runs) / "replicates" / str(k)),
+                   train=replace(cfg.train, seed=base + k))
+
+
+def replicate_predictions(cfg: Settings) -> list[pd.DataFrame]:
+    """Every replicate's per-breast scores on disk, replicate 0 (this run) first."""
+    return [tables.validate_predictions(all_predictions(replicate_settings(cfg, k)))
+            for k in range(replicate_count(cfg))]
+
+
+def replicate_figure(cfg: Settings, values: pd.DataFrame | None) -> Figure | None:
+    """Internal test AUC of each model in every replicate (points) with mean and SD, LE and CEM panels.
+
+    `values` holds one row per replicate, model, metric and value (results' "replicate_metrics");
+    None (a run of one replicate) gives no figure.
+    """
+    import seaborn as sns
+
+    if values is None or values["replicate"].nunique() < 2:
+        return None
+    auc = values[values["metric"] == "internal auc"].copy()
+    auc["inputs"] = auc["model"].str.split().str[0]
+    auc["fusion"] = auc["model"].str.split().str[1].map(FUSION_LABELS)
+    order = [FUSION_LABELS[f] for f in FUSIONS]
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, inputs in zip(axes, ("LE", "CEM"), strict=True):
+        part = auc[auc["inputs"] == inputs]
+        sns.stripplot(data=part, x="fusion", y="value", order=order, ax=ax, color="#888", size=5, jitter=0.15)
+        sns.pointplot(data=part, x="fusion", y="value", order=order, ax=ax, errorbar="sd", color="C0",
+                      linestyle="none", markers="D", capsize=0.2)
+        ax.set(title=f"{inputs} models", xlabel="", ylabel="internal test AUC")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    replicates = values["replicate"].nunique()
+    figure.suptitle(f"AUC across {replicates} training seeds (points: replicates; diamond and bar: mean, SD)",
+                    fontsize=10)
+    return keep_figure(cfg, figure, "replicates_auc")
+
+
+def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
+    """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk.
+
+    With several replicates, also their spread (replicates.csv) and the share of replicates in which
+    each of the paper's claims holds; every other table is replicate 0's.
+    """
+    predictions = tables.validate_predictions(all_predictions(cfg))
+    replicates = replicate_predictions(cfg) if replicate_count(cfg) > 1 else None
+    # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
+    # only through their predictions (the external table).
+    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts, replicates=replicates)
+    results.write_tables(built, tables_dir(cfg))
+    keep_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
+    return {
+        "table3": built["table3_le"], "table4": built["table4_cem"], "table5": built["table5_delong"],
+        "external": built["table_external"], "birads": built.get("table_birads_groups"),
+        "confusion": built["table_confusion"], "density": built.get("table_density"),
+        "scorecard": built.get("scorecard"), "comparison": built.get("table_comparison"),
+        "replicates": built.get("replicates", pd.DataFrame()).round(3),
+        "replicate_metrics": built.get("replicate_metrics"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# 04 external validation
+
+
+def external_manifest_dir(cfg: Settings, name: str) -> Path:
+    """Where an external dataset's manifest is written (beside the runs, never inside a release)."""
+    return prepare.external_manifest_dir(cfg, name)
+
+
+def prepare_external(cfg: Settings, name: str):
+    """(manifest, cache) of an external dataset; writes its replica first when the profile asks for one."""
+    return prepare.prepare_data(cfg, name=name)
+
+
+def class_composition(manifest) -> pd.DataFrame:
+    """Patients per class (bilateral benign / unilateral malignant / bilateral malignant)."""
+    patients = patient_classes(manifest.breasts, count_breasts=False, sort=True)
+    classes = patients["patient_class"].value_counts()
+    return classes.rename_axis("patient class").reset_index(name="patients")
+
+
+def external_validation(cfg: Settings) -> dict[str, Any]:
+    """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
+    internal = prepare.prepare_data(cfg)
+    compositions, frames = [], []
+    for name, (fusion, inputs) in EXTERNAL_MODELS.items():
+        manifest, cache = prepare_external(cfg, name)
+        composition = class_composition(manifest)
+        composition.insert(0, "dataset", EXTERNAL_NAMES[name])
+        compositions.append(composition)
+        checkpoint = train_model(cfg, fusion, inputs, *internal)
+        scores = score_model(cfg, checkpoint, fusion, inputs, manifest, cache, None, name)
+        scores["dataset"] = EXTERNAL_NAMES[name]
+        frames.append(scores)
+        for k in range(1, replicate_count(cfg)):
+            replicate = replicate_settings(cfg, k)
+            score_model(replicate, train_model(replicate, fusion, inputs, *internal), fusion, inputs,
+                        manifest, cache, None, name)
+    external = pd.concat(frames, ignore_index=True)
+    results = ablation_tables(cfg)
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
+    for ax, frame, name in zip(figure.subplots(1, 2), frames, EXTERNAL_MODELS, strict=True):
+        inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
+        title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
+        plots.roc_panel(ax, frame, inputs, "external", title, fusions=(EXTERNAL_MODELS[name][0],))
+    keep_figure(cfg, figure, "external_roc")
+    return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],
+            "comparison": results["comparison"], "scorecard": results["scorecard"], "predictions": external}
+
+
+# ---------------------------------------------------------------------------------------------------
+# 05 CAMs
+
+
+def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest, cache,
+                               split: str | None):
+    """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
+    model = load_model(checkpoint)
+    model.to(inference_device(cfg.device)).eval()
+    dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if bool(item["y"].any()):
+            yield item, cams.explain_exam(model, item["x"])
+
+
+def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
+    """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts.
+
+    With several replicates, every replicate's two models are scored as well, one row per model and
+    replicate (`pointing_game_replicates`); the table returned is replicate 0's.
+    """
+    manifest, cache = prepare.prepare_data(cfg)
+    table = _pointing_rows(cfg, manifest, cache, threshold)
+    caption = "Grad-CAM++ pointing game (internal test set)"
+    results.write_table(table, tables_dir(cfg), "pointing_game", caption)
+    if replicate_count(cfg) > 1:
+        per_seed = pd.concat(
+            [_pointing_rows(replicate_settings(cfg, k) if k else cfg, manifest, cache, threshold)
+             .assign(replicate=k) for k in range(replicate_count(cfg))], ignore_index=True)
+        results.write_table(per_seed, tables_dir(cfg), "pointing_game_replicates",
+                            "Grad-CAM++ pointing game of every replicate (internal test set)")
+    return table
+
+
+def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataFrame:
+    """One pointing-game row per input type (the mf_concat model of cfg's runs folder)."""
+    rows = []
+    for inputs in INPUTS:
+        maps, masks = [], []
+        checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
+            for k, side in enumerate(SIDES):
+                if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
+                    continue
+                for v, view in enumerate(VIEW_ORDER):
+                    mask = item["mask"][v].numpy() > 0.5
+                    if view.startswith(side) and mask.any():
+                        maps.append(explained["own"][v])
+                        masks.append(mask)
+        hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks)) if maps else np.zeros(0, bool)
+        rows.append({"model": model_label("mf_concat", inputs), "views scored": len(hits),
+                     "peak inside lesion": int(hits.sum()),
+                     "pointing game": round(float(hits.mean()), 3) if len(hits) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
+    """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
+    tracking.note(f"Grad-CAM++ figures: {where}")
+    internal = prepare.prepare_data(cfg)
+    if where == "internal":
+        sources = [("internal", MAIN_MODEL, *internal, "test")]
+    else:
+        sources = [(name, model, *prepare_external(cfg, name), None)
+                   for name, model in EXTERNAL_MODELS.items()]
+    figures = []
+    for name, (fusion, inputs), manifest, cache, split in sources:
+        checkpoint = train_model(cfg, fusion, inputs, *internal)
+        shown = 0
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, split):
+            if shown >= cases:
+                break
+            scores = explained["scores"]
+            if not any(int(item["y"][k]) == 1 and scores[s] >= 0.5 for k, s in enumerate(("L", "R"))):
+                continue
+            figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
+            # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
+            case = report.pseudonym(manifest.dataset, item["patient_id"])
+            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
+            number = 5 if where == "internal" else 6
+            figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
+            shown += 1
+        if shown == 0:
+            print(f"{EXTERNAL_NAMES.get(name, 'Internal test set')}: no correctly called malignant exam in "
+                  "this run, so no Grad-CAM++ figure.")
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------------
+# Index of a run's results
+
+
+INDEX_TABLES = (
+    ("Table 2: patients per class and split", "table2_patient_classes"),
+    ("Table 3: LE models, internal test set", "table3_le"),
+    ("Table 4: CEM models, internal test set", "table4_cem"),
+    ("Table 5: DeLong tests", "table5_delong"),
+    ("External validation", "table_external"),
+    ("Grad-CAM++ pointing game", "pointing_game"),
+    ("The paper's claims against this run", "scorecard"),
+    ("Replicates: mean, SD and range across training seeds", "replicates"),
+    ("Grad-CAM++ pointing game of every replicate", "pointing_game_replicates"),
+)
+
+
+def write_index(cfg: Settings, seconds: float | None = None) -> Path:
+    """reports/<profile>/README.md: the run's key tables inline and a link to every file."""
+    reports = Path(cfg.reports)
+    lines = [f"# Results of the `{cfg.name}` profile", ""]
+    if seconds is not None:
+        lines += [f"`cem reproduce --profile {cfg.name}` ran in {seconds / 60:.1f} minutes.", ""]
+    lines += ["Full report: [report.pdf](report.pdf); each run also writes `report.html` beside it (the same "
+              "report as one web page, not kept in git). "
+              "Everything below is regenerated by the study notebooks.", ""]
+    for title, name in INDEX_TABLES:
+        table = tables_dir(cfg) / f"{name}.md"
+        if table.exists():
+            lines += [f"## {title}", "", table.read_text().strip(), ""]
+    figures = sorted(figures_dir(cfg).glob("*.png"))
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"- [{p.stem}](figures/{p.name}) ([PDF](figures/{p.stem}.pdf))" for p in figures]
+        lines.append("")
+    other = sorted(p.name for p in tables_dir(cfg).glob("*.csv"))
+    if other:
+        lines += ["## All tables (CSV; Markdown and LaTeX beside each)", ""]
+        lines += [f"- [{name}](tables/{name})" for name in other]
+        lines.append("")
+    path = reports / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
