@@ -13,17 +13,19 @@ import sys
 from cemlib.core.outputs import describe_write_failure
 from cemlib.core.settings import SettingsError
 
-#: verb -> (module, one-line help), in pipeline order.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("cemlib.study.commands.synth", "write a synthetic CEM cohort (GE DICOM layout or an external replica)"),
-    "manifest": ("cemlib.study.commands.manifest", "scan a dataset folder into the images/breasts/exclusions tables"),
-    "preprocess": ("cemlib.study.commands.preprocess", "fill the preprocessed tensor cache for a manifest"),
-    "train": ("cemlib.study.commands.train", "train stage 1 (CNN) and stage 2 (fusion) for one model"),
-    "predict": ("cemlib.study.commands.predict", "score breasts from a checkpoint (a manifest or one exam folder)"),
-    "tables": ("cemlib.study.commands.tables", "regenerate the paper's tables and figures from predictions"),
-    "reproduce": ("cemlib.study.commands.reproduce", "run the study notebooks end to end with papermill"),
-    "check": ("cemlib.study.commands.check", "compare a run's metrics with the replicated reference of its profile"),
-    "bench": ("cemlib.study.commands.bench", "measure speed: preprocess, train, stats, exam"),
+#: Where each verb's module lives: cemlib/study/commands/<verb>.py.
+COMMANDS_PACKAGE = "cemlib.study.commands"
+#: verb -> one-line help, in pipeline order.
+COMMANDS: dict[str, str] = {
+    "synth": "write a synthetic CEM cohort (GE DICOM layout or an external replica)",
+    "manifest": "scan a dataset folder into the images/breasts/exclusions tables",
+    "preprocess": "fill the preprocessed tensor cache for a manifest",
+    "train": "train stage 1 (CNN) and stage 2 (fusion) for one model",
+    "predict": "score breasts from a checkpoint (a manifest or one exam folder)",
+    "tables": "regenerate the paper's tables and figures from predictions",
+    "reproduce": "run the study notebooks end to end with papermill",
+    "check": "compare a run's metrics with the replicated reference of its profile",
+    "bench": "measure speed: preprocess, train, stats, exam",
 }
 
 
@@ -31,10 +33,10 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; the sub-parser of `verb` (if given) is fully configured."""
     parser = argparse.ArgumentParser(prog="cem", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         if name == verb:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(f"{COMMANDS_PACKAGE}.{name}")
             module.configure_parser(child)
             child.set_defaults(_run=module.run_cli)
     return parser

@@ -48,7 +48,7 @@ class Edge:
 
 
 def module_name(path: Path) -> str:
-    """cemlib/data/sources/__init__.py -> cemlib.data.sources; cemlib/training/loop.py -> cemlib.training.loop."""
+    """cemlib/data/sources/__init__.py -> cemlib.data.sources; cemlib/training/loop.py -> ...training.loop."""
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 

@@ -1,4 +1,5 @@
-"""The honest scorecard (`cemlib.results.claims.scorecard`): each model pair once, replicate shares, claims built
+"""The honest scorecard (`cemlib.results.claims.scorecard`): each model pair once, replicate shares, claims
+built
 into the phantom, the detectable AUC difference of "no difference" claims, paper values inside the CIs."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""cemlib.results.tables and cemlib.results.figures on a hand-made predictions table and a small breasts table."""
+"""cemlib.results.tables and cemlib.results.figures on a hand-made predictions table and a small breasts
+table."""
 
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ Finding the views. STUDY holds the eight CEM images (LE and DES of LCC, LMLO, RC
 FFDM images (taken as LE) of one exam, directly or one folder down (a CDD-CESM exam keeps its LE and
 subtracted images in two folders). A file's side, view and energy come from its name when the name follows
 a known layout, using the source adapters' own patterns:
-- GE / synthetic:  L_CC_LE.dcm, R_MLO_DES.dcm                                    (cemlib.data.sources.ge)
-- MF_MODEL:        <name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm                    (cemlib.data.sources.mfmodel)
-- CDD-CESM:        P<id>_<L|R>_<DM|CM>_<CC|MLO>.jpg, stray spaces allowed          (cemlib.data.sources.cddcesm)
-- INbreast:        <FileName>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm                     (cemlib.data.sources.inbreast)
-and a named DICOM's header must agree with its name (cemlib.data.sources.check_mg_header). Other DICOM files
+- GE / synthetic:  L_CC_LE.dcm, R_MLO_DES.dcm                                    (data.sources.ge)
+- MF_MODEL:        <name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm                    (data.sources.mfmodel)
+- CDD-CESM:        P<id>_<L|R>_<DM|CM>_<CC|MLO>.jpg, stray spaces allowed          (data.sources.cddcesm)
+- INbreast:        <FileName>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm                     (data.sources.inbreast)
+and a named DICOM's header must agree with its name (data.sources.check_mg_header). Other DICOM files
 (any name, ``.dcm`` or no extension) are placed by their tags: ImageLaterality (or Laterality),
 ViewPosition (or the view code), and LOW_ENERGY / RECOMBINED in ImageType or SeriesDescription (neither:
 an FFDM image, taken as LE). Two files for one view, files of two patients, a missing view, or a CEM model
@@ -21,7 +21,8 @@ Scoring. Views are preprocessed with the settings stored in the checkpoint (thos
 used), stacked in VIEW_ORDER as x (4, C, H, W) and scored by the model: each breast's malignancy
 probability, called malignant at 0.5 or above, and for none/left_right (and stage-1 image models) each
 view's probability; the breast's is then the mean of its CC and MLO views, exactly as
-cemlib.inference.scoring scores a manifest. Grad-CAM++ maps (cemlib.inference.cams) come from the same forward pass.
+cemlib.inference.scoring scores a manifest. Grad-CAM++ maps (cemlib.inference.cams) come from the same
+forward pass.
 
 Privacy. PatientName, PatientID and the birth date are read from the headers only to keep them out of
 what is printed and written: any occurrence in the folder or file names shown is replaced by

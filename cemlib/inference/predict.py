@@ -1,6 +1,7 @@
 """A trained model ready to score: load a checkpoint with what it was trained on, and score a batch.
 
-Shared by scoring a manifest (`cemlib.inference.scoring`), one exam folder (`cemlib.inference.exam`), the CAMs and the
+Shared by scoring a manifest (`cemlib.inference.scoring`), one exam folder (`cemlib.inference.exam`), the
+CAMs and the
 notebooks; it needs no part of the training loop. Scores are malignant probabilities from
 `cemlib.model.networks.malignant_probability` (view-level models: a breast's score is the mean of its CC and
 MLO views).

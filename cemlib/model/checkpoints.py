@@ -1,7 +1,8 @@
 """Checkpoint files: every read and write of a model on disk, each file verified by its content digest.
 
 A checkpoint is a dict saved with torch.save (read back with weights_only=True) holding at least
-"arch" (see cemlib.model.networks) and "model" (the state dict); training adds its optimiser, scheduler, RNG and
+"arch" (see cemlib.model.networks) and "model" (the state dict); training adds its optimiser, scheduler,
+RNG and
 early-stopping state. Every file written here carries "digest": the sha256 of its content (tensors'
 bytes, dtypes and shapes, and every plain value, walked in a fixed order). Loading recomputes it, so a
 file damaged on disk (a flipped byte in a tensor) is refused with its path and what to do, by training

@@ -4,7 +4,8 @@ A header that contradicts its pixels gives a silently wrong picture: MONOCHROME1
 never inverted turns the background white; RescaleSlope/Intercept set on pixels that were not rescaled
 move every value out of the detector's range; an 8-bit re-encode of 14-bit data has lost the raw values
 the window rule expects; BitsStored smaller than the stored values masks them into noise. Each check
-returns a reason naming the tag (None when the header agrees), for ``cemlib.pixels.imaging.read_image`` to raise.
+returns a reason naming the tag (None when the header agrees), for ``cemlib.pixels.imaging.read_image`` to
+raise.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ rule:
   ``image 6..200``, ``blend 0.40 raw 1500..3300 + 0.60 image 178..3042``, plus ``grey step 2`` when the
   step is not 1), kept per image by the preprocessing and the QC figure.
 
-``PreprocessError`` lives here because windowing is the lowest pixel step; ``cemlib.pixels.imaging`` re-exports it.
+``PreprocessError`` lives here because windowing is the lowest pixel step; ``cemlib.pixels.imaging``
+re-exports it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Timings of single pipeline steps for `cem bench`: preprocessing, the statistics, writing a cohort.
 
-Next to `cemlib.study.bench` (training, loader, exam) and `cemlib.study.kernels` (GPU peaks, profiler summaries).
+Next to `cemlib.study.bench` (training, loader, exam) and `cemlib.study.kernels` (GPU peaks, profiler
+summaries).
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ def _shown(value: Any) -> str:
 
 def loader_for(dataset: Dataset, config: FitConfig, shuffle: bool, context: DistContext | None = None
                ) -> DataLoader:
-    """The kit's loader (cemlib.data.datasets.make_loader) with a stage's batch size, seed, workers and shard."""
+    """The kit's loader (cemlib.data.datasets.make_loader) with a stage's batch size, seed, workers, shard."""
     context = context or DistContext()
     return make_loader(dataset, config.batch_size, shuffle=shuffle, seed=config.seed, workers=config.workers,
                        pin_memory=config.device.startswith("cuda"), rank=context.rank,

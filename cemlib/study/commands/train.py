@@ -1,4 +1,5 @@
-"""`cem train`: train stage 1 (the CNN) and stage 2 (a fusion) of one model, on one device or under torchrun."""
+"""`cem train`: train stage 1 (the CNN) and stage 2 (a fusion) of one model, on one device or under
+torchrun."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def run_cli(args: argparse.Namespace) -> int:
             best = train_with_shared_stage1(profile, args.fusion, args.inputs, manifest, cache)
         else:
             run_dir = run_dir or fusion_dir(profile, args.fusion, args.inputs)
-            best = train(profile, args.fusion, args.inputs, run_dir, args.stage1, manifest=manifest, cache=cache)
+            best = train(profile, args.fusion, args.inputs, run_dir, args.stage1, manifest=manifest,
+                         cache=cache)
         if not dist.is_initialized() or dist.get_rank() == 0:
             checkpoint = load_checkpoint(best)
             metrics = checkpoint.get("metrics", {})
