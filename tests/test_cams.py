@@ -12,6 +12,7 @@ from torch import nn
 
 from cemlib.core.fileio import save_figure
 from cemlib.core.views import SIDES, VIEW_ORDER
+from cemlib.inference import cams
 from cemlib.inference.cams import (
     cam_for_exam,
     default_target_layer,
@@ -228,3 +229,22 @@ def test_cam_figure_has_a_colour_bar_and_room_for_a_title_above_the_panels():
     assert title.get_window_extent(renderer).y0 >= max(box.y1 for box in panel_titles)
     colour_bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
     assert len(colour_bars) == 1 and colour_bars[0].get_ylim() == (0.0, 1.0)
+
+
+def test_pointing_game_baselines_find_a_bright_lesion_and_expect_its_area_share():
+    """The brightest-point baseline hits a lesion that is the brightest thing in the breast and misses a dim
+    one; the random-point baseline is the lesion's share of the breast, checked by Monte Carlo."""
+    rng = np.random.default_rng(0)
+    breasts = np.zeros((2, 40, 20), bool)
+    breasts[:, 5:35, 2:18] = True
+    masks = np.zeros_like(breasts)
+    masks[:, 10:16, 5:11] = True
+    des = rng.normal(0.3, 0.02, breasts.shape)
+    des[0][masks[0]] += 0.5  # enhancing lesion
+    des[1][20:26, 12:17] += 0.5  # enhancement elsewhere (a benign focus), the lesion dim
+    hits = cams.pointing_hits(cams.brightest_point_maps(des, breasts), masks)
+    assert hits.tolist() == [True, False]
+    expected = cams.random_point_hit_rate(breasts, masks)
+    assert expected == pytest.approx(36 / (30 * 16))
+    points = [(rng.integers(5, 35), rng.integers(2, 18)) for _ in range(20000)]
+    assert np.mean([masks[0][r, c] for r, c in points]) == pytest.approx(expected, abs=0.01)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
 from cemlib.results import stats as st
 from cemlib.study import timings
@@ -343,3 +343,13 @@ def test_benchmark_reports_timings():
     result = timings.benchmark_stats(n_delong=2000, n_boot_breasts=200, n_boot=100, repeat=1)
     assert result["delong_paired_ms"] > 0 and result["bootstrap_auc_ms"] > 0
     assert result["delong_paired_breasts"] == 2000
+
+
+def test_binary_entropy_is_the_loss_of_predicting_the_prevalence():
+    """The prior's loss equals sklearn's log loss of a constant prediction at the prevalence."""
+    y = np.array([1] * 224 + [0] * 406)
+    assert st.binary_entropy(224 / 630) == pytest.approx(log_loss(y, np.full(len(y), 224 / 630)), abs=1e-12)
+    assert st.binary_entropy(224 / 630) == pytest.approx(0.651, abs=5e-4)  # the smoke cohort's prior
+    assert st.binary_entropy(0.0) == 0.0
+    with pytest.raises(ValueError, match="prevalence"):
+        st.binary_entropy(1.2)

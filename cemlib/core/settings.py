@@ -138,6 +138,7 @@ class ModelSettings(Section):
     global_pool: bool = False
     head: tuple[int, ...] = (4096, 1024, 512)
     dropout: float = 0.5
+    pool: str = "avg"  # global pooling when global_pool is set: avg | max
     pretrained: str | None = None
 
 

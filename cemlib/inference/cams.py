@@ -261,6 +261,34 @@ def pointing_game(cams: np.ndarray, masks: np.ndarray, tolerance: int = 0) -> fl
     return float(pointing_hits(cams, masks, tolerance).mean())
 
 
+#: Smoothing (pixels) of the brightest-point baseline, so one noisy pixel does not win.
+BRIGHTEST_SIGMA = 2.0
+
+
+def brightest_point_maps(images: np.ndarray, breasts: np.ndarray, sigma: float = BRIGHTEST_SIGMA
+                         ) -> np.ndarray:
+    """A no-model baseline for the pointing game: each image smoothed, zero outside its breast.
+
+    Scored with `pointing_hits` it asks whether the brightest (e.g. DES) point of the breast lies in the
+    lesion: a map whose peak does no better than this has learnt nothing a threshold could not find.
+    """
+    images, breasts = np.asarray(images, dtype=np.float64), np.asarray(breasts).astype(bool)
+    planes = images.reshape(-1, *images.shape[-2:])
+    smoothed = np.stack([ndimage.gaussian_filter(plane, sigma) for plane in planes])
+    smoothed = smoothed.reshape(images.shape) - smoothed.min() + 1.0  # positive inside, so the peak counts
+    return np.where(breasts, smoothed, 0.0)
+
+
+def random_point_hit_rate(breasts: np.ndarray, masks: np.ndarray) -> float:
+    """The pointing game of a uniformly random point in the breast: the mean lesion share of its area."""
+    breasts, masks = np.asarray(breasts).astype(bool), np.asarray(masks).astype(bool)
+    inside = (masks & breasts).reshape(len(masks), -1).sum(axis=1)
+    area = breasts.reshape(len(breasts), -1).sum(axis=1)
+    if (area == 0).any():
+        raise ValueError("every view needs a breast region to place a random point in")
+    return float(np.mean(inside / area))
+
+
 def plot_exam_cams(
     x: torch.Tensor | np.ndarray,
     cams: np.ndarray,

@@ -48,8 +48,13 @@ from cemlib.core.views import SIDES, VIEW_ORDER, contralateral, view_index
 from cemlib.core.vocab import FUSIONS, IMAGE_MODEL
 
 #: Arch keys that decide the encoder's weights' shapes (and so whether an encoder state dict fits).
-ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size")
+ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size", "pool")
 ARCH_KEYS = ("fusion", *ENCODER_ARCH_KEYS, "dropout")
+#: Arch keys newer than some checkpoints, and the value those checkpoints were built with.
+ARCH_DEFAULTS = {"pool": "avg"}
+#: Global pooling of the trunk's map when global_pool is set: the mean (the usual head) or the maximum,
+#: which keeps a small focal finding's response from being averaged away over the whole breast.
+POOLS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 PAPER_HEAD = (4096, 1024, 512)
 PAPER_INPUT_SIZE = (512, 256)
 VGG16_CFG = "D"
@@ -127,6 +132,7 @@ class ViewEncoder(nn.Module):
         head: Sequence[int] = PAPER_HEAD,
         dropout: float = 0.5,
         input_size: Sequence[int] = PAPER_INPUT_SIZE,
+        pool: str = "avg",
     ) -> None:
         super().__init__()
         if in_channels not in INPUT_NAMES:
@@ -137,6 +143,9 @@ class ViewEncoder(nn.Module):
             raise ValueError(f"head sizes must be positive integers, got {tuple(head)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {tuple(POOLS)}, got {pool!r}")
+        self.pool_kind = pool
         self.in_channels = int(in_channels)
         self.width = float(width)
         self.global_pool = bool(global_pool)
@@ -153,7 +162,7 @@ class ViewEncoder(nn.Module):
         self.features[0] = nn.Conv2d(self.in_channels, first.out_channels, kernel_size=3, padding=1)
         self.trunk_channels = int(cfg[-2])
         if self.global_pool:
-            self.pool: nn.Module = nn.AdaptiveAvgPool2d(1)
+            self.pool: nn.Module = POOLS[pool](1)
             flat = self.trunk_channels
         else:
             self.pool = nn.Identity()
@@ -175,6 +184,7 @@ class ViewEncoder(nn.Module):
             "head": list(self.head_sizes),
             "dropout": self.dropout,
             "input_size": list(self.input_size),
+            "pool": self.pool_kind,
         }
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -351,9 +361,10 @@ def build_encoder(
     dropout: float = 0.5,
     input_size: Sequence[int] = PAPER_INPUT_SIZE,
     pretrained: str | os.PathLike | None = None,
+    pool: str = "avg",
 ) -> ViewEncoder:
     """A ViewEncoder, optionally with a pretrained trunk ("imagenet" or a local state-dict path)."""
-    encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size)
+    encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size, pool)
     if pretrained is not None:
         encoder.load_pretrained(pretrained)
     return encoder
@@ -380,7 +391,7 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
 
 def _normalise_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
     """Arch dict with tuples as lists and numbers typed, so that equal settings compare equal."""
-    missing = [k for k in ARCH_KEYS if k not in arch]
+    missing = [k for k in ARCH_KEYS if k not in arch and k not in ARCH_DEFAULTS]
     if missing:
         raise ValueError(f"arch dict lacks {missing}; expected keys {ARCH_KEYS}")
     return {
@@ -391,6 +402,7 @@ def _normalise_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
         "head": [int(h) for h in arch["head"]],
         "dropout": float(arch["dropout"]),
         "input_size": [int(s) for s in arch["input_size"]],
+        "pool": str(arch.get("pool", ARCH_DEFAULTS["pool"])),
     }
 
 
@@ -398,7 +410,7 @@ def model_from_arch(arch: Mapping[str, Any]) -> FusionNet | ImageClassifier:
     """Rebuild an untrained network from an arch dict (fusion IMAGE_MODEL gives the stage-1 classifier)."""
     a = _normalise_arch(arch)
     encoder = ViewEncoder(
-        a["in_channels"], a["width"], a["global_pool"], a["head"], a["dropout"], a["input_size"]
+        a["in_channels"], a["width"], a["global_pool"], a["head"], a["dropout"], a["input_size"], a["pool"]
     )
     if a["fusion"] == IMAGE_MODEL:
         return ImageClassifier(encoder)
@@ -413,6 +425,8 @@ def _describe(arch: Mapping[str, Any], keys: Sequence[str]) -> str:
 def _relevant_keys(a: Mapping[str, Any], b: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
     """Keys whose values differ; input_size counts only when a flatten head depends on it."""
     differing = [k for k in keys if a[k] != b[k]]
+    if "pool" in differing and not (a["global_pool"] or b["global_pool"]):
+        differing.remove("pool")  # no global pooling: the pool kind shapes nothing
     if "input_size" in differing and a["global_pool"] and b["global_pool"]:
         differing.remove("input_size")
     return differing

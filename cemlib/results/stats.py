@@ -540,3 +540,12 @@ def bootstrap_ci(
 # ----------------------------------------------------------------------------------------------------
 # speed
 # ----------------------------------------------------------------------------------------------------
+
+
+def binary_entropy(prevalence: float) -> float:
+    """Cross-entropy (nats) of always predicting `prevalence` for labels with that prevalence."""
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError(f"prevalence must lie in [0, 1], got {prevalence}")
+    if prevalence in (0.0, 1.0):
+        return 0.0
+    return float(-(prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence)))

@@ -38,7 +38,7 @@ from cemlib.model.checkpoints import checkpoint_digest, load_model
 from cemlib.pixels import qc
 from cemlib.results import build as results
 from cemlib.results import figures as plots
-from cemlib.results import report, tables
+from cemlib.results import report, stats, tables
 from cemlib.study import prepare
 from cemlib.synthetic import qc as synthetic_qc
 from cemlib.training import tracking
@@ -279,21 +279,43 @@ def training_logs(cfg: Settings, fusion: str, inputs: str) -> dict[str, pd.DataF
     return logs
 
 
+def prior_loss(cfg: Settings, fusion: str, stage: str) -> float:
+    """The loss of a model that predicts the training prevalence: the floor a model must get under.
+
+    Stage 1 and the per-view fusions average one cross-entropy per image; the multi-feature fusions sum
+    the left and right breasts' (the authors' CE + CE), so their floor is twice the entropy.
+    """
+    breasts = prepare.prepare_manifest(cfg).breasts
+    entropy = stats.binary_entropy(float(breasts.loc[breasts["split"] == "train", "label"].mean()))
+    per_view = stage == "stage 1" or fusion in ("none", "left_right")
+    return entropy if per_view else 2 * entropy
+
+
 def learning_curves(cfg: Settings, fusion: str, inputs: str):
-    """Training and validation loss, and validation AUC, per epoch for both stages."""
+    """Loss of each stage against the prior's loss, and validation AUC, per epoch; the kept epoch marked."""
     logs = training_logs(cfg, fusion, inputs)
-    figure = Figure(figsize=(9, 3.2), layout="constrained")
-    ax_loss, ax_auc = figure.subplots(1, 2)
+    figure = Figure(figsize=(10, 3.2), layout="constrained")
+    axes = figure.subplots(1, 3)
+    colours = {"stage 1": "tab:blue", "stage 2": "tab:orange"}
+    for ax, stage in zip(axes[:2], ("stage 1", "stage 2"), strict=True):
+        log = logs.get(stage)
+        ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{stage} loss")
+        if log is None:
+            continue
+        ax.plot(log["epoch"], log["train_loss"], "-o", ms=3, color=colours[stage], label="training")
+        ax.plot(log["epoch"], log["val_loss"], "--o", ms=3, color=colours[stage], alpha=0.6,
+                label="validation")
+        ax.axhline(prior_loss(cfg, fusion, stage), color="grey", lw=1, label="prior (predicts prevalence)")
+        kept = int(log.loc[log["val_loss"].idxmin(), "epoch"])
+        ax.axvline(kept, color="black", ls=":", lw=1, label=f"kept (epoch {kept})")
+        ax.legend(fontsize=7)
     for stage, log in logs.items():
-        ax_loss.plot(log["epoch"], log["train_loss"], "-o", ms=3, label=f"{stage} train")
-        ax_loss.plot(log["epoch"], log["val_loss"], "--o", ms=3, label=f"{stage} validation")
-        ax_auc.plot(log["epoch"], log["val_auc"], "-o", ms=3, label=stage)
-    for ax in (ax_loss, ax_auc):
+        axes[2].plot(log["epoch"], log["val_auc"], "-o", ms=3, color=colours.get(stage), label=stage)
+    axes[2].axhline(0.5, color="grey", lw=1, label="chance")
+    axes[2].set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.3, 1.0))
+    axes[2].legend(fontsize=7)
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.4, 1.0))
-    ax_loss.legend(fontsize=7)
-    ax_auc.legend(fontsize=7)
     return keep_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
 
 
@@ -543,12 +565,17 @@ def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
 
 
 def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataFrame:
-    """One pointing-game row per input type (the mf_concat model of cfg's runs folder)."""
+    """One pointing-game row per input type (the mf_concat model of cfg's runs folder), beside two
+    no-model baselines on the same views: the brightest smoothed DES point of the breast, and a uniformly
+    random point in it."""
     rows = []
+    cem_items = data.PatientDataset(manifest, cache, "test", inputs="cem", return_masks=True)
+    index = {patient_id: i for i, patient_id in enumerate(cem_items.patients)}
     for inputs in INPUTS:
-        maps, masks = [], []
+        maps, masks, des, breasts = [], [], [], []
         checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
         for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
+            cem_x = cem_items[index[item["patient_id"]]]["x"].numpy()
             for k, side in enumerate(SIDES):
                 if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
                     continue
@@ -557,11 +584,25 @@ def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataF
                     if view.startswith(side) and mask.any():
                         maps.append(explained["own"][v])
                         masks.append(mask)
-        hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks)) if maps else np.zeros(0, bool)
-        rows.append({"model": model_label("mf_concat", inputs), "views scored": len(hits),
-                     "peak inside lesion": int(hits.sum()),
-                     "pointing game": round(float(hits.mean()), 3) if len(hits) else float("nan")})
+                        des.append(cem_x[v, 1])
+                        breasts.append(cem_x[v, 0] > 0)
+        rows.append(_pointing_row(model_label("mf_concat", inputs), maps, masks, des, breasts))
     return pd.DataFrame(rows)
+
+
+def _pointing_row(model: str, maps: list, masks: list, des: list, breasts: list) -> dict[str, object]:
+    """The pointing game of one model's maps and of the two baselines on the same views."""
+    if not maps:
+        return {"model": model, "views scored": 0, "peak inside lesion": 0, "pointing game": float("nan"),
+                "brightest DES baseline": float("nan"), "random point baseline": float("nan")}
+    hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks))
+    brightest = cams.pointing_hits(cams.brightest_point_maps(np.asarray(des), np.asarray(breasts)),
+                                   np.asarray(masks))
+    return {"model": model, "views scored": len(hits), "peak inside lesion": int(hits.sum()),
+            "pointing game": round(float(hits.mean()), 3),
+            "brightest DES baseline": round(float(brightest.mean()), 3),
+            "random point baseline": round(cams.random_point_hit_rate(np.asarray(breasts), np.asarray(masks)),
+                                           3)}
 
 
 def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:

@@ -77,6 +77,7 @@ def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, 
         "head": list(model.head),
         "dropout": model.dropout,
         "input_size": [int(s) for s in size],
+        "pool": model.pool,
     }
 
 
@@ -246,7 +247,8 @@ def plan_stage2(
 
 def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
     """build_encoder's keyword arguments from an arch dict."""
-    return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size")}
+    return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size",
+                                 "pool") if k in arch}
 
 
 def _pretrained(profile: Settings) -> str | None:
