@@ -34,6 +34,15 @@ def test_train_seed_is_the_base_when_set(tmp_path):
     assert study.replicate_settings(cfg, 1).seed == cfg.seed  # the split's seed
 
 
+def test_replicate_seeds_name_each_replicates_training_seed(tmp_path):
+    """The seeds claims_replicates.csv is keyed by: the seed each replicate's models were trained under."""
+    for overrides in ({"replicates": 3}, {"replicates": 3, "train.seed": 7}):
+        cfg = load_profile("smoke", overrides, tmp_path)
+        trained = [FitConfig.from_profile(study.replicate_settings(cfg, k), "stage1").seed for k in range(3)]
+        assert study.replicate_seeds(cfg) == trained
+    assert study.replicate_seeds(load_profile("smoke", {"train.seed": 7}, tmp_path)) == [7]
+
+
 def test_one_replicate_by_default_and_bad_counts_refused(tmp_path):
     assert study.replicate_count(load_profile("smoke", None, tmp_path)) == 1
     with pytest.raises(ValueError, match="at least 1"):

@@ -16,7 +16,7 @@ from cemlib.core.fileio import atomic_write_text, save_figure
 from cemlib.core.resources import paper_reference_path
 from cemlib.results import check
 from cemlib.results import figures as plots
-from cemlib.results.claims import load_reference, scorecard, table_comparison
+from cemlib.results.claims import claim_pairs, claims_replicates, load_reference, scorecard, table_comparison
 from cemlib.results.tables import (
     PAPER_PAIRS,
     delong_pairs,
@@ -119,9 +119,10 @@ CAPTIONS = {
     "table_comparison": "The paper's values beside this run's",
     "scorecard": "The paper's claims checked against this run",
     "replicates": "Spread of each metric across replicates (training seeds): n, mean, SD, range",
+    "claims_replicates": "Each claim's verdict under every training seed",
 }
 #: Tables written as CSV only (full-precision numbers behind the others).
-NUMERIC_TABLES = ("metrics", "delong", "replicate_metrics")
+NUMERIC_TABLES = ("metrics", "delong", "replicate_metrics", "claims_replicates")
 
 
 def build_tables(
@@ -133,11 +134,14 @@ def build_tables(
     ci_method: str = "clopper-pearson",
     reference: pd.DataFrame | None = None,
     replicates: Sequence[pd.DataFrame] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All tables as DataFrames, keyed by file stem (cohort tables only when breasts is given).
 
     `replicates`: the predictions of every replicate of the run, replicate 0 (`predictions`) first; with
-    two or more, the spread of each metric (replicates.csv) and each claim's share of replicates.
+    two or more, the spread of each metric (replicates.csv), each claim's share of replicates and its
+    verdict per replicate (claims_replicates.csv, under `seeds`: each replicate's training seed, default
+    0 .. N-1).
     """
     predictions = validate_predictions(predictions)
     if reference is None and paper_reference_path().is_file():
@@ -146,7 +150,7 @@ def build_tables(
     metrics = metrics_frame(predictions, split, threshold, level, ci_method)
     metrics_external = metrics_frame(predictions, "external", threshold, level, ci_method)
     delong = delong_pairs(predictions, PAPER_PAIRS, split)
-    per_replicate = [(metrics, metrics_external, delong)]
+    per_replicate = [(metrics, metrics_external, delong_pairs(predictions, claim_pairs(), split))]
     if replicates is not None and len(replicates) > 1:
         per_replicate += [replicate_results(validate_predictions(r), split, threshold, level, ci_method)
                           for r in replicates[1:]]
@@ -165,8 +169,8 @@ def build_tables(
         tables["table_density"] = table_density(joined, thresholds, split)
     if reference is not None:
         tables["table_comparison"] = table_comparison(metrics, metrics_external, reference)
-        tables["scorecard"] = scorecard(metrics, delong, reference, [(m, d) for m, _, d in per_replicate],
-                                        tables["table_comparison"])
+        tables["scorecard"] = scorecard(metrics, per_replicate[0][2], reference,
+                                        [(m, d) for m, _, d in per_replicate], tables["table_comparison"])
     tables["metrics"] = metrics_frame_for_csv(metrics, metrics_external)
     tables["delong"] = delong
     if len(per_replicate) > 1:
@@ -174,16 +178,18 @@ def build_tables(
         tables["replicates"] = check.summarise_replicates(values)
         tables["replicate_metrics"] = pd.concat([v.assign(replicate=k) for k, v in enumerate(values)],
                                                 ignore_index=True)
+        tables["claims_replicates"] = claims_replicates([d for _, _, d in per_replicate],
+                                                        None if seeds is None else list(seeds))
     return tables
 
 
 def replicate_results(
     predictions: pd.DataFrame, split: str, threshold: float | str, level: float, ci_method: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(internal metrics, external metrics, DeLong pairs) of one replicate's predictions."""
+    """(internal metrics, external metrics, DeLong tests of the claim pairs) of one replicate's scores."""
     return (metrics_frame(predictions, split, threshold, level, ci_method),
             metrics_frame(predictions, "external", threshold, level, ci_method),
-            delong_pairs(predictions, PAPER_PAIRS, split))
+            delong_pairs(predictions, claim_pairs(), split))
 
 
 def metrics_frame_for_csv(metrics: pd.DataFrame, metrics_external: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,7 @@ STUDY_TITLE = ("Multi-feature fusion of contrast-enhanced mammography for breast
 STUDY_REFERENCE = "Qian et al., Eur Radiol 2024;34:917-927 (doi:10.1007/s00330-023-10170-9)"
 #: Cells holding only numbers as the paper prints them: '0.92 (0.88, 0.96)', '< .001', '138 (30.7%)'.
 NUMERIC_CELL = re.compile(r"^[\s\d.,:()%<>=±+\-–]*\d[\s\d.,:()%<>=±+\-–]*$|^n/a$")
-#: Text cells up to this length stay on one line ('AUC 0.93 vs 0.90', 'does not hold'); longer ones wrap.
+#: Text cells up to this length stay on one line ('AUC 0.93 vs 0.90', 'inconclusive'); longer ones wrap.
 SHORT_CELL = 18
 OUTPUT_DIRS = ("figures", "tables")
 #: Cells the report leaves out: papermill's parameters and the notebooks' "to explore" cells.

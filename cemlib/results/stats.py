@@ -300,6 +300,24 @@ def _delong_unpaired(
     )
 
 
+def auc_null_se(n_pos: int, n_neg: int) -> float:
+    """Hanley-McNeil SE of the AUC of a model at chance (true AUC 0.5): sqrt((n1 + n0 + 1) / (12 n1 n0)).
+
+    At AUC 0.5 Hanley & McNeil's Q1 = Q2 = 1/3, and their variance reduces to the Mann-Whitney null
+    variance of U / (n1 n0) without ties. NaN without a positive and a negative.
+    """
+    if n_pos < 1 or n_neg < 1:
+        return float("nan")
+    return float(np.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg)))
+
+
+def chance_inside(low: float, high: float, se: float, chance: float = 0.5) -> float:
+    """Probability that a normal estimate centred on `chance` with SD `se` lands inside [low, high]."""
+    if not se > 0:
+        return float("nan")
+    return float(sps.norm.cdf((high - chance) / se) - sps.norm.cdf((low - chance) / se))
+
+
 # ----------------------------------------------------------------------------------------------------
 # binomial CIs and classification metrics at a threshold
 # ----------------------------------------------------------------------------------------------------

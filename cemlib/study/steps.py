@@ -416,9 +416,14 @@ def replicate_settings(cfg: Settings, k: int) -> Settings:
     """
     if k == 0:
         return cfg
-    base = cfg.seed if cfg.train.seed is None else cfg.train.seed
     return replace(cfg, runs=str(Path(cfg.runs) / "replicates" / str(k)),
-                   train=replace(cfg.train, seed=base + k))
+                   train=replace(cfg.train, seed=replicate_seeds(cfg)[0] + k))
+
+
+def replicate_seeds(cfg: Settings) -> list[int]:
+    """The training seed of every replicate, replicate 0 first: train.seed (else seed) + k."""
+    base = cfg.seed if cfg.train.seed is None else cfg.train.seed
+    return [base + k for k in range(max(cfg.replicates, 1))]
 
 
 def replicate_predictions(cfg: Settings) -> list[pd.DataFrame]:
@@ -459,14 +464,16 @@ def replicate_figure(cfg: Settings, values: pd.DataFrame | None) -> Figure | Non
 def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
     """Tables 1-5, the external table, BI-RADS, errors, scorecard and Fig. 4 from every score on disk.
 
-    With several replicates, also their spread (replicates.csv) and the share of replicates in which
-    each of the paper's claims holds; every other table is replicate 0's.
+    With several replicates, also their spread (replicates.csv), the share of replicates in which each
+    of the paper's claims holds and each claim's verdict per training seed (claims_replicates.csv);
+    every other table is replicate 0's.
     """
     predictions = tables.validate_predictions(all_predictions(cfg))
     replicates = replicate_predictions(cfg) if replicate_count(cfg) > 1 else None
     # Cohort tables (1, 2, BI-RADS, density) describe the internal cohort; external datasets enter
     # only through their predictions (the external table).
-    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts, replicates=replicates)
+    built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts, replicates=replicates,
+                                 seeds=replicate_seeds(cfg) if replicates else None)
     results.write_tables(built, tables_dir(cfg))
     keep_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
     return {

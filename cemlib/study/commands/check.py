@@ -9,12 +9,15 @@ from cemlib.core.settings import add_override_option, load_profile, parse_overri
 from cemlib.results.check import (
     MIN_REFERENCE_REPLICATES,
     compare,
-    failed,
     format_comparison,
     make_reference,
+    promised,
     read_reference,
     reference_path,
+    reference_problems,
     run_metrics,
+    run_sizes,
+    verdict_summary,
 )
 
 
@@ -35,22 +38,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Run `cem check`: 0 when every headline metric lies inside its band, 1 otherwise."""
+    """Run `cem check`: 0 when every informative headline metric lies inside its band, 1 otherwise.
+
+    It also exits 1 when the reference was made for another profile or lacks a headline metric the run
+    has, when fewer headline metrics are informative than the reference promises, or when none is.
+    """
     profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
     tables = Path(args.run if args.run is not None else profile.reports) / "tables"
     reference = args.reference if args.reference is not None else reference_path(profile.name)
     if args.make_reference:
-        summary = make_reference(tables, reference, args.min_replicates)
+        summary = make_reference(tables, reference, args.min_replicates, profile.name)
         print(f"cem check: wrote {reference} ({len(summary)} metrics, "
               f"{int(summary['n'].min())} to {int(summary['n'].max())} replicates)")
         return 0
-    comparison = compare(run_metrics(tables), read_reference(reference))
+    run, expected = run_metrics(tables), read_reference(reference)
     print(f"{tables} against {reference}")
+    problems = reference_problems(run, expected, profile.name)
+    if problems:
+        for problem in problems:
+            print(f"cem check: {problem}")
+        print(f"cem check: refused {reference} (make one for this profile: `cem check --make-reference`)")
+        return 1
+    comparison = compare(run, expected, run_sizes(tables))
     print(format_comparison(comparison))
-    bad = failed(comparison)
-    if bad.empty:
-        print(f"cem check: all {int(comparison['headline'].sum())} headline metrics within their bands")
-        return 0
-    print(f"cem check: {len(bad)} of {int(comparison['headline'].sum())} headline metrics outside their "
-          "bands or missing")
-    return 1
+    passed, line = verdict_summary(comparison, promised(expected))
+    print(f"cem check: {line}")
+    return 0 if passed else 1
