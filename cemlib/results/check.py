@@ -207,9 +207,8 @@ def reference_problems(run: pd.DataFrame, reference: pd.DataFrame, profile_name:
     problems = []
     if "profile" in reference.columns:
         made_for = sorted(set(reference["profile"].dropna().astype(str)))
-        if made_for != [profile_name]:
-            problems.append(f"the reference was made for profile {', '.join(made_for) or '(none)'}, "
-                            f"not {profile_name}")
+        if made_for and made_for != [profile_name]:  # blank: a reference of no named profile
+            problems.append(f"the reference was made for profile {', '.join(made_for)}, not {profile_name}")
     headline = run[run["metric"].isin(HEADLINE_METRICS) & run["value"].notna()]
     known = set(zip(reference["model"], reference["metric"], strict=True))
     lacking = [f"{m} {k}" for m, k in zip(headline["model"], headline["metric"], strict=True)

@@ -71,9 +71,9 @@ def estimate_basis(rows: pd.DataFrame, metric: str) -> tuple[bool, str]:
         return n_neg >= MIN_CASES, f"{n_neg} negatives"
     called = _positive_calls(rows, n_pos, n_neg)
     if metric == "ppv":
-        return called >= MIN_CASES, f"{called} positive calls"
+        return called >= MIN_CASES, f"{called} positive call" + ("" if called == 1 else "s")
     if metric == "npv":
-        return n - called >= MIN_CASES, f"{n - called} negative calls"
+        return n - called >= MIN_CASES, f"{n - called} negative call" + ("" if n - called == 1 else "s")
     return 0 < called < n, f"{called} positive, {n - called} negative calls"
 
 
