@@ -63,6 +63,14 @@ def test_tables_hold_sane_values(study_run):
             assert (root / "reports" / "tables" / f"{name}.{suffix}").exists(), (name, suffix)
 
 
+def test_the_pointing_game_sits_beside_its_no_model_baselines(study_run):
+    root, _ = study_run
+    table = read_table(root, "pointing_game")
+    assert {"brightest DES baseline", "random point baseline"} <= set(table.columns)
+    scored = table[table["views scored"] > 0]
+    assert ((scored["random point baseline"] > 0) & (scored["random point baseline"] < 0.5)).all()
+
+
 def test_counts_add_up(study_run):
     root, _ = study_run
     table2 = read_table(root, "table2_patient_classes")
