@@ -139,6 +139,7 @@ class ModelSettings(Section):
     head: tuple[int, ...] = (4096, 1024, 512)
     dropout: float = 0.5
     pool: str = "avg"  # global pooling when global_pool is set: avg | max
+    standardise: bool = False  # inputs standardised per channel with the training images' mean and SD
     pretrained: str | None = None
 
 

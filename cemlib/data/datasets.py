@@ -415,3 +415,20 @@ def patient_table(dataset: ImageDataset | PatientDataset) -> pd.DataFrame:
         {"patient_id": p, "side": s, "label": dataset.labels[(p, s)]} for p in dataset.patients for s in SIDES
     ]
     return pd.DataFrame(rows, columns=["patient_id", "side", "label"])
+
+
+def channel_statistics(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of every pixel of a dataset's images (float64 sums)."""
+    total = squares = None
+    count = 0
+    for index in range(len(dataset)):
+        x = dataset[index]["x"].double()
+        x = x.reshape(-1, *x.shape[-3:]) if x.ndim > 3 else x[None]
+        sums, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+        total, squares = (sums, sq) if total is None else (total + sums, squares + sq)
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    if total is None:
+        raise ValueError("no images to measure the input statistics on")
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()

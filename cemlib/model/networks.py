@@ -48,10 +48,10 @@ from cemlib.core.views import SIDES, VIEW_ORDER, contralateral, view_index
 from cemlib.core.vocab import FUSIONS, IMAGE_MODEL
 
 #: Arch keys that decide the encoder's weights' shapes (and so whether an encoder state dict fits).
-ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size", "pool")
+ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size", "pool", "standardise")
 ARCH_KEYS = ("fusion", *ENCODER_ARCH_KEYS, "dropout")
 #: Arch keys newer than some checkpoints, and the value those checkpoints were built with.
-ARCH_DEFAULTS = {"pool": "avg"}
+ARCH_DEFAULTS: dict[str, Any] = {"pool": "avg", "standardise": False}
 #: Global pooling of the trunk's map when global_pool is set: the mean (the usual head) or the maximum,
 #: which keeps a small focal finding's response from being averaged away over the whole breast.
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
@@ -133,6 +133,7 @@ class ViewEncoder(nn.Module):
         dropout: float = 0.5,
         input_size: Sequence[int] = PAPER_INPUT_SIZE,
         pool: str = "avg",
+        standardise: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in INPUT_NAMES:
@@ -146,6 +147,10 @@ class ViewEncoder(nn.Module):
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {tuple(POOLS)}, got {pool!r}")
         self.pool_kind = pool
+        self.standardise = bool(standardise)
+        if self.standardise:  # per-channel statistics of the training images, set by stage 1
+            self.register_buffer("input_mean", torch.zeros(in_channels))
+            self.register_buffer("input_std", torch.ones(in_channels))
         self.in_channels = int(in_channels)
         self.width = float(width)
         self.global_pool = bool(global_pool)
@@ -185,6 +190,7 @@ class ViewEncoder(nn.Module):
             "dropout": self.dropout,
             "input_size": list(self.input_size),
             "pool": self.pool_kind,
+            "standardise": self.standardise,
         }
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -199,8 +205,20 @@ class ViewEncoder(nn.Module):
                 "resize the images or build the model with global_pool=True"
             )
 
+    def set_input_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-channel mean and standard deviation the inputs are standardised with (standardise=True)."""
+        if not self.standardise:
+            raise ValueError("this encoder was built without standardise=True")
+        if mean.shape != (self.in_channels,) or std.shape != (self.in_channels,) or not bool((std > 0).all()):
+            raise ValueError(f"need {self.in_channels} means and positive standard deviations, got "
+                             f"{tuple(mean.shape)} and {tuple(std.shape)}")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's feature map (N, C', H/32, W/32)."""
+        if self.standardise:
+            x = (x - self.input_mean.view(1, -1, 1, 1)) / self.input_std.view(1, -1, 1, 1)
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -362,9 +380,10 @@ def build_encoder(
     input_size: Sequence[int] = PAPER_INPUT_SIZE,
     pretrained: str | os.PathLike | None = None,
     pool: str = "avg",
+    standardise: bool = False,
 ) -> ViewEncoder:
     """A ViewEncoder, optionally with a pretrained trunk ("imagenet" or a local state-dict path)."""
-    encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size, pool)
+    encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size, pool, standardise)
     if pretrained is not None:
         encoder.load_pretrained(pretrained)
     return encoder
@@ -403,6 +422,7 @@ def _normalise_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
         "dropout": float(arch["dropout"]),
         "input_size": [int(s) for s in arch["input_size"]],
         "pool": str(arch.get("pool", ARCH_DEFAULTS["pool"])),
+        "standardise": bool(arch.get("standardise", ARCH_DEFAULTS["standardise"])),
     }
 
 
@@ -410,7 +430,8 @@ def model_from_arch(arch: Mapping[str, Any]) -> FusionNet | ImageClassifier:
     """Rebuild an untrained network from an arch dict (fusion IMAGE_MODEL gives the stage-1 classifier)."""
     a = _normalise_arch(arch)
     encoder = ViewEncoder(
-        a["in_channels"], a["width"], a["global_pool"], a["head"], a["dropout"], a["input_size"], a["pool"]
+        a["in_channels"], a["width"], a["global_pool"], a["head"], a["dropout"], a["input_size"], a["pool"],
+        a["standardise"],
     )
     if a["fusion"] == IMAGE_MODEL:
         return ImageClassifier(encoder)

@@ -78,6 +78,7 @@ def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, 
         "dropout": model.dropout,
         "input_size": [int(s) for s in size],
         "pool": model.pool,
+        "standardise": model.standardise,
     }
 
 
@@ -212,6 +213,9 @@ def plan_stage1(
     check_item_fits(train_set, arch, "stage 1 training images")
     set_seed(config.seed, config.deterministic)
     model = models.build_image_classifier(**_encoder_kwargs(arch), pretrained=_pretrained(profile))
+    if arch["standardise"]:
+        model.encoder.set_input_statistics(*data.channel_statistics(
+            data.ImageDataset(manifest, cache, "train", inputs=inputs, augment=None)))
     settings = stage_settings(profile, arch, inputs, manifest, cache)
     settings["model.pretrained"] = _pretrained(profile)
     return StagePlan(
@@ -248,7 +252,7 @@ def plan_stage2(
 def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
     """build_encoder's keyword arguments from an arch dict."""
     return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size",
-                                 "pool") if k in arch}
+                                 "pool", "standardise") if k in arch}
 
 
 def _pretrained(profile: Settings) -> str | None:
