@@ -29,12 +29,15 @@ and DES images and the rule that chose them (``cemlib.pixels.window``), for the 
 Images that fail preprocessing (:class:`cemlib.pixels.imaging.PreprocessError`, an unreadable file) are not
 cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
 from the datasets, never silently dropped. Deterministic failures are remembered in a small
-``<key>.failed.json`` marker so a second run does no work.
+``<key>.failed.json`` marker so a second run does no work. These exclusions belong to the cache of one
+settings digest, never to the manifest: ``failures`` reads them back and the datasets apply them when
+they load, so a fixed setting (a new digest) serves every patient again. When every view of a manifest
+fails, the settings are wrong, not the images: ``fill`` raises :class:`SettingsFailEveryImage` and keeps
+no marker of that run.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import hashlib
@@ -52,12 +55,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
-from cemlib.pixels.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
-from cemlib.core.outputs import OutputLocationError, check_output_folder
 from cemlib.core.processes import exit_with_parent
-from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
+from cemlib.pixels.imaging import (
+    PreprocessError,
+    PreprocessSettings,
+    preprocess_mask,
+    preprocess_pair,
+    read_pixels,
+)
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -67,6 +74,31 @@ EXCLUSION_KIND = "preprocess_failed"
 WINDOWS_FILE = "windows.csv"
 WINDOW_COLUMNS = ("key", "dataset", "patient_id", "side", "view", "le_low", "le_high", "le_window_rule",
                   "des_low", "des_high", "des_window_rule")
+
+
+class SettingsFailEveryImage(ValueError):
+    """Every view of a manifest failed preprocessing: a preprocess setting is wrong, not the images."""
+
+
+def fail_every_image_message(settings: PreprocessSettings, failures: list[tuple[Entry, str]]) -> str:
+    """One line: every view failed, the settings that differ from the defaults, the first reason."""
+    changed = changed_settings(settings)
+    named = ", ".join(f"preprocess.{k}={v}" for k, v in changed.items()) or "the defaults"
+    reason = failures[0][1] if failures else ""
+    return (f"preprocessing failed for all {len(failures)} image view(s) with {named} (first: {reason}); "
+            "fix the setting and run again (nothing was recorded: the manifest is unchanged)")
+
+
+def changed_settings(settings: PreprocessSettings) -> dict[str, Any]:
+    """The preprocess settings whose values differ from PreprocessSettings() defaults (version left out)."""
+    defaults = PreprocessSettings()
+    return {f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+            if f.name != "version" and _plain(getattr(settings, f.name)) != _plain(getattr(defaults, f.name))}
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value as written in a profile (tuples as lists)."""
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 @dataclass(frozen=True)
@@ -380,9 +412,17 @@ class TensorCache:
             else:
                 failures.append((entry, reason))
         self._record_windows(windows)
+        if entries and len(failures) == len(entries):
+            self._forget(entry for entry, _ in failures)
+            raise SettingsFailEveryImage(fail_every_image_message(self.settings, failures))
         exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
         failed = len(failures) + len(problems)
         return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+
+    def _forget(self, entries: Iterable[Entry]) -> None:
+        """Remove the failure markers of `entries` (a run whose settings failed every image)."""
+        for entry in entries:
+            self.marker_for(entry).unlink(missing_ok=True)
 
     def _prepare_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -551,10 +591,11 @@ def _failure_rows(failures: list[tuple[Entry, str]], manifest: Manifest) -> pd.D
 
 
 def apply_exclusions(manifest: Manifest, exclusions: pd.DataFrame) -> list[str]:
-    """Record failed images in the manifest (in place): add their rows, drop their patients' tables rows.
+    """Exclude failed images' patients from a manifest in memory: add their rows, drop their tables rows.
 
     Follows the manifest's rule that a patient is excluded when it has exclusion rows and no breast
-    rows. Returns the ids of the patients newly excluded.
+    rows. Returns the ids of the patients newly excluded. The result is for this run only: a cache's
+    failures depend on its settings, so no step saves them into the manifest folder.
     """
     if exclusions.empty:
         return []
