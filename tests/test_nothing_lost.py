@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cemlib import cli
@@ -90,3 +91,59 @@ def test_fill_cache_of_the_study_never_saves_the_manifest(saved, tmp_path):
         else:
             assert prepare.fill_cache(profile, manifest, workers=0, progress=False)[1].built == 12
     assert digests(saved) == before
+
+
+# ------------------------------------------------------------------------------------ 2 broken predictions
+
+@pytest.fixture
+def scored(tmp_path: Path) -> dict[str, Path]:
+    """A manifest's breasts.csv (20 patients) and the test-split predictions of two models, all valid."""
+    from tests.test_tables import make_breasts, make_predictions
+
+    breasts = make_breasts(20)
+    (tmp_path / "manifest").mkdir()
+    breasts.to_csv(tmp_path / "manifest" / "breasts.csv", index=False)
+    predictions = make_predictions(breasts, models=("LE none", "CEM none"))
+    return {"manifest": tmp_path / "manifest", "predictions": predictions[predictions["split"] == "test"],
+            "out": tmp_path / "tables", "csv": tmp_path / "scores.csv"}
+
+
+def tables_args(scored: dict, frame) -> list[str]:
+    frame.to_csv(scored["csv"], index=False)
+    return ["tables", "--predictions", str(scored["csv"]), "--manifest", str(scored["manifest"]),
+            "--out", str(scored["out"]), "--ci-method", "wilson"]
+
+
+def test_valid_predictions_make_tables(scored):
+    assert cli.main(tables_args(scored, scored["predictions"])) == 0
+
+
+@pytest.mark.parametrize("broken, expected", [
+    ("missing", r"2 breast\(s\) of the manifest have no prediction \(first: synthetic/P016/L, model LE none"),
+    ("added", r"1 breast row\(s\) not in the manifest \(first: synthetic/P999/L, model LE none"),
+    ("score", r"1 row\(s\) with a score outside \[0, 1\] \(first: synthetic/P016/R, model CEM none, "
+              r"score 1\.7\)"),
+    ("split", r"1 breast row\(s\) in another split than the manifest's \(first: synthetic/P016/L"),
+])
+def test_broken_predictions_are_refused_with_the_count_and_a_breast(scored, capsys, broken, expected):
+    frame = scored["predictions"].reset_index(drop=True)
+    if broken == "missing":
+        frame = frame[~((frame["patient_id"] == "P016") & (frame["model"] == "LE none"))]
+    elif broken == "added":
+        extra = frame.iloc[:1].assign(patient_id="P999")
+        frame = pd.concat([frame, extra])
+    elif broken == "score":
+        frame.loc[(frame["patient_id"] == "P016") & (frame["side"] == "R") & (frame["model"] == "CEM none"),
+                  "score"] = 1.7
+    else:
+        frame.loc[0, "split"] = "val"
+    assert cli.main(tables_args(scored, frame)) == 1
+    assert re.search(expected, one_line_error(capsys, "tables"))
+    assert not scored["out"].exists() or not list(scored["out"].iterdir())
+
+
+def test_missing_breasts_pass_only_when_told(scored, capsys):
+    frame = scored["predictions"]
+    frame = frame[frame["patient_id"] != "P016"]
+    assert cli.main([*tables_args(scored, frame), "--allow-missing"]) == 0
+    assert "4 manifest breast row(s) have no prediction" in capsys.readouterr().out
