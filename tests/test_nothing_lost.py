@@ -4,20 +4,26 @@ that finished, and bad settings or label cells fail in one line."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cemlib import cli
-from cemlib.core.fileio import sha256_file
+from cemlib.core.fileio import LOCK_FILE, FolderInUse, sha256_file
 from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import PatientDataset
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.imaging import PreprocessSettings
 from tests.test_cache import make_manifest
 
+ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_FILES = ("images.csv", "breasts.csv", "exclusions.csv", "manifest.json")
 
 
@@ -147,3 +153,60 @@ def test_missing_breasts_pass_only_when_told(scored, capsys):
     frame = frame[frame["patient_id"] != "P016"]
     assert cli.main([*tables_args(scored, frame), "--allow-missing"]) == 0
     assert "4 manifest breast row(s) have no prediction" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- 3 one writer
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path, what: str = "cem train") -> Iterator[int]:
+    """`folder` locked by a second process, as a running verb holds it; yields that process's pid."""
+    code = ("import sys\nfrom cemlib.core.fileio import folder_lock\n"
+            "with folder_lock(sys.argv[1], sys.argv[2]):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder), what], cwd=ROOT, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_a_manifest_being_written_is_not_written_by_a_second_process(saved):
+    manifest = Manifest.load(saved)
+    with held_by_another_process(saved, "cem manifest") as pid:
+        with pytest.raises(FolderInUse, match=rf"{saved} is being written by pid {pid} \(cem manifest\)"):
+            manifest.save(saved)
+    manifest.save(saved)  # released: the next writer goes ahead
+    assert not (saved / LOCK_FILE).exists()
+
+
+def test_a_cache_being_filled_is_not_filled_by_a_second_preprocess(saved, tmp_path, capsys):
+    folder = TensorCache(tmp_path / "cache", PreprocessSettings(size=(64, 32))).folder
+    with held_by_another_process(folder, "cem preprocess") as pid:
+        assert cli.main(preprocess(saved, tmp_path / "cache", 64, 32)) == 1
+        err = one_line_error(capsys, "preprocess")
+        assert f"is being written by pid {pid} (cem preprocess)" in err
+    assert not list(folder.rglob("*.npy"))
+    assert cli.main(preprocess(saved, tmp_path / "cache", 64, 32)) == 0
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(saved):
+    (saved / LOCK_FILE).write_text("pid 99999999 (cem manifest)\n")  # what a kill -9 leaves behind
+    Manifest.load(saved).save(saved)
+    assert not (saved / LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_second_cem_train_into_a_run_folder_is_refused(tmp_path, capsys):
+    from tests.factories import tiny_study
+    from tests.test_verb_outputs import SIZE, train_args
+
+    tiny = tiny_study(tmp_path / "tiny", patients=4, seed=7, scale=0.05, size=SIZE)
+    run_dir = tmp_path / "run"
+    with held_by_another_process(run_dir / "stage2") as pid:
+        assert cli.main([*train_args(tiny, run_dir), "--set", "data.split=[0.5, 0.25, 0.25]"]) == 1
+        assert f"run/stage2 is being written by pid {pid} (cem train)" in one_line_error(capsys, "train")
+    assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("log.csv"))

@@ -20,8 +20,9 @@ Reading one small file with a single ``read()`` is faster than ``np.load(mmap_mo
 (no header parse, no mmap set-up) and reaches thousands of views per second.
 
 Writes go through :func:`cemlib.core.fileio.atomic_path` (temporary file, then rename), so an interrupted
-``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
-``fill`` runs on the same cache folder at the same time are not supported.
+``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. A
+``fill`` with entries to build holds the folder's lock (:func:`cemlib.core.fileio.folder_lock`): a second
+one on the same folder at the same time is refused with :class:`cemlib.core.fileio.FolderInUse`.
 
 Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
 and DES images and the rule that chose them (``cemlib.pixels.window``), for the QC notebook.
@@ -54,7 +55,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
+from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
 from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
@@ -391,7 +392,6 @@ class TensorCache:
         entries, problems = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
-        self._prepare_folder()
         todo: list[Entry] = []
         failures: list[tuple[Entry, str]] = []
         skipped = 0
@@ -404,6 +404,23 @@ class TensorCache:
             else:
                 todo.append(entry)
         built = 0
+        if todo or not self.folder.is_dir():
+            # A fill with work to do writes the folder: one at a time (a second one is refused).
+            with folder_lock(self.folder, "cem preprocess"):
+                built = self._build_missing(todo, failures, workers, progress)
+        if entries and len(failures) == len(entries):
+            with folder_lock(self.folder, "cem preprocess"):
+                self._forget(entry for entry, _ in failures)
+            raise SettingsFailEveryImage(fail_every_image_message(self.settings, failures))
+        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
+        failed = len(failures) + len(problems)
+        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+
+    def _build_missing(self, todo: list[Entry], failures: list[tuple[Entry, str]], workers: int,
+                       progress: bool) -> int:
+        """Build the `todo` entries (the folder's lock held); add their failures; return how many built."""
+        self._prepare_folder()
+        built = 0
         windows: dict[str, dict[str, Any]] = {}
         for status, entry, reason, window in self._build(todo, workers, progress):
             if status == "built":
@@ -412,12 +429,7 @@ class TensorCache:
             else:
                 failures.append((entry, reason))
         self._record_windows(windows)
-        if entries and len(failures) == len(entries):
-            self._forget(entry for entry, _ in failures)
-            raise SettingsFailEveryImage(fail_every_image_message(self.settings, failures))
-        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
-        failed = len(failures) + len(problems)
-        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+        return built
 
     def _forget(self, entries: Iterable[Entry]) -> None:
         """Remove the failure markers of `entries` (a run whose settings failed every image)."""

@@ -1,4 +1,4 @@
-"""The manifest: the dataset-agnostic tables every later step reads (`cem manifest` is in cemlib.data.sources).
+"""The manifest: the dataset-agnostic tables every later step reads (`cem manifest`: cemlib.data.sources).
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cemlib import __version__
-from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
+from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES, patient_classes
 
@@ -97,9 +97,15 @@ class Manifest:
         return sorted(set(self.exclusions["patient_id"]) - kept)
 
     def save(self, folder: str | Path) -> Path:
-        """Write the three CSV tables and manifest.json into `folder`, each file atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the three CSV tables and manifest.json into `folder`, each file atomically.
+
+        FolderInUse when another process is writing the same folder.
+        """
+        with folder_lock(folder, "cem manifest"):
+            return self._save(Path(folder))
+
+    def _save(self, folder: Path) -> Path:
+        """`save` with the folder's lock held."""
         for name, filename in TABLE_FILES.items():
             frame: pd.DataFrame = getattr(self, name)
             with atomic_path(folder / filename) as tmp:
