@@ -210,3 +210,54 @@ def test_a_second_cem_train_into_a_run_folder_is_refused(tmp_path, capsys):
         assert cli.main([*train_args(tiny, run_dir), "--set", "data.split=[0.5, 0.25, 0.25]"]) == 1
         assert f"run/stage2 is being written by pid {pid} (cem train)" in one_line_error(capsys, "train")
     assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("log.csv"))
+
+
+# ------------------------------------------------------------------------------ 4 half-run notebook report
+
+class Killed(BaseException):
+    """What a kill -9 amounts to for the pipeline: nothing after the line it hits runs."""
+
+
+@pytest.mark.slow
+def test_a_killed_step_keeps_the_report_off_until_it_reruns(tmp_path, monkeypatch):
+    import papermill
+
+    from cemlib.core.settings import load_profile
+    from cemlib.study import pipeline
+    from tests.test_pipeline import write_notebook
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("a", "b"):
+        write_notebook(notebooks / f"{name}.ipynb", f"print('table of {name}')")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(f"name: tiny\nreports: {tmp_path / 'reports'}\nruns: {tmp_path / 'runs'}\n")
+    settings = load_profile(profile)
+    run = dict(steps=("a", "b"), report=False, notebook_dir=notebooks)
+    pipeline.run_pipeline(profile, **run)
+    assert pipeline.unfinished_step(settings, ("a", "b")) is None
+
+    write_notebook(notebooks / "a.ipynb", "print('table of a, second run')")
+    real = papermill.execute_notebook
+
+    def killed_in_b(notebook, output, **kwargs):
+        if Path(notebook).stem == "b":
+            Path(output).write_text("{}")  # half written
+            raise Killed
+        return real(notebook, output, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", killed_in_b)
+    with pytest.raises(Killed):
+        pipeline.run_pipeline(profile, **run)
+    assert pipeline.unfinished_step(settings, ("a", "b")) == "b"
+    with pytest.raises(ValueError, match=r"step b did not finish .*resumes at b"):
+        pipeline.export_finished_report(settings, ("a", "b"))
+    monkeypatch.setattr(papermill, "execute_notebook", real)
+    assert [r.status for r in pipeline.run_pipeline(profile, **run)] == ["skipped", "ran"]
+    assert pipeline.unfinished_step(settings, ("a", "b")) is None
+
+
+def test_report_only_refuses_before_every_step_finished(tmp_path, capsys):
+    assert cli.main(["reproduce", "--workdir", str(tmp_path), "--report-only"]) == 1
+    err = one_line_error(capsys, "reproduce")
+    assert "step 00_cohort did not finish" in err
