@@ -261,3 +261,50 @@ def test_report_only_refuses_before_every_step_finished(tmp_path, capsys):
     assert cli.main(["reproduce", "--workdir", str(tmp_path), "--report-only"]) == 1
     err = one_line_error(capsys, "reproduce")
     assert "step 00_cohort did not finish" in err
+
+
+# ------------------------------------------------------------------------------ 5 settings in one line
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: broken\ntrain: {lr: 0.1\n", r"broken\.yaml: not valid YAML at line \d+, column \d+: "),
+    ("name: evil\nseed: !!python/object/apply:os.system ['true']\n",
+     r"evil\.yaml: not valid YAML at line 2, column 7: could not determine a constructor for the tag "
+     r"'tag:yaml\.org,2002:python/object/apply:os\.system'"),
+])
+def test_a_malformed_profile_is_one_settings_error_naming_the_file(tmp_path, capsys, text, expected):
+    name = text.split("\n")[0].removeprefix("name: ")
+    profile = tmp_path / f"{name}.yaml"
+    profile.write_text(text)
+    assert cli.main(["preprocess", "--profile", str(profile)]) == 2
+    assert re.search(expected, one_line_error(capsys, "preprocess"))
+
+
+def test_a_broken_set_value_is_one_settings_error_naming_the_key(capsys):
+    assert cli.main(["train", "--profile", "smoke", "--set", "train.lr=[1,"]) == 2
+    assert "--set train.lr: not valid YAML" in one_line_error(capsys, "train")
+
+
+# ------------------------------------------------------------------------------------------- 6 minor ones
+
+def test_zero_replicates_and_negative_workers_are_refused(tmp_path, capsys):
+    assert cli.main(["reproduce", "--workdir", str(tmp_path), "--set", "replicates=0", "--no-report"]) == 2
+    assert "setting 'replicates' must be at least 1, got 0" in one_line_error(capsys, "reproduce")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["preprocess", "--profile", "smoke", "--workers", "-3"])
+    assert exited.value.code == 2 and "--workers: must be 0 or more, got -3" in capsys.readouterr().err
+
+
+def test_formula_cells_of_a_label_sheet_never_reach_breasts_csv(tmp_path):
+    from cemlib.data import sources
+    from tests.test_sources_internal import write_ge_cohort
+
+    root = write_ge_cohort(tmp_path / "cohort", n_patients=2)
+    labels = pd.read_csv(root / "labels.csv", dtype=str, keep_default_na=False)
+    labels.loc[0, "pathology"] = '=HYPERLINK("http://example.invalid/x","click")'
+    labels.loc[1, "birads"] = "@SUM(1+1)"
+    labels.loc[2, "density"] = "+cmd|' /C calc'!A0"
+    labels.to_csv(root / "labels.csv", index=False)
+    manifest, _ = sources.build(root, "ge", seed=0, workers=1)
+    written = manifest.save(tmp_path / "manifest") / "breasts.csv"
+    assert not re.search(r"(^|,)[=@+]", written.read_text(), re.MULTILINE)
+    assert len(manifest.breasts) == 4  # the breasts stay, without the formula text

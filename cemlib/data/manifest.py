@@ -352,12 +352,30 @@ def _check_values(frame: pd.DataFrame, column: str, allowed: Iterable[str], what
 
 
 def cell_text(value: Any) -> str:
-    """A table or workbook cell as stripped text: empty for NaN/None, integral floats without '.0'."""
+    """A table or workbook cell as stripped text: empty for NaN, None and formulas; integral floats plain.
+
+    A formula (``=HYPERLINK(...)``, ``@SUM(...)``, ``+cmd|...``) is no value of the study: it becomes empty,
+    so it never reaches a CSV that a spreadsheet would run it from.
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    return "" if looks_like_formula(text) else text
+
+
+def looks_like_formula(text: str) -> bool:
+    """Whether spreadsheet software would run `text` as a formula: it starts with = or @, or with + or -
+    and is not a number."""
+    if text[:1] in ("=", "@"):
+        return True
+    if text[:1] in ("+", "-") and len(text) > 1:
+        try:
+            float(text)
+        except ValueError:
+            return True
+    return False
 
 
 def _age(value: Any) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cemlib.core.outputs import check_output_folder
-from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.core.settings import add_override_option, load_profile, non_negative_int, parse_overrides
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.imaging import PreprocessSettings
@@ -22,7 +22,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="output size (rows, cols) after crop and resize")
     parser.add_argument("--window", choices=["adaptive", "fixed"], help="grey-level window rule")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    parser.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                        help="parallel processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # Accepted for old scripts: the manifest is never rewritten now (failures stay with the cache).
     parser.add_argument("--keep-manifest", action="store_true", help=argparse.SUPPRESS)
