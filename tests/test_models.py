@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import urllib.error
 
 import pytest
 import torch
@@ -417,11 +416,12 @@ def test_pretrained_errors_are_clear(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"width 1\.0 only"):
         build_model("mf_concat", 2, **SMALL, pretrained="imagenet")
 
-    def offline(self, *args, **kwargs):
-        raise urllib.error.URLError("no network")
+    def download(self, *args, **kwargs):
+        raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(torchvision.models.VGG16_BN_Weights, "get_state_dict", offline)
-    with pytest.raises(RuntimeError, match="could not fetch torchvision's ImageNet VGG16-BN weights"):
+    monkeypatch.setattr(torchvision.models.VGG16_BN_Weights, "get_state_dict", download)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # nothing cached there
+    with pytest.raises(FileNotFoundError, match=r"pretrained=imagenet: .* nothing downloads at run time"):
         build_model("mf_concat", 2, head=(8,), input_size=(64, 32), pretrained="imagenet")
 
 

@@ -4,11 +4,16 @@ Files are written to a temporary file beside the target and renamed into place, 
 file or the whole new one. The result gets the permissions a plain `open(..., "w")` would give under
 the process's umask (0644 under the usual 022), not the 0600 of a temporary file: colleagues on a
 shared server can read reports and checkpoints.
+
+A folder one process writes at a time (a run folder, a manifest, a cache) is held with `folder_lock`: an
+flock on `<folder>/.lock`, which records the holder's pid and what it does. The kernel releases the lock
+when its process dies, so a kill -9 leaves no stale lock: the next writer simply takes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -113,3 +118,68 @@ def save_figure(fig: Any, path: str | os.PathLike, formats: Sequence[str] | None
         atomic_write_bytes(target, buffer.getvalue())
         written.append(target)
     return written
+
+
+#: The lock file `folder_lock` keeps in each folder it guards, while it holds it.
+LOCK_FILE = ".lock"
+#: Locks this process holds: lock path -> [open lock file, nesting depth], so a holder can lock again.
+_HELD: dict[str, list[Any]] = {}
+
+
+class FolderInUse(RuntimeError):
+    """Another live process holds the folder's lock; the message names the folder, the pid and its work."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold `folder` for writing while the block runs; FolderInUse at once when another process holds it.
+
+    `what` says what the holder does (e.g. "cem train"), for the message the second writer gets. Nested
+    locks of one folder by one process are fine. A lock file a killed process left is taken over.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder.resolve() / LOCK_FILE
+    key = str(path)
+    if key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [_acquire(path, what), 1]
+    try:
+        yield folder
+    finally:
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            handle = _HELD.pop(key)[0]
+            path.unlink(missing_ok=True)  # still locked: whoever opened this file meanwhile sees it is gone
+            handle.close()  # closing the file releases the flock
+
+
+def _acquire(path: Path, what: str) -> Any:
+    """The open lock file with its flock taken and this process recorded in it; FolderInUse if held."""
+    while True:
+        handle = open(path, "a+")  # held open for as long as the lock is
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise FolderInUse(f"{path.parent} is being written by {holder}; wait for it to finish, or stop "
+                              "it (one writer at a time)") from None
+        if _same_file(handle, path):
+            break
+        handle.close()  # the holder removed that file as it let go: lock the new one
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} ({what})\n")
+    handle.flush()
+    return handle
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    """Whether the open `handle` is still the file at `path` (not one unlinked since it was opened)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False

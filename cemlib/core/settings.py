@@ -225,7 +225,19 @@ def _build(cls: type[Section], values: Mapping[str, Any], prefix: str, where: st
         if key not in names:
             raise SettingsError(_unknown_key_message(str(key), names, prefix, where))
         kwargs[key] = _convert(hints[key], value, dotted, where)
+        _check_minimum(dotted, kwargs[key], where)
     return cls(**kwargs)
+
+
+#: The least value of each counting setting (None always allowed where the type permits it).
+MINIMUMS = {"replicates": 1, "threads": 1, "train.batch_size": 1, "train.workers": 0, "preprocess.workers": 0}
+
+
+def _check_minimum(dotted: str, value: Any, where: str) -> None:
+    """SettingsError when a counting setting is below its least value."""
+    least = MINIMUMS.get(dotted)
+    if least is not None and value is not None and value < least:
+        raise SettingsError(f"{where}: setting '{dotted}' must be at least {least}, got {value!r}")
 
 
 def _unknown_key_message(key: str, names: tuple[str, ...], prefix: str, where: str) -> str:
@@ -304,7 +316,7 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     """Read a profile, apply dotted-key overrides, check every key and type, make its paths absolute."""
     path = profile_path(name_or_path)
     with open(path) as fh:
-        tree = yaml.safe_load(fh)
+        tree = _yaml_value(fh.read(), str(path))
     if not isinstance(tree, dict):
         raise SettingsError(f"{path}: a profile must be a YAML mapping")
     build_settings(tree, str(path))  # the file alone first, so its own mistakes name the file
@@ -350,8 +362,33 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise SettingsError(f"--set expects KEY=VALUE (e.g. train.stage2_epochs=2), got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = _yaml_value(value, f"--set {key.strip()}")
     return overrides
+
+
+def _yaml_value(text: str, where: str) -> Any:
+    """YAML text read safely; SettingsError in one line, naming `where` and the line, when it is not YAML.
+
+    Python tags (!!python/...) are refused like any other error: a profile is data, never code.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SettingsError(f"{where}: not valid YAML{at}: {' '.join(str(problem).split())}") from None
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (a count of worker processes or threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def add_override_option(parser: argparse.ArgumentParser, example: str = "train.stage2_epochs=2") -> None:

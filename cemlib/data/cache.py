@@ -20,8 +20,9 @@ Reading one small file with a single ``read()`` is faster than ``np.load(mmap_mo
 (no header parse, no mmap set-up) and reaches thousands of views per second.
 
 Writes go through :func:`cemlib.core.fileio.atomic_path` (temporary file, then rename), so an interrupted
-``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. Two
-``fill`` runs on the same cache folder at the same time are not supported.
+``fill`` leaves at worst stray temporary files, which the next ``fill`` removes before it resumes. A
+``fill`` with entries to build holds the folder's lock (:func:`cemlib.core.fileio.folder_lock`): a second
+one on the same folder at the same time is refused with :class:`cemlib.core.fileio.FolderInUse`.
 
 Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
 and DES images and the rule that chose them (``cemlib.pixels.window``), for the QC notebook.
@@ -29,12 +30,15 @@ and DES images and the rule that chose them (``cemlib.pixels.window``), for the 
 Images that fail preprocessing (:class:`cemlib.pixels.imaging.PreprocessError`, an unreadable file) are not
 cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
 from the datasets, never silently dropped. Deterministic failures are remembered in a small
-``<key>.failed.json`` marker so a second run does no work.
+``<key>.failed.json`` marker so a second run does no work. These exclusions belong to the cache of one
+settings digest, never to the manifest: ``failures`` reads them back and the datasets apply them when
+they load, so a fixed setting (a new digest) serves every patient again. When every view of a manifest
+fails, the settings are wrong, not the images: ``fill`` raises :class:`SettingsFailEveryImage` and keeps
+no marker of that run.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import hashlib
@@ -51,13 +55,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
-from cemlib.pixels.imaging import PreprocessError, PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
-from cemlib.core.outputs import OutputLocationError, check_output_folder
+from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
-from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
+from cemlib.pixels.imaging import (
+    PreprocessError,
+    PreprocessSettings,
+    preprocess_mask,
+    preprocess_pair,
+    read_pixels,
+)
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -67,6 +75,31 @@ EXCLUSION_KIND = "preprocess_failed"
 WINDOWS_FILE = "windows.csv"
 WINDOW_COLUMNS = ("key", "dataset", "patient_id", "side", "view", "le_low", "le_high", "le_window_rule",
                   "des_low", "des_high", "des_window_rule")
+
+
+class SettingsFailEveryImage(ValueError):
+    """Every view of a manifest failed preprocessing: a preprocess setting is wrong, not the images."""
+
+
+def fail_every_image_message(settings: PreprocessSettings, failures: list[tuple[Entry, str]]) -> str:
+    """One line: every view failed, the settings that differ from the defaults, the first reason."""
+    changed = changed_settings(settings)
+    named = ", ".join(f"preprocess.{k}={v}" for k, v in changed.items()) or "the defaults"
+    reason = failures[0][1] if failures else ""
+    return (f"preprocessing failed for all {len(failures)} image view(s) with {named} (first: {reason}); "
+            "fix the setting and run again (nothing was recorded: the manifest is unchanged)")
+
+
+def changed_settings(settings: PreprocessSettings) -> dict[str, Any]:
+    """The preprocess settings whose values differ from PreprocessSettings() defaults (version left out)."""
+    defaults = PreprocessSettings()
+    return {f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+            if f.name != "version" and _plain(getattr(settings, f.name)) != _plain(getattr(defaults, f.name))}
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value as written in a profile (tuples as lists)."""
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 @dataclass(frozen=True)
@@ -359,7 +392,6 @@ class TensorCache:
         entries, problems = self.plan(manifest)
         for entry in entries:
             self._index[(entry.dataset, entry.patient_id, entry.side, entry.view)] = entry
-        self._prepare_folder()
         todo: list[Entry] = []
         failures: list[tuple[Entry, str]] = []
         skipped = 0
@@ -372,6 +404,23 @@ class TensorCache:
             else:
                 todo.append(entry)
         built = 0
+        if todo or not self.folder.is_dir():
+            # A fill with work to do writes the folder: one at a time (a second one is refused).
+            with folder_lock(self.folder, "cem preprocess"):
+                built = self._build_missing(todo, failures, workers, progress)
+        if entries and len(failures) == len(entries):
+            with folder_lock(self.folder, "cem preprocess"):
+                self._forget(entry for entry, _ in failures)
+            raise SettingsFailEveryImage(fail_every_image_message(self.settings, failures))
+        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
+        failed = len(failures) + len(problems)
+        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+
+    def _build_missing(self, todo: list[Entry], failures: list[tuple[Entry, str]], workers: int,
+                       progress: bool) -> int:
+        """Build the `todo` entries (the folder's lock held); add their failures; return how many built."""
+        self._prepare_folder()
+        built = 0
         windows: dict[str, dict[str, Any]] = {}
         for status, entry, reason, window in self._build(todo, workers, progress):
             if status == "built":
@@ -380,9 +429,12 @@ class TensorCache:
             else:
                 failures.append((entry, reason))
         self._record_windows(windows)
-        exclusions = pd.concat([problems, _failure_rows(failures, manifest)], ignore_index=True)
-        failed = len(failures) + len(problems)
-        return FillResult(built=built, skipped=skipped, failed=failed, exclusions=exclusions)
+        return built
+
+    def _forget(self, entries: Iterable[Entry]) -> None:
+        """Remove the failure markers of `entries` (a run whose settings failed every image)."""
+        for entry in entries:
+            self.marker_for(entry).unlink(missing_ok=True)
 
     def _prepare_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -551,10 +603,11 @@ def _failure_rows(failures: list[tuple[Entry, str]], manifest: Manifest) -> pd.D
 
 
 def apply_exclusions(manifest: Manifest, exclusions: pd.DataFrame) -> list[str]:
-    """Record failed images in the manifest (in place): add their rows, drop their patients' tables rows.
+    """Exclude failed images' patients from a manifest in memory: add their rows, drop their tables rows.
 
     Follows the manifest's rule that a patient is excluded when it has exclusion rows and no breast
-    rows. Returns the ids of the patients newly excluded.
+    rows. Returns the ids of the patients newly excluded. The result is for this run only: a cache's
+    failures depend on its settings, so no step saves them into the manifest folder.
     """
     if exclusions.empty:
         return []

@@ -1,4 +1,4 @@
-"""The manifest: the dataset-agnostic tables every later step reads (`cem manifest` is in cemlib.data.sources).
+"""The manifest: the dataset-agnostic tables every later step reads (`cem manifest`: cemlib.data.sources).
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cemlib import __version__
-from cemlib.core.fileio import atomic_path, atomic_write_text, sha256_file
+from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES, patient_classes
 
@@ -97,9 +97,15 @@ class Manifest:
         return sorted(set(self.exclusions["patient_id"]) - kept)
 
     def save(self, folder: str | Path) -> Path:
-        """Write the three CSV tables and manifest.json into `folder`, each file atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the three CSV tables and manifest.json into `folder`, each file atomically.
+
+        FolderInUse when another process is writing the same folder.
+        """
+        with folder_lock(folder, "cem manifest"):
+            return self._save(Path(folder))
+
+    def _save(self, folder: Path) -> Path:
+        """`save` with the folder's lock held."""
         for name, filename in TABLE_FILES.items():
             frame: pd.DataFrame = getattr(self, name)
             with atomic_path(folder / filename) as tmp:
@@ -346,12 +352,30 @@ def _check_values(frame: pd.DataFrame, column: str, allowed: Iterable[str], what
 
 
 def cell_text(value: Any) -> str:
-    """A table or workbook cell as stripped text: empty for NaN/None, integral floats without '.0'."""
+    """A table or workbook cell as stripped text: empty for NaN, None and formulas; integral floats plain.
+
+    A formula (``=HYPERLINK(...)``, ``@SUM(...)``, ``+cmd|...``) is no value of the study: it becomes empty,
+    so it never reaches a CSV that a spreadsheet would run it from.
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    return "" if looks_like_formula(text) else text
+
+
+def looks_like_formula(text: str) -> bool:
+    """Whether spreadsheet software would run `text` as a formula: it starts with = or @, or with + or -
+    and is not a number."""
+    if text[:1] in ("=", "@"):
+        return True
+    if text[:1] in ("+", "-") and len(text) > 1:
+        try:
+            float(text)
+        except ValueError:
+            return True
+    return False
 
 
 def _age(value: Any) -> float:

@@ -87,8 +87,15 @@ def _map_size(height: int, width: int) -> tuple[int, int]:
 
 
 def _imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet VGG16-BN weights (downloads unless already in the torch hub cache)."""
+    """torchvision's ImageNet VGG16-BN weights from the torch hub cache; nothing downloads at run time."""
     weights = torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file():
+        raise FileNotFoundError(
+            f"model.pretrained=imagenet: the ImageNet VGG16-BN weights are not in the torch hub cache "
+            f"({cached}) and nothing downloads at run time; fetch {weights.url} beforehand and set "
+            "model.pretrained to its path (or place it there)"
+        )
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as err:

@@ -84,6 +84,13 @@ def validate_predictions(predictions: pd.DataFrame, source: str = "predictions")
             f"(first breast: {df.loc[bad_score, 'patient_id'].iloc[0]} "
             f"{df.loc[bad_score, 'side'].iloc[0]}, model {df.loc[bad_score, 'model'].iloc[0]})"
         )
+    outside = (scores < 0) | (scores > 1)
+    if outside.any():
+        first = df[outside].iloc[0]
+        raise ValueError(
+            f"{source}: {int(outside.sum())} row(s) with a score outside [0, 1] (first: {breast_key(first)}, "
+            f"model {first['model']}, score {scores[outside].iloc[0]:g}); scores are malignancy probabilities"
+        )
     df["label"], df["score"] = labels.astype(int), scores.astype(float)
     duplicated = df.duplicated(["model", *BREAST_KEY])
     if duplicated.any():
@@ -93,6 +100,43 @@ def validate_predictions(predictions: pd.DataFrame, source: str = "predictions")
             f"(first: model {first['model']}, {first['patient_id']} {first['side']})"
         )
     return df
+
+
+def breast_key(row: pd.Series | dict) -> str:
+    """A breast as messages name it: dataset/patient_id/side (pseudonymous ids)."""
+    return f"{row['dataset']}/{row['patient_id']}/{row['side']}"
+
+
+def check_coverage(predictions: pd.DataFrame, breasts: pd.DataFrame, source: str = "predictions",
+                   allow_missing: bool = False) -> int:
+    """ValueError unless `predictions` score exactly the manifest's breasts, split for split.
+
+    A breast absent from the manifest, or in another split there, is always refused. Each model must
+    score every manifest breast of each (dataset, split) it scores; with `allow_missing` the missing
+    ones are only counted. Returns the number of missing (model, breast) rows.
+    """
+    manifest = breasts[[*BREAST_KEY, "split"]].astype(str).drop_duplicates(BREAST_KEY)
+    manifest = manifest.rename(columns={"split": "manifest_split"})
+    merged = predictions.merge(manifest, on=BREAST_KEY, how="left")
+    _refuse(merged[merged["manifest_split"].isna()], source, "breast row(s) not in the manifest")
+    _refuse(merged[merged["manifest_split"].notna() & (merged["manifest_split"] != merged["split"])],
+            source, "breast row(s) in another split than the manifest's")
+    scored = predictions[["model", "split", *BREAST_KEY]].drop_duplicates()
+    groups = scored[["model", "dataset", "split"]].drop_duplicates()
+    expected = groups.merge(manifest.rename(columns={"manifest_split": "split"}), on=["dataset", "split"])
+    missing = expected.merge(scored, on=["model", "split", *BREAST_KEY], how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"]
+    if not allow_missing:
+        _refuse(missing, source, "breast(s) of the manifest have no prediction")
+    return len(missing)
+
+
+def _refuse(rows: pd.DataFrame, source: str, what: str) -> None:
+    """A ValueError naming the count of `rows` and the first one's breast and model, when there are any."""
+    if len(rows):
+        first = rows.iloc[0]
+        raise ValueError(f"{source}: {len(rows)} {what} (first: {breast_key(first)}, "
+                         f"model {first['model']}, split {first['split']})")
 
 
 def load_predictions(path: str | Path) -> pd.DataFrame:

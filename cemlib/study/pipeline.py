@@ -287,6 +287,10 @@ def run_pipeline(
         if unchanged and ARTIFACTS_KEY in state and not intact:
             print(f"[{index}/{len(steps)}] {name}: files it wrote were changed or removed since", flush=True)
         rerun_rest = True
+        # Unfinished until it ends well: a kill now leaves this step and those after it off the record.
+        for later in steps[index - 1:]:
+            state.pop(later, None)
+        atomic_write_text(state_path, json.dumps(state, indent=2))
         print(f"[{index}/{len(steps)}] {name}: running", flush=True)
         started = time.perf_counter()
         before = report_files.output_files(reports)
@@ -338,6 +342,25 @@ def write_environment(profile: Settings) -> Path:
     path = Path(profile.reports) / ENVIRONMENT_FILE
     atomic_write_text(path, json.dumps(describe_environment(), indent=2) + "\n")
     return path
+
+
+def unfinished_step(profile: Settings, steps: tuple[str, ...] = STEPS) -> str | None:
+    """The first step whose notebook did not finish (never ran, failed or was killed), or None."""
+    state = _load_state(Path(profile.runs) / STATE_FILE)
+    for name in steps:
+        if name not in state or not (executed_dir(profile) / f"{name}.ipynb").is_file():
+            return name
+    return None
+
+
+def export_finished_report(profile: Settings, steps: tuple[str, ...] = STEPS) -> dict[str, Path]:
+    """export_report, when every step's notebook finished; a ValueError naming the step to rerun if not."""
+    name = unfinished_step(profile, steps)
+    if name is not None:
+        raise ValueError(f"step {name} did not finish (never ran, failed or was interrupted), so the report "
+                         f"would miss its tables and figures; run `cem reproduce` (it resumes at {name}) "
+                         "before --report-only")
+    return export_report(profile)
 
 
 def export_report(profile: Settings) -> dict[str, Path]:

@@ -5,15 +5,15 @@ set (`external.<name>`): when the profile asks for synthetic data and none is th
 replica is written (cemlib.synthetic, the replica writers); an existing one must match the profile;
 the folder is scanned by its source adapter into a manifest (split at patient level, or marked
 external); then the tensor cache is filled, and images that fail preprocessing exclude their patients
-with the reason, saved in the manifest. Missing synthetic settings of an external replica fall back to
-the internal cohort's, which fall back to SYNTH_DEFAULTS: one set of defaults.
+with the reason (kept with the cache of those settings, never written into the manifest). Missing
+synthetic settings of an external replica fall back to the internal cohort's, which fall back to
+SYNTH_DEFAULTS: one set of defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,17 +175,17 @@ def _root_key(plan: DatasetPlan) -> str:
     return "data.root" if plan.name == INTERNAL else f"external.{plan.name}.root"
 
 
-def fill_cache(profile: Settings, manifest: Manifest, manifest_dir: str | os.PathLike,
-               workers: int | None = None, progress: bool = True) -> tuple[TensorCache, FillResult]:
-    """Fill the profile's tensor cache for `manifest`; images that fail exclude their patients (saved).
+def fill_cache(profile: Settings, manifest: Manifest, workers: int | None = None, progress: bool = True
+               ) -> tuple[TensorCache, FillResult]:
+    """Fill the profile's tensor cache for `manifest`; images that fail exclude their patients in memory.
 
-    Returns (TensorCache, FillResult).
+    The manifest folder is never rewritten: the failures stay with the cache of these settings (the
+    datasets apply them again when they load). Returns (TensorCache, FillResult).
     """
     cache_dir = _required(profile.preprocess.cache, profile, "preprocess.cache")
     cache = TensorCache(cache_dir, preprocess_settings(profile))
     result = cache.fill(manifest, workers=prep_workers(profile, workers), progress=progress)
-    if apply_exclusions(manifest, result.exclusions):
-        manifest.save(Path(manifest_dir))
+    apply_exclusions(manifest, result.exclusions)
     return cache, result
 
 
@@ -201,8 +201,8 @@ def prepare_data(profile: Settings, workers: int | None = None, progress: bool =
     plan = plan_dataset(profile, name)
     workers = prep_workers(profile, workers)
     manifest = ensure_manifest(plan, workers)
-    cache, _ = fill_cache(dataclasses.replace(profile, preprocess=plan.preprocess), manifest,
-                          plan.manifest_dir, workers, progress)
+    profile = dataclasses.replace(profile, preprocess=plan.preprocess)
+    cache, _ = fill_cache(profile, manifest, workers, progress)
     return manifest, cache
 
 

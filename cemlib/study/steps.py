@@ -195,7 +195,7 @@ def cohort_tables(cfg: Settings, manifest) -> dict[str, pd.DataFrame]:
 def prepare_cache(cfg: Settings):
     """(manifest, cache, fill summary): the tensor cache filled for the profile's manifest."""
     manifest = prepare.prepare_manifest(cfg)
-    cache, result = prepare.fill_cache(cfg, manifest, cfg.data.manifest)
+    cache, result = prepare.fill_cache(cfg, manifest)
     return manifest, cache, result.summary()
 
 

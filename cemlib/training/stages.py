@@ -23,9 +23,10 @@ nodes share.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cemlib.core.devices import DistContext, init_distributed, set_seed
+from cemlib.core.fileio import folder_lock
 from cemlib.core.settings import Settings
 from cemlib.core.vocab import (
     FUSIONS,
@@ -271,8 +273,9 @@ def train_stage1(
     """Train (or resume, or reuse when finished) stage 1 in `run_dir`; returns its best checkpoint."""
     check_choices(IMAGE_MODEL, inputs)
     context = init_distributed(profile.device)
-    plan = plan_stage1(profile, inputs, run_dir, manifest, cache)
-    return plan.run(context).best_checkpoint
+    with stage_locks(context, Path(run_dir)):
+        plan = plan_stage1(profile, inputs, run_dir, manifest, cache)
+        return plan.run(context).best_checkpoint
 
 
 def train(
@@ -295,16 +298,32 @@ def train(
         raise ValueError(f"fusion must be one of {FUSIONS}")
     run_dir = Path(run_dir)
     context = init_distributed(profile.device)
-    stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
-    if stage1_checkpoint is None:
-        stage1 = plan_stage1(profile, inputs, run_dir / "stage1", manifest, cache)
-        stage1.check(context)
-        stage2.check(context, skip=(STAGE1_DIGEST,))  # both refused before either trains
-        stage1_checkpoint = stage1.run(context).best_checkpoint
-        stage2.meta["stage1"] = str(stage1_checkpoint)
-        stage2.settings[STAGE1_DIGEST] = weights_digest(stage1_checkpoint)
-    load_stage1(stage2.model, stage1_checkpoint)
-    return stage2.run(context).best_checkpoint
+    folders = [run_dir / "stage2"] if stage1_checkpoint is not None else [run_dir / "stage1",
+                                                                          run_dir / "stage2"]
+    with stage_locks(context, *folders):  # held from the checks to the last epoch of both stages
+        stage2 = plan_stage2(profile, fusion, inputs, run_dir / "stage2", manifest, cache, stage1_checkpoint)
+        if stage1_checkpoint is None:
+            stage1 = plan_stage1(profile, inputs, run_dir / "stage1", manifest, cache)
+            stage1.check(context)
+            stage2.check(context, skip=(STAGE1_DIGEST,))  # both refused before either trains
+            stage1_checkpoint = stage1.run(context).best_checkpoint
+            stage2.meta["stage1"] = str(stage1_checkpoint)
+            stage2.settings[STAGE1_DIGEST] = weights_digest(stage1_checkpoint)
+        load_stage1(stage2.model, stage1_checkpoint)
+        return stage2.run(context).best_checkpoint
+
+
+@contextlib.contextmanager
+def stage_locks(context: DistContext, *folders: Path) -> Iterator[None]:
+    """Hold the stage folders for this run; a second `cem train` into them is refused (FolderInUse).
+
+    Under torchrun only rank 0 writes the folders, so it alone takes the locks.
+    """
+    with contextlib.ExitStack() as stack:
+        if context.is_main:
+            for folder in folders:
+                stack.enter_context(folder_lock(folder, "cem train"))
+        yield
 
 
 def stage1_dir(profile: Settings, inputs: str) -> Path:

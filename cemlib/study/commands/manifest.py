@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cemlib.core.fileio import remove_stale_temporaries
 from cemlib.core.outputs import check_output_folder
+from cemlib.core.settings import non_negative_int
 from cemlib.data.manifest import DEFAULT_RATIOS, PRIVATE_NAMES, Manifest, describe, verify
 from cemlib.data.sources import ADAPTERS, build
 
@@ -22,7 +23,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", nargs=3, type=float, default=list(DEFAULT_RATIOS),
                         metavar=("TRAIN", "VAL", "TEST"), help="split ratios (default 0.7 0.1 0.2)")
     parser.add_argument("--dataset", help="dataset name written into the tables (default: from the layout)")
-    parser.add_argument("--workers", type=int, default=None, help="threads for reading files")
+    parser.add_argument("--workers", type=non_negative_int, default=None, help="threads for reading files")
     parser.add_argument("--verify", metavar="MANIFEST_DIR",
                         help="check the files of an existing manifest against its sha256 column")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cemlib.core.fileio import atomic_write_text, remove_stale_temporaries, temporaries_of
 from cemlib.core.outputs import check_output_file, check_output_folder
+from cemlib.core.settings import non_negative_int
 from cemlib.core.vocab import INPUTS
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
@@ -35,7 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", choices=INPUTS, help="default: the model's own inputs")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="processes filling the cache")
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="processes filling the cache")
 
 
 def _cache_for(checkpoint: Mapping[str, Any], cache_dir: str | None, path: str):

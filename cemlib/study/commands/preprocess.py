@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cemlib.core.outputs import OutputLocationError, check_output_folder
-from cemlib.core.settings import add_override_option, load_profile, parse_overrides
+from cemlib.core.outputs import check_output_folder
+from cemlib.core.settings import add_override_option, load_profile, non_negative_int, parse_overrides
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.imaging import PreprocessSettings
@@ -22,12 +22,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="output size (rows, cols) after crop and resize")
     parser.add_argument("--window", choices=["adaptive", "fixed"], help="grey-level window rule")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    parser.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
+                        help="parallel processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument(
-        "--keep-manifest", action="store_true",
-        help="do not record failed images as patient exclusions in the manifest folder",
-    )
+    # Accepted for old scripts: the manifest is never rewritten now (failures stay with the cache).
+    parser.add_argument("--keep-manifest", action="store_true", help=argparse.SUPPRESS)
     add_override_option(parser, "preprocess.window=fixed")
 
 
@@ -55,18 +54,12 @@ def run_cli(args: argparse.Namespace) -> int:
     if not (manifest_dir / "images.csv").exists():
         raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
     check_output_folder(cache_dir)
-    if not args.keep_manifest:  # failed images are recorded there as exclusions
-        try:
-            check_output_folder(manifest_dir, min_free_bytes=0)
-        except OutputLocationError as exc:
-            raise OutputLocationError(f"{exc}; give --keep-manifest to leave the manifest as it is") from exc
     manifest = Manifest.load(manifest_dir)
     cache = TensorCache(cache_dir, settings)
     result = cache.fill(manifest, workers=args.workers, progress=not args.no_progress)
     print(f"cache {cache.folder}: {result.summary()}")
     for row in result.exclusions.itertuples():
         print(f"  excluded {row.dataset}/{row.patient_id}: {row.reason}")
-    if not args.keep_manifest and (dropped := apply_exclusions(manifest, result.exclusions)):
-        manifest.save(manifest_dir)
-        print(f"excluded {len(dropped)} patient(s) in {manifest_dir} (see exclusions.csv)")
+    if dropped := apply_exclusions(manifest, result.exclusions):
+        print(f"{len(dropped)} patient(s) left out with these settings (the manifest is unchanged)")
     return 0

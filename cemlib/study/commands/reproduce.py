@@ -9,7 +9,7 @@ import time
 from cemlib.core.fileio import remove_stale_temporaries
 from cemlib.core.outputs import check_output_folder
 from cemlib.core.settings import add_override_option, load_profile, parse_overrides
-from cemlib.study.pipeline import STEPS, StepFailed, export_report, run_pipeline
+from cemlib.study.pipeline import STEPS, StepFailed, export_finished_report, run_pipeline
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", help="folder for data, runs and reports (default: the clone's root, or "
                         "the current folder when cemlib is installed)")
     parser.add_argument("--report-only", action="store_true",
-                        help="only export the HTML/PDF report from the notebooks already executed")
+                        help="only export the HTML/PDF report from the executed notebooks (all finished)")
     parser.add_argument("--replicates", type=_positive_int, metavar="N",
                         help="train every model under N training seeds (the profile key replicates; "
                         "default: the profile's, 1)")
@@ -45,7 +45,7 @@ def run_cli(args: argparse.Namespace) -> int:
         remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
         profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
-        for path in export_report(profile).values():
+        for path in export_finished_report(profile).values():
             print(f"report: {path}", flush=True)
         return 0
     steps = tuple(args.steps) if args.steps else STEPS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cemlib.core.outputs import check_output_file, check_output_folder
+from cemlib.core.settings import non_negative_int
 from cemlib.synthetic import cddcesm, inbreast
 from cemlib.synthetic.cohort import DEFAULT_PATIENTS
 from cemlib.synthetic.ge import write_cohort
@@ -21,7 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--scale", type=float, default=0.08,
                         help="resolution relative to 3062 x 2394 at 0.1 mm (default: 0.08)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="processes (default: CPU count up to 8; 0 = serial)")
     parser.add_argument("--no-images", action="store_true",
                         help="write labels.csv and lesions.csv only, without rendering pixels (ge format)")

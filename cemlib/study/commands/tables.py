@@ -10,7 +10,7 @@ from cemlib.core.outputs import check_output_folder
 from cemlib.results import stats
 from cemlib.results.build import write_all
 from cemlib.results.claims import load_reference
-from cemlib.results.tables import load_breasts, load_predictions
+from cemlib.results.tables import check_coverage, load_breasts, load_predictions
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--level", type=float, default=0.95, help="confidence level")
     parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="evaluate although some manifest breasts have no prediction (e.g. left out by preprocessing)",
+    )
+    parser.add_argument(
         "--reference",
         type=Path,
         default=None,
@@ -50,6 +55,10 @@ def run_cli(args: argparse.Namespace) -> int:
     remove_stale_temporaries(check_output_folder(args.out))
     predictions = load_predictions(args.predictions)
     breasts = load_breasts(args.manifest) if args.manifest else None
+    if breasts is not None:
+        missing = check_coverage(predictions, breasts, str(args.predictions), args.allow_missing)
+        if missing:
+            print(f"{missing} manifest breast row(s) have no prediction; evaluated without them")
     reference = load_reference(args.reference) if args.reference else None
     threshold = args.threshold if args.threshold == "youden" else stats.choose_threshold(args.threshold)
     written = write_all(
