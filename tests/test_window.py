@@ -97,3 +97,27 @@ def test_perturbed_images_move_the_window_and_the_preprocessed_image_a_little(in
     # the redesign 0.296 and 0.375)
     assert float(np.abs(le01_p - le01).mean()) <= 0.02
     assert float(np.abs(des01_p - des01).mean()) <= 0.1
+
+
+def test_a_fixed_des_window_keeps_an_enhancing_lesion_from_rescaling_the_rest_of_the_breast():
+    """Under the authors' per-image rule a strong enhancement raises the DES window's upper bound and so
+    darkens every other pixel of the breast (a global-brightness cue); under the fixed DES window the
+    pixels away from the enhancement do not move."""
+    images = exam(3).images
+    le, des = images[("L", "CC", "LE")], images[("L", "CC", "DES")].astype(np.int32)
+    tissue = des > 1500
+    rows, cols = np.nonzero(tissue)
+    r, c = int(np.median(rows)), int(np.median(cols))
+    enhanced = des.copy()
+    enhanced[r - 40:r + 40, c - 40:c + 40][tissue[r - 40:r + 40, c - 40:c + 40]] += 900
+    outputs = {}
+    for rule in ("image", "fixed"):
+        settings = PreprocessSettings(size=(128, 64), des_window=rule)
+        _, before = preprocess_pair(le, des.astype(np.uint16), "L", settings)
+        _, after = preprocess_pair(le, enhanced.astype(np.uint16), "L", settings)
+        outputs[rule] = (before, after)
+    before, after = outputs["fixed"]
+    untouched = (np.abs(after - before) == 0) & (before > 0)  # breast pixels the enhancement did not reach
+    assert untouched.mean() > 0.2
+    before, after = outputs["image"]
+    assert float(np.abs(after[untouched] - before[untouched]).mean()) > 0.01

@@ -123,6 +123,8 @@ class PreprocessSettingsSection(Section):
     background: float | None = None
     min_foreground: float | None = None
     min_size_fraction: float | None = None
+    des_window: str | None = None
+    des_window_range: tuple[float, ...] | None = None
     flip_right: bool | None = None
     check_orientation: bool | None = None
     version: str | None = None

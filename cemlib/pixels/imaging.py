@@ -60,6 +60,10 @@ PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 #: the largest mammography detector (about 4,100 x 3,300), far below what would exhaust memory.
 MAX_IMAGE_SIZE = (5000, 5000)
 WINDOWS = ("adaptive", "fixed")
+#: How a DES image is windowed: "image", by the same rule as its LE image, on its own histogram (the
+#: authors' way); "fixed", clipped to one range for every image, so no image is rescaled by its own
+#: enhancement (a lesion cannot darken the rest of its breast).
+DES_WINDOWS = ("image", "fixed")
 WINDOW_SOURCES = ("auto", "raw", "image")
 
 
@@ -86,6 +90,9 @@ class PreprocessSettings:
     background: a pixel is tissue when its windowed value exceeds this (authors: > 0).
     min_foreground: the largest tissue component must cover at least this fraction of the image.
     min_size_fraction: images or crops smaller than this fraction of ``size`` in either dimension fail.
+    des_window: "image" (the authors' rule, each DES image on its own histogram) or "fixed" (every DES
+        image clipped to ``des_window_range``, or ``window_range`` when that is not given).
+    des_window_range: the raw DES grey levels of the fixed DES window.
     flip_right: flip right breasts horizontally (chest wall on the left afterwards).
     check_orientation: compare the laterality with the chest-wall side seen in the pixels.
     version: pipeline version, part of the digest.
@@ -100,6 +107,8 @@ class PreprocessSettings:
     background: float = 0.0
     min_foreground: float = 0.01
     min_size_fraction: float = 0.125
+    des_window: str = "image"
+    des_window_range: tuple[float, float] | None = None
     flip_right: bool = True
     check_orientation: bool = True
     version: str = PREPROCESS_VERSION
@@ -113,6 +122,14 @@ class PreprocessSettings:
             raise ValueError(f"window_range must be (low, high) with low < high, got {self.window_range!r}")
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+        if self.des_window not in DES_WINDOWS:
+            raise ValueError(f"des_window must be one of {DES_WINDOWS}, got {self.des_window!r}")
+        if self.des_window_range is not None:
+            des_range = tuple(float(v) for v in self.des_window_range)
+            if len(des_range) != 2 or not des_range[0] < des_range[1]:
+                raise ValueError(f"des_window_range must be (low, high) with low < high, got "
+                                 f"{self.des_window_range!r}")
+            object.__setattr__(self, "des_window_range", des_range)
         if self.window_source not in WINDOW_SOURCES:
             raise ValueError(f"window_source must be one of {WINDOW_SOURCES}, got {self.window_source!r}")
         if not 0.0 < float(self.peak_fraction) < 1.0:
@@ -128,9 +145,18 @@ class PreprocessSettings:
                            ("flip_right", bool), ("check_orientation", bool), ("version", str)):
             object.__setattr__(self, name, kind(getattr(self, name)))
 
+    @property
+    def des_range(self) -> tuple[float, float]:
+        """The raw DES range of the fixed DES window."""
+        return self.des_window_range if self.des_window_range is not None else self.window_range
+
     def digest(self) -> str:
         """Stable 16-hex hash of every field (cache key component)."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name, default in (("des_window", "image"), ("des_window_range", None)):
+            if fields[name] == default:  # unset: caches built before the DES choice stay valid
+                del fields[name]
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
@@ -506,9 +532,10 @@ def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings:
                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """LE (and DES) pixels -> float32 [0, 1] arrays of ``settings.size``, cropped on LE, oriented, resized.
 
-    Each image is windowed with its own bounds; the DES image reuses the LE crop box and flip. Min-max
-    scaling is linear and the antialiased bilinear weights are non-negative and sum to one, so it is
-    applied after the resize (same result, far fewer pixels); the clip, which is not linear, comes first.
+    Each image is windowed with its own bounds (a DES image with the fixed DES range under des_window
+    "fixed"); the DES image reuses the LE crop box and flip. Min-max scaling is linear and the antialiased
+    bilinear weights are non-negative and sum to one, so it is applied after the resize (same result, far
+    fewer pixels); the clip, which is not linear, comes first.
     ``record``, when given, receives each image's window and the rule that chose it (``le_window``,
     ``le_window_rule``, and ``des_*`` with a DES image).
     """
@@ -524,10 +551,14 @@ def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings:
     extremes = _check_image(des, settings, name, "DES")
     if des.shape != le.shape:
         raise PreprocessError(f"{name}: DES image {des.shape} and LE image {le.shape} differ in shape")
-    des_choice = choose_window(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
+    if settings.des_window == "fixed":
+        bounds, rule = settings.des_range, "fixed DES range"
+    else:
+        des_choice = choose_window(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
+        bounds, rule = des_choice.bounds, des_choice.rule
     if record is not None:
-        record.update(des_window=des_choice.bounds, des_window_rule=des_choice.rule)
-    return le01, _window_crop_resize(des, geometry.box, des_choice.bounds, settings.size, geometry.flip)
+        record.update(des_window=bounds, des_window_rule=rule)
+    return le01, _window_crop_resize(des, geometry.box, bounds, settings.size, geometry.flip)
 
 
 def _window_crop_resize(pixels: np.ndarray, box: tuple[int, int, int, int], window: tuple[float, float],

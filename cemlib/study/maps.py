@@ -1,0 +1,181 @@
+"""The maps and their faithfulness, notebook 05: Grad-CAM++ figures of called exams, the pointing game beside
+no-model baselines, and lesion occlusion (does a call rest on the lesion?)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cemlib.core.devices import inference_device
+from cemlib.core.settings import Settings
+from cemlib.core.views import SIDES, VIEW_ORDER
+from cemlib.core.vocab import FUSIONS, INPUTS
+from cemlib.data import datasets as data
+from cemlib.inference import cams, occlusion
+from cemlib.model.checkpoints import load_model
+from cemlib.results import build as results
+from cemlib.results import report
+from cemlib.study import prepare
+from cemlib.study.steps import (
+    EXTERNAL_MODELS,
+    EXTERNAL_NAMES,
+    MAIN_MODEL,
+    keep_figure,
+    model_label,
+    prepare_external,
+    replicate_count,
+    replicate_settings,
+    tables_dir,
+    train_model,
+)
+from cemlib.training import tracking
+
+
+def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest, cache,
+                               split: str | None):
+    """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
+    model = load_model(checkpoint)
+    model.to(inference_device(cfg.device)).eval()
+    dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if bool(item["y"].any()):
+            yield item, cams.explain_exam(model, item["x"])
+
+
+#: Occluding the lesions of called malignant breasts must lower a model's mean probability by at least
+#: this much before its calls can be said to rest on the lesion (issue-level acceptance; a choice).
+OCCLUSION_DROP = 0.05
+
+
+def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
+    """Faithfulness of every fusion model's calls: the mean probability of the correctly called malignant
+    test breasts before and after their lesions are covered with the breast's median (internal test set)."""
+    manifest, cache = prepare.prepare_data(cfg)
+    rows = []
+    for inputs in INPUTS:
+        for fusion in FUSIONS:
+            checkpoint = train_model(cfg, fusion, inputs, manifest, cache)
+            rows.append(_occlusion_row(cfg, checkpoint, fusion, inputs, manifest, cache, threshold))
+    table = pd.DataFrame(rows)
+    results.write_table(table, tables_dir(cfg), "occlusion",
+                        "Lesion occlusion of correctly called malignant breasts (internal test set)")
+    return table
+
+
+def _occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
+                   threshold: float) -> dict[str, object]:
+    """One model's occlusion numbers."""
+    model = load_model(checkpoint)
+    model.to(inference_device(cfg.device)).eval()
+    dataset = data.PatientDataset(manifest, cache, "test", inputs=inputs, return_masks=True)
+    before, after = [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if not bool(item["y"].any()):
+            continue
+        scores = occlusion.breast_probabilities(model, item["x"])
+        for k, side in enumerate(SIDES):
+            if int(item["y"][k]) == 1 and scores[side] >= threshold and bool(item["mask"].any()):
+                covered = occlusion.occlude_lesions(item["x"], item["mask"], side)
+                before.append(scores[side])
+                after.append(occlusion.breast_probabilities(model, covered)[side])
+    mean_p = round(float(np.mean(before)), 3) if before else float("nan")
+    mean_occluded = round(float(np.mean(after)), 3) if after else float("nan")
+    return {"model": model_label(fusion, inputs), "breasts": len(before), "mean_p": mean_p,
+            "mean_p_occluded": mean_occluded,
+            "drop": round(mean_p - mean_occluded, 3) if before else float("nan")}
+
+
+def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
+    """Pointing game on the internal test set: CEM model vs LE model, correctly called malignant breasts.
+
+    With several replicates, every replicate's two models are scored as well, one row per model and
+    replicate (`pointing_game_replicates`); the table returned is replicate 0's.
+    """
+    manifest, cache = prepare.prepare_data(cfg)
+    table = _pointing_rows(cfg, manifest, cache, threshold)
+    caption = "Grad-CAM++ pointing game (internal test set)"
+    results.write_table(table, tables_dir(cfg), "pointing_game", caption)
+    if replicate_count(cfg) > 1:
+        per_seed = pd.concat(
+            [_pointing_rows(replicate_settings(cfg, k) if k else cfg, manifest, cache, threshold)
+             .assign(replicate=k) for k in range(replicate_count(cfg))], ignore_index=True)
+        results.write_table(per_seed, tables_dir(cfg), "pointing_game_replicates",
+                            "Grad-CAM++ pointing game of every replicate (internal test set)")
+    return table
+
+
+def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataFrame:
+    """One pointing-game row per input type (the mf_concat model of cfg's runs folder), beside two
+    no-model baselines on the same views: the brightest smoothed DES point of the breast, and a uniformly
+    random point in it."""
+    rows = []
+    cem_items = data.PatientDataset(manifest, cache, "test", inputs="cem", return_masks=True)
+    index = {patient_id: i for i, patient_id in enumerate(cem_items.patients)}
+    for inputs in INPUTS:
+        maps, masks, des, breasts = [], [], [], []
+        checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
+            cem_x = cem_items[index[item["patient_id"]]]["x"].numpy()
+            for k, side in enumerate(SIDES):
+                if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
+                    continue
+                for v, view in enumerate(VIEW_ORDER):
+                    mask = item["mask"][v].numpy() > 0.5
+                    if view.startswith(side) and mask.any():
+                        maps.append(explained["own"][v])
+                        masks.append(mask)
+                        des.append(cem_x[v, 1])
+                        breasts.append(cem_x[v, 0] > 0)
+        rows.append(_pointing_row(model_label("mf_concat", inputs), maps, masks, des, breasts))
+    return pd.DataFrame(rows)
+
+
+def _pointing_row(model: str, maps: list, masks: list, des: list, breasts: list) -> dict[str, object]:
+    """The pointing game of one model's maps and of the two baselines on the same views."""
+    if not maps:
+        return {"model": model, "views scored": 0, "peak inside lesion": 0, "pointing game": float("nan"),
+                "brightest DES baseline": float("nan"), "random point baseline": float("nan")}
+    hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks))
+    brightest = cams.pointing_hits(cams.brightest_point_maps(np.asarray(des), np.asarray(breasts)),
+                                   np.asarray(masks))
+    return {"model": model, "views scored": len(hits), "peak inside lesion": int(hits.sum()),
+            "pointing game": round(float(hits.mean()), 3),
+            "brightest DES baseline": round(float(brightest.mean()), 3),
+            "random point baseline": round(cams.random_point_hit_rate(np.asarray(breasts), np.asarray(masks)),
+                                           3)}
+
+
+def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
+    """Figs. 5/6: LE, DES and Grad-CAM++ overlays of correctly called malignant exams."""
+    tracking.note(f"Grad-CAM++ figures: {where}")
+    internal = prepare.prepare_data(cfg)
+    if where == "internal":
+        sources = [("internal", MAIN_MODEL, *internal, "test")]
+    else:
+        sources = [(name, model, *prepare_external(cfg, name), None)
+                   for name, model in EXTERNAL_MODELS.items()]
+    figures = []
+    for name, (fusion, inputs), manifest, cache, split in sources:
+        checkpoint = train_model(cfg, fusion, inputs, *internal)
+        shown = 0
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, split):
+            if shown >= cases:
+                break
+            scores = explained["scores"]
+            if not any(int(item["y"][k]) == 1 and scores[s] >= 0.5 for k, s in enumerate(("L", "R"))):
+                continue
+            figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
+            # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
+            case = report.pseudonym(manifest.dataset, item["patient_id"])
+            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
+            number = 5 if where == "internal" else 6
+            figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
+            shown += 1
+        if shown == 0:
+            print(f"{EXTERNAL_NAMES.get(name, 'Internal test set')}: no correctly called malignant exam in "
+                  "this run, so no Grad-CAM++ figure.")
+    return figures
