@@ -267,7 +267,8 @@ def test_parallel_fill_equals_serial_fill(tmp_path: Path) -> None:
 def test_cli_preprocess_second_run_does_no_work(exams: Manifest, tmp_path: Path, capsys) -> None:
     exams.save(tmp_path / "manifest")
     argv = ["preprocess", "--manifest", str(tmp_path / "manifest"), "--cache", str(tmp_path / "cache"),
-            "--size", "32", "16", "--window", "adaptive", "--workers", "1", "--no-progress"]
+            "--set", "preprocess.size=[32,16]", "--set", "preprocess.window=adaptive", "--workers", "1",
+            "--no-progress"]
     assert cem_main(argv) == 0
     assert "built 12, skipped 0, failed 0" in capsys.readouterr().out
     assert cem_main(argv) == 0
@@ -340,7 +341,8 @@ def test_kill_9_of_preprocess_leaves_no_worker_alive(tmp_path: Path) -> None:
     manifest.save(tmp_path / "manifest")
 
     command = [sys.executable, "-m", "cemlib.cli", "preprocess", "--manifest", str(tmp_path / "manifest"),
-               "--cache", str(tmp_path / "cache"), "--size", "256", "128", "--workers", "2", "--no-progress"]
+               "--cache", str(tmp_path / "cache"), "--set", "preprocess.size=[256,128]", "--workers", "2",
+               "--no-progress"]
 
     def running_workers(parent_pid: int) -> list[int]:
         workers = [pid for pid in _children(parent_pid)
@@ -395,7 +397,7 @@ def test_source_changed_after_the_manifest_stops_preprocess_naming_the_file(exam
     next `cem preprocess` said "built 0, skipped 12" and every reader got the old tensor."""
     exams.save(tmp_path / "manifest")
     argv = ["preprocess", "--manifest", str(tmp_path / "manifest"), "--cache", str(tmp_path / "cache"),
-            "--size", "32", "16", "--workers", "1", "--no-progress"]
+            "--set", "preprocess.size=[32,16]", "--workers", "1", "--no-progress"]
     assert cem_main(argv) == 0
     assert "built 12, skipped 0" in capsys.readouterr().out
     target = exams.root / "P001/R_MLO_LE.dcm"

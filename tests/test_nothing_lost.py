@@ -48,8 +48,8 @@ def saved(tmp_path: Path) -> Path:
 
 
 def preprocess(saved: Path, cache: Path, *size: int) -> list[str]:
-    return ["preprocess", "--manifest", str(saved), "--cache", str(cache), "--size", *map(str, size),
-            "--workers", "0", "--no-progress"]
+    return ["preprocess", "--manifest", str(saved), "--cache", str(cache), "--set",
+            f"preprocess.size=[{size[0]},{size[1]}]", "--workers", "0", "--no-progress"]
 
 
 # ---------------------------------------------------------------------------------------- 1 settings typo

@@ -64,7 +64,8 @@ def test_pipeline_outputs_never_hold_the_folder_name(tmp_path: Path, capsys) -> 
     manifest_dir, cache_dir, outputs = tmp_path / "manifest", tmp_path / "cache", tmp_path / "outputs"
     assert cli.main(["manifest", str(root), "--out", str(manifest_dir), "--split", "2", "1", "1"]) == 0
     assert cli.main(["preprocess", "--manifest", str(manifest_dir), "--cache", str(cache_dir),
-                     "--size", *map(str, SIZE), "--workers", "1", "--no-progress"]) == 0
+                     "--set", f"preprocess.size=[{SIZE[0]},{SIZE[1]}]", "--workers", "1",
+                     "--no-progress"]) == 0
     manifest = Manifest.load(manifest_dir)
     alias = ge.pseudonym(NAME)
     assert alias in set(manifest.breasts["patient_id"]) and alias.startswith("GE")

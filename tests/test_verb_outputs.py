@@ -65,7 +65,8 @@ def verb_writing_to(verb: str, tiny: dict, out: Path, scratch: Path) -> list[str
         "synth": ["synth", "--out", str(out), "--patients", "2", "--workers", "0"],
         "synth-qc": ["synth", "--qc-sheet", str(out)],
         "manifest": ["manifest", str(tiny["root"]), "--out", str(out)],
-        "preprocess": ["preprocess", "--manifest", manifest, "--cache", str(out), "--size", "64", "32",
+        "preprocess": ["preprocess", "--manifest", manifest, "--cache", str(out),
+                       "--set", "preprocess.size=[64,32]",
                        "--workers", "0", "--no-progress"],
         "train": train_args(tiny, out),
         "predict": ["predict", "--checkpoint", checkpoint, "--manifest", manifest, "--out", str(out),
@@ -295,6 +296,6 @@ def test_preprocess_of_a_read_only_manifest_needs_no_option(tiny, tmp_path, caps
         shutil.copytree(tiny["base"] / "manifest", mount / "manifest")
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         args = ["preprocess", "--manifest", str(mount / "manifest"), "--cache", str(tiny["base"] / "cache"),
-                "--size", "64", "32", "--workers", "0", "--no-progress"]
+                "--set", "preprocess.size=[64,32]", "--workers", "0", "--no-progress"]
         assert cli.main(args) == 0
         assert cli.main([*args, "--keep-manifest"]) == 0

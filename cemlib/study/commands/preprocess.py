@@ -1,14 +1,21 @@
-"""`cem preprocess`."""
+"""`cem preprocess`: fill the preprocessed tensor cache of a manifest (settings from a profile and --set)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from cemlib.core.outputs import check_output_folder
-from cemlib.core.settings import add_override_option, load_profile, non_negative_int, parse_overrides
+from cemlib.core.settings import (
+    SettingsError,
+    add_override_option,
+    load_profile,
+    non_negative_int,
+    parse_overrides,
+)
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.imaging import PreprocessSettings
@@ -19,33 +26,41 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="profile name or YAML (default: smoke unless --manifest is given)")
     parser.add_argument("--manifest", help="manifest folder (default: the profile's data.manifest)")
     parser.add_argument("--cache", help="cache folder (default: the profile's preprocess.cache)")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
-                        help="output size (rows, cols) after crop and resize")
-    parser.add_argument("--window", choices=["adaptive", "fixed"], help="grey-level window rule")
     parser.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
                         help="parallel processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     # Accepted for old scripts: the manifest is never rewritten now (failures stay with the cache).
     parser.add_argument("--keep-manifest", action="store_true", help=argparse.SUPPRESS)
-    add_override_option(parser, "preprocess.window=fixed")
+    add_override_option(parser, "preprocess.size=[128,64]")
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[PreprocessSettings, Path, Path]:
-    """Preprocessing settings, manifest folder and cache folder from a profile plus explicit options."""
-    profile_name = args.profile or (None if args.manifest else "smoke")
+    """Preprocessing settings, manifest folder and cache folder: a profile with its --set overrides, or,
+    with --manifest and no --profile, the pipeline's defaults with the --set preprocess.* overrides."""
     overrides = parse_overrides(getattr(args, "overrides", None) or [])
-    profile: dict[str, Any] = load_profile(profile_name, overrides).as_dict() if profile_name else {}
+    if args.profile or not args.manifest:
+        profile: dict[str, Any] = load_profile(args.profile or "smoke", overrides).as_dict()
+    else:
+        profile = {"preprocess": preprocess_overrides(overrides)}
     section = dict(profile.get("preprocess") or {})
-    if args.size:
-        section["size"] = list(args.size)
-    if args.window:
-        section["window"] = args.window
-    profile["preprocess"] = section
     manifest_dir = args.manifest or (profile.get("data") or {}).get("manifest")
     cache_dir = args.cache or section.get("cache")
     if not manifest_dir or not cache_dir:
         raise ValueError("give --profile, or both --manifest and --cache")
     return PreprocessSettings.from_profile(profile), Path(manifest_dir), Path(cache_dir)
+
+
+def preprocess_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The preprocess section that --set gives without a profile; other keys are refused by name."""
+    fields = {f.name for f in dataclasses.fields(PreprocessSettings)}
+    section = {}
+    for key, value in overrides.items():
+        name = key.removeprefix("preprocess.")
+        if not key.startswith("preprocess.") or name not in fields:
+            raise SettingsError(f"--set {key}: without --profile only preprocess.<setting> applies, one of "
+                                f"{', '.join(sorted(fields))}")
+        section[name] = value
+    return section
 
 
 def run_cli(args: argparse.Namespace) -> int:
