@@ -53,7 +53,7 @@ def tiny_study(base: Path, patients: int, seed: int, scale: float = 0.08, size: 
     from cemlib.data import manifest as manifest_mod
     from cemlib.data import sources
     from cemlib.data.cache import TensorCache
-    from cemlib.pixels.imaging import PreprocessSettings
+    from cemlib.pixels.settings import PreprocessSettings
 
     root = synthetic.write_cohort(base / "cohort", patients=patients, seed=seed, scale=scale, workers=1)
     built, _ = sources.build(root, "ge", seed=0, ratios=ratios, workers=1)

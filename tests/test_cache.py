@@ -20,7 +20,8 @@ from cemlib.core.fileio import sha256_file
 from cemlib.data.cache import CacheError, TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest, SourceChangedError, assemble, changed_files
 from cemlib.data.tensorfile import decode_entry, encode_entry, quantise
-from cemlib.pixels.imaging import PreprocessSettings, preprocess_mask, preprocess_pair, read_pixels
+from cemlib.pixels.imaging import preprocess_mask, preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
 from tests.factories import write_mg_dicom
 
 SIZE = (32, 16)

@@ -23,7 +23,7 @@ from cemlib.data.datasets import (
     seed_for,
     set_loader_epoch,
 )
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.study.bench import benchmark_loader
 from tests.factories import write_mg_dicom
 from tests.test_cache import RAW_SHAPE, SIZE, make_manifest

@@ -18,7 +18,7 @@ from cemlib.data.datasets import PatientDataset
 from cemlib.inference import scoring as evaluation
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from tests.factories import save_calibrated_checkpoint, tiny_study
 
 SIZE = (64, 32)

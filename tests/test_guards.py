@@ -14,7 +14,8 @@ from pydicom.uid import RLELossless
 from cemlib.data import manifest as manifest_mod
 from cemlib.data.sources import ge
 from cemlib.pixels import imaging
-from cemlib.pixels.imaging import PreprocessError, read_pixels
+from cemlib.pixels.imaging import read_pixels
+from cemlib.pixels.window import PreprocessError
 from tests.factories import write_mg_dicom
 from tests.test_sources_internal import write_ge_cohort
 
@@ -159,7 +160,7 @@ def test_contradicting_headers_become_exclusions_naming_the_tag(tmp_path: Path, 
     """Through `cem preprocess`: each lying LE image excludes its patient with a reason naming the tag."""
     from cemlib.data.cache import TensorCache
     from cemlib.data.manifest import assemble
-    from cemlib.pixels.imaging import PreprocessSettings
+    from cemlib.pixels.settings import PreprocessSettings
 
     lies = {"P1": {"PhotometricInterpretation": "MONOCHROME1"}, "P2": {"BitsStored": 8, "HighBit": 7},
             "P3": {"RescaleSlope": 2, "RescaleIntercept": 100}, "P4": {}}

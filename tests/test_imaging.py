@@ -14,21 +14,23 @@ from PIL import Image
 
 from cemlib.core.settings import load_profile
 from cemlib.pixels.imaging import (
-    GreyHistogram,
     OrientationError,
-    PreprocessError,
-    PreprocessSettings,
-    apply_window,
-    background_edge,
     find_geometry,
-    grey_histogram,
-    otsu_level,
     preprocess_files,
     preprocess_mask,
     preprocess_pair,
     read_image,
     read_pixels,
     resize_plane,
+)
+from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.window import (
+    GreyHistogram,
+    PreprocessError,
+    apply_window,
+    background_edge,
+    grey_histogram,
+    otsu_level,
     window_bounds,
     window_range_for,
 )

@@ -20,7 +20,7 @@ from cemlib.core.fileio import LOCK_FILE, FolderInUse, sha256_file
 from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import PatientDataset
 from cemlib.data.manifest import Manifest
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from tests.test_cache import make_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from cemlib.data.cache import TensorCache
 from cemlib.data.manifest import PRIVATE_NAMES, Manifest
 from cemlib.data.sources import ge
 from cemlib.model import networks as models
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from tests.factories import save_calibrated_checkpoint
 
 NAME = "Jane_Doe_1970"

@@ -68,7 +68,7 @@ def test_the_shipped_profiles_load_as_typed_frozen_trees():
 def test_the_tree_reads_as_a_mapping_of_the_keys_set():
     profile = load_profile("smoke")
     assert profile["train"]["batch_size"] == profile.train.batch_size
-    assert profile["_root"] == profile.root and "pretrained" not in profile["model"]
+    assert profile["root"] == profile.root and "pretrained" not in profile["model"]
     assert profile.get("augment") is None
     plain = profile.as_dict()
     assert plain["preprocess"]["size"] == [128, 64] and yaml.safe_dump(plain)

@@ -18,7 +18,7 @@ from cemlib.data.cache import TensorCache
 from cemlib.data.manifest import manifest_digest
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.study import prepare
 from cemlib.study import steps as study
 from cemlib.training import loop

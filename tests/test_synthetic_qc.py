@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cemlib.data.sources import build
-from cemlib.pixels.imaging import PreprocessSettings, preprocess_files
+from cemlib.pixels.imaging import preprocess_files
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.synthetic import cddcesm, inbreast, lesions, qc, write_cohort
 
 

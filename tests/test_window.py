@@ -9,8 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cemlib.pixels.imaging import PreprocessSettings, choose_window, grey_histogram, preprocess_pair
-from cemlib.pixels.window import UPPER_SMOOTHING, grey_step, raw_weight
+from cemlib.pixels.imaging import preprocess_pair
+from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.window import UPPER_SMOOTHING, choose_window, grey_histogram, grey_step, raw_weight
 from cemlib.synthetic import render_exam, sample_patient
 
 SETTINGS = PreprocessSettings(size=(64, 32))

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from cemlib.core.resources import profiles_dir, work_root
+from cemlib.core.vocab import PAPER_HEAD
 
 
 class SettingsError(ValueError):
@@ -37,8 +38,7 @@ class Section(Mapping[str, Any]):
     """A node of the settings tree: typed fields, and a read-only mapping of the fields that are set."""
 
     def __getitem__(self, key: str) -> Any:
-        name = _ALIASES.get(key, key)
-        value = getattr(self, name, None) if name in self._field_names() else None
+        value = getattr(self, key, None) if key in self._field_names() else None
         if value is None:
             raise KeyError(key)
         return value
@@ -58,10 +58,6 @@ class Section(Mapping[str, Any]):
         return {name: _plain(getattr(self, name)) for name in self}
 
 
-#: Mapping keys kept for readers of the earlier dict form (the notebooks read cfg["_root"]).
-_ALIASES = {"_root": "root", "_source": "source"}
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, Section):
         return value.as_dict()
@@ -79,6 +75,7 @@ class SynthSettings(Section):
     patients: int | None = None
     scale: float | None = None
     seed: int | None = None
+    control: bool | None = None  # the positive control: a planted, unambiguous sign (internal cohort only)
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,8 @@ class ExternalSettings(Section):
 
 @dataclass(frozen=True)
 class PreprocessSettingsSection(Section):
-    """Preprocessing (cemlib.pixels.imaging.PreprocessSettings fields; unset ones keep imaging's defaults)."""
+    """Preprocessing (cemlib.pixels.settings.PreprocessSettings fields, unset ones keeping its defaults),
+    and where the cache lives and how many processes fill it."""
 
     size: tuple[int, ...] | None = None
     window: str | None = None
@@ -138,7 +136,7 @@ class ModelSettings(Section):
 
     width: float = 1.0
     global_pool: bool = False
-    head: tuple[int, ...] = (4096, 1024, 512)
+    head: tuple[int, ...] = PAPER_HEAD
     dropout: float = 0.5
     pool: str = "avg"  # global pooling when global_pool is set: avg | max
     standardise: bool = False  # inputs standardised per channel with the training images' mean and SD

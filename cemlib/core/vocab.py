@@ -13,6 +13,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+#: The paper's input size (rows, cols) after crop and resize, and its FC head before the per-view feature
+#: (the authors' code: flatten 65,536 -> 4096 -> 1024 -> 512): the defaults of the settings, the
+#: preprocessing and the network alike.
+PAPER_INPUT_SIZE = (512, 256)
+PAPER_HEAD = (4096, 1024, 512)
 #: The four fusion heads of the paper, in its table order.
 FUSIONS = ("none", "left_right", "mf_average", "mf_concat")
 #: The stage-1 single-view classifier's name where a fusion name is expected.

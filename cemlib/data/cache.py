@@ -27,7 +27,7 @@ one on the same folder at the same time is refused with :class:`cemlib.core.file
 Windows. ``<cache_dir>/<digest[:16]>/windows.csv`` records, per entry built, the window bounds of its LE
 and DES images and the rule that chose them (``cemlib.pixels.window``), for the QC notebook.
 
-Images that fail preprocessing (:class:`cemlib.pixels.imaging.PreprocessError`, an unreadable file) are not
+Images that fail preprocessing (:class:`cemlib.pixels.window.PreprocessError`, an unreadable file) are not
 cached; ``fill`` returns them as exclusion rows with the reason, so that their patients are excluded
 from the datasets, never silently dropped. Deterministic failures are remembered in a small
 ``<key>.failed.json`` marker so a second run does no work. These exclusions belong to the cache of one
@@ -59,13 +59,9 @@ from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha2
 from cemlib.core.processes import exit_with_parent
 from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
 from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
-from cemlib.pixels.imaging import (
-    PreprocessError,
-    PreprocessSettings,
-    preprocess_mask,
-    preprocess_pair,
-    read_pixels,
-)
+from cemlib.pixels.imaging import preprocess_mask, preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.window import PreprocessError
 
 #: Bump when the on-disk layout of an entry changes: every key changes with it.
 CACHE_FORMAT = 1

@@ -63,7 +63,8 @@ from cemlib.data.sources.dicom import (
 from cemlib.inference.cams import explain_exam, image_cams, plot_exam_cams
 from cemlib.inference.predict import LoadedModel, load_for_inference
 from cemlib.model import networks as models
-from cemlib.pixels.imaging import PreprocessSettings, preprocess_pair, read_pixels
+from cemlib.pixels.imaging import preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
 
 #: Default report folder inside STUDY.
 REPORT_DIR = "cem_report"

@@ -22,7 +22,7 @@ from cemlib.core.devices import inference_device
 from cemlib.core.vocab import check_inputs, input_channels, inputs_for_channels, model_name
 from cemlib.model import networks as models
 from cemlib.model.checkpoints import load_checkpoint, model_from_checkpoint
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 
 
 @dataclass

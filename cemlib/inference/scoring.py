@@ -28,7 +28,9 @@ from tqdm.auto import tqdm
 
 from cemlib.core.views import SIDES, VIEW_ORDER
 from cemlib.core.vocab import IMAGE_MODEL
+from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import PatientDataset, make_loader
+from cemlib.data.manifest import Manifest
 from cemlib.inference.predict import load_for_inference, score_batch
 
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split", "fusion", "inputs")
@@ -46,7 +48,7 @@ class Predictions:
     model: str
 
 
-def _check_cache_fits(arch: Mapping[str, Any], cache: Any, path: str | os.PathLike) -> None:
+def _check_cache_fits(arch: Mapping[str, Any], cache: TensorCache, path: str | os.PathLike) -> None:
     """The cache's image size must be the one the model was trained at."""
     size = [int(s) for s in cache.settings.size]
     if size != [int(s) for s in arch["input_size"]]:
@@ -56,7 +58,7 @@ def _check_cache_fits(arch: Mapping[str, Any], cache: Any, path: str | os.PathLi
         )
 
 
-def _check_split(manifest: Any, split: str | None) -> None:
+def _check_split(manifest: Manifest, split: str | None) -> None:
     """A ValueError when the chosen split holds no breasts (rather than an empty table)."""
     present = sorted(set(manifest.breasts["split"].astype(str)))
     if split is not None and split not in present:
@@ -70,8 +72,8 @@ def _check_split(manifest: Any, split: str | None) -> None:
 @torch.no_grad()
 def predict_tables(
     checkpoint: str | os.PathLike,
-    manifest: Any,
-    cache: Any,
+    manifest: Manifest,
+    cache: TensorCache,
     split: str | None = None,
     inputs: str | None = None,
     batch_size: int = 16,
@@ -105,8 +107,8 @@ def predict_tables(
 
 def predict(
     checkpoint: str | os.PathLike,
-    manifest: Any,
-    cache: Any,
+    manifest: Manifest,
+    cache: TensorCache,
     split: str | None = None,
     inputs: str | None = None,
     **options: Any,
@@ -115,7 +117,7 @@ def predict(
     return predict_tables(checkpoint, manifest, cache, split, inputs, **options).breasts
 
 
-def _breast_info(manifest: Any) -> dict[tuple[str, str], tuple[str, int, str]]:
+def _breast_info(manifest: Manifest) -> dict[tuple[str, str], tuple[str, int, str]]:
     """(patient_id, side) -> (dataset, label, split) from the manifest's breasts table."""
     b = manifest.breasts
     return {
@@ -127,7 +129,7 @@ def _breast_info(manifest: Any) -> dict[tuple[str, str], tuple[str, int, str]]:
 
 
 def _breast_table(
-    manifest: Any, patients: list[str], probs: np.ndarray, name: str, fusion: str, inputs: str
+    manifest: Manifest, patients: list[str], probs: np.ndarray, name: str, fusion: str, inputs: str
 ) -> pd.DataFrame:
     """One row per breast of the scored patients."""
     info = _breast_info(manifest)
@@ -139,7 +141,7 @@ def _breast_table(
     return pd.DataFrame(rows, columns=list(BREAST_COLUMNS))
 
 
-def _image_table(manifest: Any, patients: list[str], probs: np.ndarray, name: str) -> pd.DataFrame:
+def _image_table(manifest: Manifest, patients: list[str], probs: np.ndarray, name: str) -> pd.DataFrame:
     """One row per view of the scored patients, views in VIEW_ORDER."""
     info = _breast_info(manifest)
     rows = []

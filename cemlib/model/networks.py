@@ -44,8 +44,9 @@ import torchvision
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from cemlib.core.settings import ModelSettings
 from cemlib.core.views import SIDES, VIEW_ORDER, contralateral, view_index
-from cemlib.core.vocab import FUSIONS, IMAGE_MODEL
+from cemlib.core.vocab import FUSIONS, IMAGE_MODEL, PAPER_INPUT_SIZE
 
 #: Arch keys that decide the encoder's weights' shapes (and so whether an encoder state dict fits).
 ENCODER_ARCH_KEYS = ("in_channels", "width", "global_pool", "head", "input_size", "pool", "standardise")
@@ -55,8 +56,8 @@ ARCH_DEFAULTS: dict[str, Any] = {"pool": "avg", "standardise": False}
 #: Global pooling of the trunk's map when global_pool is set: the mean (the usual head) or the maximum,
 #: which keeps a small focal finding's response from being averaged away over the whole breast.
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
-PAPER_HEAD = (4096, 1024, 512)
-PAPER_INPUT_SIZE = (512, 256)
+#: The settings tree's model defaults (the paper's network): one place for every default below.
+MODEL_DEFAULTS = ModelSettings()
 VGG16_CFG = "D"
 INPUT_NAMES = {1: "LE only", 2: "LE + DES"}
 
@@ -134,13 +135,13 @@ class ViewEncoder(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        width: float = 1.0,
-        global_pool: bool = False,
-        head: Sequence[int] = PAPER_HEAD,
-        dropout: float = 0.5,
+        width: float = MODEL_DEFAULTS.width,
+        global_pool: bool = MODEL_DEFAULTS.global_pool,
+        head: Sequence[int] = MODEL_DEFAULTS.head,
+        dropout: float = MODEL_DEFAULTS.dropout,
         input_size: Sequence[int] = PAPER_INPUT_SIZE,
-        pool: str = "avg",
-        standardise: bool = False,
+        pool: str = MODEL_DEFAULTS.pool,
+        standardise: bool = MODEL_DEFAULTS.standardise,
     ) -> None:
         super().__init__()
         if in_channels not in INPUT_NAMES:
@@ -380,14 +381,14 @@ def _is_channels_last(encoder: ViewEncoder) -> bool:
 
 def build_encoder(
     in_channels: int,
-    width: float = 1.0,
-    global_pool: bool = False,
-    head: Sequence[int] = PAPER_HEAD,
-    dropout: float = 0.5,
+    width: float = MODEL_DEFAULTS.width,
+    global_pool: bool = MODEL_DEFAULTS.global_pool,
+    head: Sequence[int] = MODEL_DEFAULTS.head,
+    dropout: float = MODEL_DEFAULTS.dropout,
     input_size: Sequence[int] = PAPER_INPUT_SIZE,
     pretrained: str | os.PathLike | None = None,
-    pool: str = "avg",
-    standardise: bool = False,
+    pool: str = MODEL_DEFAULTS.pool,
+    standardise: bool = MODEL_DEFAULTS.standardise,
 ) -> ViewEncoder:
     """A ViewEncoder, optionally with a pretrained trunk ("imagenet" or a local state-dict path)."""
     encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size, pool, standardise)

@@ -10,7 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cemlib.core.views import VIEW_ORDER
-from cemlib.pixels.imaging import PreprocessError, PreprocessSettings, preprocess_pair, read_pixels
+from cemlib.pixels.imaging import preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.window import PreprocessError
 
 
 @dataclass(frozen=True)

@@ -22,36 +22,24 @@ rule:
   ``image 6..200``, ``blend 0.40 raw 1500..3300 + 0.60 image 178..3042``, plus ``grey step 2`` when the
   step is not 1), kept per image by the preprocessing and the QC figure.
 
-``PreprocessError`` lives here because windowing is the lowest pixel step; ``cemlib.pixels.imaging``
-re-exports it.
+``PreprocessError`` lives here because windowing is the lowest pixel step.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 
-
-class PreprocessSettings(Protocol):
-    """The window settings of ``cemlib.pixels.imaging.PreprocessSettings`` (which satisfies this protocol)."""
-
-    window: str
-    window_range: tuple[float, float]
-    window_source: str
-    peak_fraction: float
-    upper_rank: int
+from cemlib.pixels.settings import PreprocessSettings
 
 #: Widest grey-level histogram accepted (levels between the image minimum and maximum).
 MAX_HISTOGRAM_LEVELS = 1 << 20
 #: Share s of tissue pixels inside the raw range below which the image's own range is used alone, and
 #: above which the raw range is used alone; the window is blended linearly in between.
 RAW_SHARE_RAMP = (0.25, 0.75)
-#: Kept for callers of the former hard switch (its midpoint).
-RAW_RANGE_SHARE = 0.5
 #: A grey step above 1 is recognised only with this many occupied levels, and up to this size.
 MIN_STEP_LEVELS = 32
 MAX_STEP = 16.0

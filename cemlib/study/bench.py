@@ -32,7 +32,7 @@ from cemlib.core.devices import DistContext, resolve_device, set_seed
 from cemlib.core.fileio import atomic_write_text
 from cemlib.core.settings import Settings, load_profile
 from cemlib.core.views import VIEW_ORDER
-from cemlib.core.vocab import input_channels
+from cemlib.core.vocab import PAPER_HEAD, PAPER_INPUT_SIZE, input_channels
 from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import Augment, PatientDataset, make_loader, set_loader_epoch
 from cemlib.data.manifest import Manifest
@@ -41,6 +41,7 @@ from cemlib.inference.predict import load_for_inference
 from cemlib.model import networks as models
 from cemlib.model.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from cemlib.pixels.imaging import preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.study import timings
 from cemlib.study.kernels import peak_bf16_tflops, profile_table, summarise_profile
 from cemlib.study.prepare import data_for, prep_workers, prepare_data, preprocess_settings, synth_settings
@@ -268,7 +269,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _authors_batches(manifest: Any, settings: Any, inputs: str, batch_size: int):
+def _authors_batches(manifest: Manifest, settings: PreprocessSettings, inputs: str, batch_size: int):
     """Batches made the authors' way: every step decodes the DICOMs and preprocesses them again."""
     images = manifest.images
     breasts = manifest.breasts
@@ -377,8 +378,8 @@ def benchmark_train(
     warmup: int = 2,
     baseline: bool = True,
     devices: str | Sequence[str] | None = None,
-    manifest: Any = None,
-    cache: Any = None,
+    manifest: Manifest | None = None,
+    cache: TensorCache | None = None,
     compiled: bool = False,
     compile_modes: Sequence[str] = (),
     host_sync: bool = False,
@@ -527,8 +528,8 @@ def _bench_row(
 
 
 def save_random_checkpoint(path: str | os.PathLike, fusion: str = "mf_concat", inputs: str = "cem",
-                           width: float = 1.0, size: Sequence[int] = models.PAPER_INPUT_SIZE,
-                           head: Sequence[int] = models.PAPER_HEAD, global_pool: bool = False,
+                           width: float = 1.0, size: Sequence[int] = PAPER_INPUT_SIZE,
+                           head: Sequence[int] = PAPER_HEAD, global_pool: bool = False,
                            seed: int = 0) -> Path:
     """A randomly initialised model saved the way training saves its best checkpoint (for timings)."""
     torch.manual_seed(seed)
@@ -542,7 +543,7 @@ def save_random_checkpoint(path: str | os.PathLike, fusion: str = "mf_concat", i
 
 
 def benchmark_exam(scale: float = 0.25, width: float = 1.0, fusion: str = "mf_concat", inputs: str = "cem",
-                   size: Sequence[int] = models.PAPER_INPUT_SIZE, repeat: int = 3, seed: int = 0,
+                   size: Sequence[int] = PAPER_INPUT_SIZE, repeat: int = 3, seed: int = 0,
                    workdir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Seconds to score one synthetic exam with a random-weight paper-profile model, with and without CAMs.
 

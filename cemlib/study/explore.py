@@ -14,7 +14,10 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cemlib.core.settings import Settings
 from cemlib.data import datasets as data
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import Manifest
 from cemlib.model import checkpoints
 from cemlib.results import report
 
@@ -24,12 +27,12 @@ MAIN_MODELS = ("LE mf_concat", "CEM mf_concat")
 PAPER_METRICS = ("auc", "acc", "sen", "spe", "ppv", "npv")
 
 
-def display_path(path: str | Path, cfg: dict[str, Any]) -> str:
+def display_path(path: str | Path, cfg: Settings) -> str:
     """A path as a notebook shows it: relative to the project (or to the runs folder), never absolute."""
     path = Path(path).resolve()
-    for base in (cfg.get("_root"), cfg.get("runs")):
+    for base in (cfg.root, cfg.runs):
         if base and path.is_relative_to(Path(base).resolve()):
-            prefix = "" if base == cfg.get("_root") else "<runs>/"
+            prefix = "" if base == cfg.root else "<runs>/"
             return prefix + path.relative_to(Path(base).resolve()).as_posix()
     return path.name
 
@@ -39,7 +42,7 @@ def load_model(checkpoint: str | Path):
     return checkpoints.load_model(checkpoint).eval()
 
 
-def datasets(manifest, cache, inputs: str = "cem") -> dict[str, Any]:
+def datasets(manifest: Manifest, cache: TensorCache, inputs: str = "cem") -> dict[str, Any]:
     """The internal splits as the network sees them: split name -> PatientDataset (no augmentation)."""
     present = set(manifest.breasts["split"])
     return {split: data.PatientDataset(manifest, cache, split, inputs=inputs)
@@ -112,7 +115,7 @@ def birads_figure(predictions: pd.DataFrame, breasts: pd.DataFrame, split: str =
     return figure
 
 
-def pseudonyms(manifest) -> pd.DataFrame:
+def pseudonyms(manifest: Manifest) -> pd.DataFrame:
     """patient_id -> the case name the figures use (`report.pseudonym`), to find a figure's exam here."""
     ids = sorted(set(manifest.breasts["patient_id"].astype(str)))
     return pd.DataFrame({"patient_id": ids, "case": [report.pseudonym(manifest.dataset, i) for i in ids]})

@@ -13,6 +13,8 @@ from cemlib.core.settings import Settings
 from cemlib.core.views import SIDES, VIEW_ORDER
 from cemlib.core.vocab import FUSIONS, INPUTS
 from cemlib.data import datasets as data
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import Manifest
 from cemlib.inference import cams, occlusion
 from cemlib.model.checkpoints import load_model
 from cemlib.results import build as results
@@ -33,8 +35,8 @@ from cemlib.study.steps import (
 from cemlib.training import tracking
 
 
-def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest, cache,
-                               split: str | None):
+def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest: Manifest,
+                               cache: TensorCache, split: str | None):
     """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
     model = load_model(checkpoint)
     model.to(inference_device(cfg.device)).eval()
@@ -65,8 +67,8 @@ def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     return table
 
 
-def _occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
-                   threshold: float) -> dict[str, object]:
+def _occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest: Manifest,
+                   cache: TensorCache, threshold: float) -> dict[str, object]:
     """One model's occlusion numbers."""
     model = load_model(checkpoint)
     model.to(inference_device(cfg.device)).eval()
@@ -108,7 +110,7 @@ def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     return table
 
 
-def _pointing_rows(cfg: Settings, manifest, cache, threshold: float) -> pd.DataFrame:
+def _pointing_rows(cfg: Settings, manifest: Manifest, cache: TensorCache, threshold: float) -> pd.DataFrame:
     """One pointing-game row per input type (the mf_concat model of cfg's runs folder), beside two
     no-model baselines on the same views: the brightest smoothed DES point of the breast, and a uniformly
     random point in it."""

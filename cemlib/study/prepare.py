@@ -26,7 +26,7 @@ from cemlib.data import manifest as manifest_mod
 from cemlib.data.cache import FillResult, TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
 from cemlib.data.sources import load_or_build
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.synthetic import cddcesm as cddcesm_replica
 from cemlib.synthetic import inbreast as inbreast_replica
 
@@ -64,8 +64,11 @@ def synth_settings(section: Mapping[str, Any] | None, fallback: Mapping[str, Any
                    ) -> dict[str, Any]:
     """patients, scale and seed of a synth section; missing ones from `fallback`, then SYNTH_DEFAULTS."""
     merged = {**SYNTH_DEFAULTS, **(fallback or {}), **(section or {})}
-    return {"patients": int(merged["patients"]), "scale": float(merged["scale"]),
-            "seed": int(merged["seed"])}
+    settings = {"patients": int(merged["patients"]), "scale": float(merged["scale"]),
+                "seed": int(merged["seed"])}
+    if merged.get("control"):  # only when set, so cohorts written before the choice still match
+        settings["control"] = True
+    return settings
 
 
 #: Processes writing synthetic data and filling the cache when the profile sets no preprocess.workers.
@@ -111,6 +114,8 @@ def plan_dataset(profile: Settings, name: str = INTERNAL) -> DatasetPlan:
     spec = profile.external.get(name)
     root = _required(spec.root if spec is not None else None, profile, f"external.{name}.root")
     synth = synth_settings(spec.synth, data.synth) if spec.synth is not None else None
+    if synth is not None:
+        synth.pop("control", None)  # the replicas stay as the releases are: the control is internal only
     # A detector encodes grey levels its own way: external.<name>.preprocess overrides the window for it.
     preprocess = dataclasses.replace(profile.preprocess, **dict(spec.preprocess or {}))
     return DatasetPlan(name, Path(root), external_manifest_dir(profile, name), name, synth, preprocess,

@@ -30,6 +30,8 @@ from cemlib.core.settings import Settings, load_profile
 from cemlib.core.views import VIEW_ORDER
 from cemlib.core.vocab import FUSION_LABELS, FUSIONS, INPUTS, model_name, patient_classes
 from cemlib.data import datasets as data
+from cemlib.data.cache import TensorCache
+from cemlib.data.manifest import Manifest
 from cemlib.data.manifest import describe as describe_manifest
 from cemlib.inference import scoring as evaluation
 from cemlib.model.checkpoints import checkpoint_digest
@@ -124,12 +126,12 @@ def prepare_manifest(cfg: Settings):
     return prepare.prepare_manifest(cfg)
 
 
-def describe(manifest) -> str:
+def describe(manifest: Manifest) -> str:
     """Readable counts of a manifest (patients, breasts, images, exclusions, split by class)."""
     return describe_manifest(manifest)
 
 
-def flow_counts(manifest) -> pd.DataFrame:
+def flow_counts(manifest: Manifest) -> pd.DataFrame:
     """Fig. 1 numbers: patients found, excluded per reason, kept, and per split."""
     found = set(manifest.breasts["patient_id"]) | set(manifest.exclusions["patient_id"])
     excluded = set(manifest.excluded_patients())
@@ -145,7 +147,7 @@ def flow_counts(manifest) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "patients"])
 
 
-def flow_figure(cfg: Settings, manifest):
+def flow_figure(cfg: Settings, manifest: Manifest):
     """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
     counts = flow_counts(manifest)
     steps = list(counts.itertuples(index=False))
@@ -173,7 +175,7 @@ def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
     return manifest.exclusions[columns].head(limit)
 
 
-def cohort_tables(cfg: Settings, manifest) -> dict[str, pd.DataFrame]:
+def cohort_tables(cfg: Settings, manifest: Manifest) -> dict[str, pd.DataFrame]:
     """Table 1, Table 2 and the Fig. 1 counts, written to reports/<profile>/tables."""
     out = {
         "table1_characteristics": tables.table1_characteristics(manifest.breasts),
@@ -221,7 +223,7 @@ def window_rules(cache) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["energy", "rule", "images"])
 
 
-def intensity_figure(cfg: Settings, manifest, cache, images: int = 40):
+def intensity_figure(cfg: Settings, manifest: Manifest, cache: TensorCache, images: int = 40):
     """Raw grey levels of the internal cohort and each external dataset side by side, then preprocessed."""
     manifests, settings = {"internal": manifest}, {"internal": cache.settings}
     for name in EXTERNAL_MODELS:
@@ -233,7 +235,7 @@ def intensity_figure(cfg: Settings, manifest, cache, images: int = 40):
     return keep_figure(cfg, figure, "intensity_histograms")
 
 
-def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
+def batch_figure(cfg: Settings, manifest: Manifest, cache: TensorCache, patients: int = 2):
     """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
     dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
                                   augment=data.Augment.from_profile(cfg), seed=cfg.seed)
@@ -256,7 +258,8 @@ def batch_figure(cfg: Settings, manifest, cache, patients: int = 2):
 # 02 training and 03 ablations
 
 
-def train_model(cfg: Settings, fusion: str, inputs: str, manifest=None, cache=None) -> Path:
+def train_model(cfg: Settings, fusion: str, inputs: str, manifest: Manifest | None = None,
+                cache: TensorCache | None = None) -> Path:
     """Train (or resume, or reuse) stage 1 for `inputs` and stage 2 for `fusion`; the best checkpoint.
 
     Pass the internal (manifest, cache) when already prepared, so it is not prepared again.
@@ -334,7 +337,7 @@ def predictions_path(cfg: Settings, fusion: str, inputs: str, dataset: str) -> P
     return predictions_dir(cfg) / f"{model_name(fusion, inputs, form='folder')}__{dataset}.csv"
 
 
-def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
+def scores_key(checkpoint: Path, manifest: Manifest, cache: TensorCache, split: str | None) -> str:
     """What a predictions file depends on: the checkpoint's content digest, the preprocessing and the images.
 
     The checkpoint counts by the digest it was saved with (not its path or time stamp: a model trained again
@@ -352,8 +355,8 @@ def scores_key(checkpoint: Path, manifest, cache, split: str | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest, cache,
-                split: str | None, dataset: str) -> pd.DataFrame:
+def score_model(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest: Manifest,
+                cache: TensorCache, split: str | None, dataset: str) -> pd.DataFrame:
     """Per-breast scores of one trained model on a manifest, reused while nothing they depend on changed."""
     path = predictions_path(cfg, fusion, inputs, dataset)
     key_path = path.with_suffix(".key")
@@ -383,7 +386,7 @@ def run_ablations(cfg: Settings) -> pd.DataFrame:
     return predictions
 
 
-def _internal_scores(cfg: Settings, manifest, cache) -> pd.DataFrame:
+def _internal_scores(cfg: Settings, manifest: Manifest, cache: TensorCache) -> pd.DataFrame:
     """The eight models of one replicate trained (or reused) and scored on the internal test set."""
     frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
                           cache, "test", "internal")
@@ -498,7 +501,7 @@ def prepare_external(cfg: Settings, name: str):
     return prepare.prepare_data(cfg, name=name)
 
 
-def class_composition(manifest) -> pd.DataFrame:
+def class_composition(manifest: Manifest) -> pd.DataFrame:
     """Patients per class (bilateral benign / unilateral malignant / bilateral malignant)."""
     patients = patient_classes(manifest.breasts, count_breasts=False, sort=True)
     classes = patients["patient_class"].value_counts()

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cemlib.pixels.imaging import PreprocessSettings, preprocess_pair, read_image, read_pixels
+from cemlib.pixels.imaging import preprocess_pair, read_image, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
 from cemlib.results.stats import auc_ci, delong_test
 from cemlib.synthetic import DEFAULT_PATIENTS, write_cohort
 

@@ -15,6 +15,7 @@ Same seed, same patients: every random draw comes from a per-patient `numpy.rand
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ import pandas as pd
 
 from cemlib.core.views import SIDES, VIEWS
 from cemlib.synthetic import lesions
-from cemlib.synthetic.lesions import draw_finding
+from cemlib.synthetic.lesions import Finding, draw_finding
 from cemlib.synthetic.phantom import (
     GE_ESSENTIAL,
     BreastSpec,
@@ -270,6 +271,31 @@ def sample_cohort(n_patients: int, seed: int, population: str | Population = "in
     classes = _class_quota(n_patients, mix.class_shares)
     order = np.random.default_rng(np.random.SeedSequence([seed, 0xC0407])).permutation(n_patients)
     return [sample_patient(i, classes[int(order[i])], seed, mix) for i in range(n_patients)]
+
+
+#: The positive control's planted sign: one round, circumscribed mass of this size (mm) in every malignant
+#: breast, enhancing far above any background enhancement (raw DES units) and dense on LE. Benign breasts
+#: carry no finding, background enhancement is minimal and there are no enhancing foci, so the sign is
+#: unambiguous: a pipeline that cannot learn it is broken.
+CONTROL_SIZE_MM = 22.0
+CONTROL_IODINE = 600.0
+CONTROL_LE_DENSITY = 0.35
+
+
+def plant_sign(spec: PatientSpec) -> PatientSpec:
+    """The positive control's version of a patient: the planted mass in each malignant breast only."""
+    breasts = {}
+    for side, breast in spec.breasts.items():
+        lesions: tuple[LesionSpec, ...] = ()
+        if breast.label:
+            finding = Finding(label=1, pathology=breast.pathology, kind="mass", shape="round",
+                              margin="circumscribed", size_mm=CONTROL_SIZE_MM, calcification="none",
+                              morphology="", enhancement="homogeneous", enhancement_level=3)
+            lesions = (LesionSpec(finding=finding, depth=0.45, ml=0.0, si=0.0, aspect=1.0, angle_deg=0.0,
+                                  iodine=CONTROL_IODINE, le_density=CONTROL_LE_DENSITY,
+                                  shape_seed=spec.index),)
+        breasts[side] = dataclasses.replace(breast, lesions=lesions)
+    return dataclasses.replace(spec, breasts=breasts, bpe="minimal", bpe_amplitude=5.0, foci=())
 
 
 def lesion_rows(specs: list[PatientSpec]) -> list[dict]:

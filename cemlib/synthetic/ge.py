@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from cemlib import __version__
 from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
 from cemlib.core.views import ENERGIES, SIDES, VIEWS
-from cemlib.synthetic.cohort import DEFAULT_PATIENTS, LESIONS_FILE, lesions_table, sample_cohort
+from cemlib.synthetic.cohort import DEFAULT_PATIENTS, LESIONS_FILE, lesions_table, plant_sign, sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, grid_shape, pixel_spacing, render_exam
 from cemlib.synthetic.writer import (
     GENERATOR_VERSION,
@@ -138,7 +138,7 @@ def labels_table(specs: list[PatientSpec]) -> pd.DataFrame:
 
 
 def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed: int = 0, scale: float = 0.08,
-                 workers: int | None = None, images: bool = True) -> Path:
+                 workers: int | None = None, images: bool = True, control: bool = False) -> Path:
     """Write a synthetic CEM cohort in the GE layout (DICOMs, labels.csv, lesions.csv, masks, cohort.json).
 
     With images=False only the tables and cohort.json are written (no pixels are rendered); such a
@@ -147,6 +147,8 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
     out = Path(out).resolve()
     rows, cols = grid_shape(scale)
     specs = sample_cohort(patients, seed)
+    if control:  # the positive control: an unambiguous sign planted in every malignant breast
+        specs = [plant_sign(spec) for spec in specs]
     prepare_cohort_dir(out, {s.patient_id for s in specs} if images else set())
     if images:
         tasks = [(spec, out, scale, seed) for spec in specs]
@@ -159,7 +161,7 @@ def write_cohort(out: str | os.PathLike, patients: int = DEFAULT_PATIENTS, seed:
     atomic_write_text(out / LESIONS_FILE, lesions_table(specs).to_csv(index=False))
     settings = {"generator": "cemlib.synthetic", "version": GENERATOR_VERSION, "cemlib_version": __version__,
                 "format": "ge", "seed": seed, "scale": scale, "patients": patients, "images": images,
-                "rows": rows, "cols": cols,
+                "rows": rows, "cols": cols, **({"control": True} if control else {}),
                 "pixel_spacing_mm": round(pixel_spacing(scale), 6), "pydicom_version": pydicom.__version__}
     atomic_write_text(out / "cohort.json", json.dumps(settings, indent=2) + "\n")
     finish_dir(out)

@@ -16,13 +16,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cemlib.pixels.imaging import (
-    PreprocessError,
-    PreprocessSettings,
-    find_geometry,
-    preprocess_pair,
-    read_pixels,
-)
+from cemlib.pixels.imaging import find_geometry, preprocess_pair, read_pixels
+from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.window import PreprocessError
 from cemlib.synthetic.cohort import sample_cohort
 from cemlib.synthetic.phantom import PatientSpec, render_exam
 

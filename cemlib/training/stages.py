@@ -41,6 +41,7 @@ from cemlib.core.vocab import (
     FUSIONS,
     IMAGE_MODEL,
     INPUT_ENERGIES,
+    PAPER_INPUT_SIZE,
     check_fusion,
     check_inputs,
     input_channels,
@@ -70,7 +71,7 @@ def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, 
     """The model's arch dict (see cemlib.model.networks) for a fusion and an inputs choice under a profile."""
     check_choices(fusion, inputs)
     model = profile.model
-    size = profile.preprocess.size or models.PAPER_INPUT_SIZE
+    size = profile.preprocess.size or PAPER_INPUT_SIZE
     return {
         "fusion": fusion,
         "in_channels": input_channels(inputs),
@@ -92,7 +93,7 @@ def check_choices(fusion: str, inputs: str) -> None:
 
 
 
-def check_training_data(manifest: Any, inputs: str) -> None:
+def check_training_data(manifest: Manifest, inputs: str) -> None:
     """Raise a ValueError, before any training, when the manifest cannot train a model with `inputs`."""
     where = f"manifest of dataset {manifest.dataset!r} (root {manifest.root})"
     energies = set(manifest.images["energy"].astype(str)) if len(manifest.images) else set()
@@ -131,7 +132,7 @@ def check_item_fits(dataset: Dataset, arch: Mapping[str, Any], name: str) -> Non
 
 
 def build_datasets(
-    profile: Settings, manifest: Any, cache: Any, inputs: str, stage: str, seed: int
+    profile: Settings, manifest: Manifest, cache: TensorCache, inputs: str, stage: str, seed: int
 ) -> tuple[Dataset, Dataset]:
     """(train, val) datasets of a stage: images for stage 1, patients for stage 2; train is augmented."""
     cls = data.ImageDataset if stage == "stage1" else data.PatientDataset
@@ -177,7 +178,7 @@ class StagePlan:
         check_settings(self.run_dir, wanted, recorded_settings(self.run_dir), skip)
 
 
-def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[str, Any]:
+def _meta(profile: Settings, manifest: Manifest, fusion: str, inputs: str) -> dict[str, Any]:
     """Plain-type facts stored in checkpoints: what the model takes and how its inputs were made."""
     preprocess = profile.preprocess.as_dict()
     return {
@@ -193,8 +194,8 @@ def _meta(profile: Settings, manifest: Any, fusion: str, inputs: str) -> dict[st
 STAGE1_DIGEST = "stage1.weights_digest"
 
 
-def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, manifest: Any, cache: Any
-                   ) -> dict[str, Any]:
+def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, manifest: Manifest,
+                   cache: TensorCache) -> dict[str, Any]:
     """What decides a stage's weights besides FitConfig: architecture, augmentation and input digests."""
     augment = data.Augment.from_profile(dict(profile))
     settings: dict[str, Any] = {"inputs": inputs, **{f"model.{key}": value for key, value in arch.items()}}
@@ -205,7 +206,7 @@ def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, mani
 
 
 def plan_stage1(
-    profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Any, cache: Any
+    profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Manifest, cache: TensorCache
 ) -> StagePlan:
     """Stage 1: the ImageClassifier on every training image, checked against the data."""
     config = FitConfig.from_profile(profile, "stage1")
@@ -231,8 +232,8 @@ def plan_stage2(
     fusion: str,
     inputs: str,
     run_dir: str | os.PathLike,
-    manifest: Any,
-    cache: Any,
+    manifest: Manifest,
+    cache: TensorCache,
     stage1_checkpoint: str | os.PathLike | None,
 ) -> StagePlan:
     """Stage 2: the fusion model, its encoder (and for "none" its classifier) taken from stage 1."""

@@ -18,7 +18,7 @@ from cemlib.core.settings import (
 )
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
-from cemlib.pixels.imaging import PreprocessSettings
+from cemlib.pixels.settings import PreprocessSettings
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
