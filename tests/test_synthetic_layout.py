@@ -27,7 +27,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_adapters_and_manifest_never_import_the_writers():
-    readers = [*sorted((PACKAGE / "sources").glob("*.py")), PACKAGE / "manifest.py"]
+    readers = [*sorted((PACKAGE / "data" / "sources").glob("*.py")), PACKAGE / "data" / "manifest.py"]
     for path in readers:
         offending = {m for m in _imported_modules(path) if "synthetic" in m}
         assert not offending, f"{path.name} imports {offending}"

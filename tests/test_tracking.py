@@ -58,7 +58,8 @@ def test_without_a_progress_file_nothing_is_written(tmp_path, monkeypatch):
 
 def test_follow_prints_what_a_child_process_reports(tmp_path):
     stream = io.StringIO()
-    child = "from cemlib import tracking\ntracking.note('stage1 epoch 1/2')\ntracking.note('stage1 epoch 2')"
+    child = ("from cemlib.training import tracking\ntracking.note('stage1 epoch 1/2')\n"
+             "tracking.note('stage1 epoch 2')")
     with tracking.follow(tmp_path / "progress.log", prefix="  ", interval=0.05, stream=stream):
         subprocess.run([sys.executable, "-c", child], check=True, cwd=PROJECT,
                        env={**os.environ, "PYTHONPATH": str(PROJECT)})

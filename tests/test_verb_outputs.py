@@ -25,6 +25,7 @@ from cemlib.inference import scoring as evaluation
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
 from cemlib.study import prepare
+from cemlib.study.commands import predict as predict_command
 from cemlib.study.commands import tables as tables_command
 from cemlib.synthetic.writer import INCOMPLETE
 from tests.factories import save_calibrated_checkpoint, tiny_study
@@ -128,11 +129,12 @@ def test_predict_refuses_a_folder_before_scoring_anything(tiny, tmp_path, capsys
 
 def test_train_into_a_file_stops_before_the_first_epoch(tiny, tmp_path, capsys, monkeypatch):
     """The reproduction: `cem train --run-dir FILE` trained a whole epoch before crashing."""
+    from cemlib.study.commands import train
     from cemlib.training import stages
 
     epochs = []
     monkeypatch.setattr(stages, "fit", lambda *a, **k: epochs.append(a))
-    monkeypatch.setattr(stages, "prepare_data", lambda *a, **k: epochs.append(a))
+    monkeypatch.setattr(train, "data_for", lambda *a, **k: epochs.append(a))
     (tmp_path / "run").write_text("")
     assert cli.main(train_args(tiny, tmp_path / "run")) == 1
     assert one_line_error(capsys, "train").endswith(f"{tmp_path / 'run'}: is a file; give a folder path")
@@ -172,7 +174,7 @@ def fill(mount: Path) -> None:
 
 
 def test_disk_filling_up_during_predict_is_one_line(tiny, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(evaluation, "check_output_file", Path)  # the disk fills after the check
+    monkeypatch.setattr(predict_command, "check_output_file", Path)  # the disk fills after the check
     with small_filesystem(tmp_path, "1m") as mount:
         fill(mount)
         code = cli.main(verb_writing_to("predict", tiny, mount / "scores.csv", tmp_path))
@@ -234,7 +236,7 @@ def test_a_killed_cache_write_at_its_top_level_is_removed_by_the_next_fill(tiny,
 
 def test_killed_synth_is_completed_by_the_rerun(tmp_path, capsys):
     out = tmp_path / "cohort"
-    command = [sys.executable, "-m", "cemlib.synthetic", "--out", str(out), "--patients", "40",
+    command = [sys.executable, "-m", "cemlib.cli", "synth", "--out", str(out), "--patients", "40",
                "--workers", "0", "--scale", "0.05"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

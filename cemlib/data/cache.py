@@ -400,8 +400,9 @@ class TensorCache:
             else:
                 todo.append(entry)
         built = 0
-        if todo or not self.folder.is_dir():
-            # A fill with work to do writes the folder: one at a time (a second one is refused).
+        if todo or not self.folder.is_dir() or self._leftovers():
+            # A fill with work to do (or a killed fill's leftovers to remove) writes the folder: one at a
+            # time (a second one is refused).
             with folder_lock(self.folder, "cem preprocess"):
                 built = self._build_missing(todo, failures, workers, progress)
         if entries and len(failures) == len(entries):
@@ -432,10 +433,13 @@ class TensorCache:
         for entry in entries:
             self.marker_for(entry).unlink(missing_ok=True)
 
+    def _leftovers(self) -> list[Path]:
+        """Temporary files of an interrupted fill, never renamed into place."""
+        return [*self.folder.glob(".*.tmp"), *self.folder.glob("*/.*.tmp")]
+
     def _prepare_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        # Leftovers of an interrupted fill: temporary files never renamed into place.
-        for stale in [*self.folder.glob(".*.tmp"), *self.folder.glob("*/.*.tmp")]:
+        for stale in self._leftovers():
             stale.unlink(missing_ok=True)
         settings_file = self.folder / "settings.json"
         if not settings_file.exists():
