@@ -120,3 +120,20 @@ def test_bad_no_images_use_is_refused(tmp_path: Path, capsys):
     assert cem_main(["synth", "--out", str(tmp_path / "x"), "--patients", "2", "--format", "cddcesm",
                      "--no-images"]) == 1
     assert "--no-images" in capsys.readouterr().err
+
+
+def test_the_internal_cohorts_masks_hold_the_malignant_findings_only():
+    """A benign finding is drawn and outlined in the full masks but left out of the malignant-only masks
+    the internal cohort writes, while a malignant breast keeps its lesion."""
+    from cemlib.synthetic import render_exam, sample_patient
+
+    spec = next(s for s in (sample_patient(i, "unilateral_malignant", 0) for i in range(200))
+                if any(not b.label and b.lesions for b in s.breasts.values()))
+    full, malignant = render_exam(spec, 0.05), render_exam(spec, 0.05, malignant_only=True)
+    for (side, view), mask in malignant.masks.items():
+        if spec.breasts[side].label:
+            assert mask.any() and not (mask & ~full.masks[(side, view)]).any()
+        else:
+            assert not mask.any()
+    benign_side = next(side for side, b in spec.breasts.items() if not b.label)
+    assert any(full.masks[(benign_side, view)].any() for view in ("CC", "MLO"))

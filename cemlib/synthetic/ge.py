@@ -106,7 +106,9 @@ def png_bytes(mask: np.ndarray) -> bytes:
 
 def write_patient(spec: PatientSpec, out: Path, scale: float, seed: int) -> list[dict]:
     """Render one patient and write its 8 DICOMs and lesion masks; return its lesion rows."""
-    exam = render_exam(spec, scale)
+    # The internal cohort's masks hold its malignant findings: a CAM peak or an occlusion on a benign
+    # second finding is no evidence that a model found the cancer.
+    exam = render_exam(spec, scale, malignant_only=True)
     folder = out / spec.patient_id
     for (side, view, energy), pixels in exam.images.items():
         atomic_write_bytes(folder / f"{side}_{view}_{energy}.dcm",

@@ -295,9 +295,10 @@ def _respond(le: np.ndarray, detector: Detector) -> np.ndarray:
     return np.where(le > 1500.0, 1500.0 + 1800.0 * x**detector.gamma, le)
 
 
-def render_view(spec: PatientSpec, side: str, view: str, scale: float
+def render_view(spec: PatientSpec, side: str, view: str, scale: float, malignant_only: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """Render LE, DES, lesion mask and lesion rows of one view (stored orientation)."""
+    """Render LE, DES, lesion mask and lesion rows of one view (stored orientation); the mask holds every
+    finding, or with malignant_only the malignant ones (what a pointing game or an occlusion asks)."""
     rows, cols = grid_shape(scale)
     spacing = pixel_spacing(scale)
     det = spec.detector
@@ -331,7 +332,8 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
             lesion_le[sl] += maps.tissue * (1.0 - 0.8 * fg[sl])  # extra glands only where fat was
         calcium[sl] += maps.calcium
         iodine[sl] += maps.iodine
-        mask[sl] |= maps.mask
+        if lesion.label or not malignant_only:
+            mask[sl] |= maps.mask
         lesion_rows.append({"side": side, "view": view, "label": lesion.label, "kind": lesion.kind,
                             "cx": cx, "cy": cy, "rx": rx, "ry": ry, "angle": angle_deg,
                             "iodine": lesion.iodine})
@@ -386,12 +388,13 @@ def render_view(spec: PatientSpec, side: str, view: str, scale: float
     return to_u16(le), to_u16(des), np.ascontiguousarray(mask), lesion_rows
 
 
-def render_exam(spec: PatientSpec, scale: float) -> Exam:
-    """Render the eight images (LE and DES x L/R x CC/MLO) and lesion masks of one patient."""
+def render_exam(spec: PatientSpec, scale: float, malignant_only: bool = False) -> Exam:
+    """Render the eight images (LE and DES x L/R x CC/MLO) and lesion masks of one patient (masks of the
+    malignant findings only with malignant_only)."""
     images, masks, lesions = {}, {}, []
     for side in ("L", "R"):
         for view in ("CC", "MLO"):
-            le, des, mask, rows = render_view(spec, side, view, scale)
+            le, des, mask, rows = render_view(spec, side, view, scale, malignant_only)
             images[(side, view, "LE")] = le
             images[(side, view, "DES")] = des
             masks[(side, view)] = mask
