@@ -152,7 +152,8 @@ def fit_recalibration(y_true, y_prob, method: str = "platt") -> Callable[[np.nda
         return lambda scores: np.asarray(model.predict(np.asarray(scores, dtype=float)), dtype=float)
     fit = logistic_fit(logit(p), y)
     if not fit.converged:
-        raise ValueError("Platt scaling did not converge: the validation scores separate the classes")
+        raise ValueError("Platt scaling has no finite fit on the validation scores (classes separated, "
+                         "or scores all alike)")
     a, b = fit.coef
     return lambda scores: 1.0 / (1.0 + np.exp(-(a + b * logit(scores))))
 

@@ -41,6 +41,8 @@ LEVEL_ORDER = {"density": ("a", "b", "c", "d"), "bpe": ("minimal", "mild", "mode
                "birads_group": ("0-3", BIRADS_FOUR, "5-6"), "age_band": tuple(b for _, b in AGE_BANDS)}
 #: The phantom's truth about each finding, shown beside the errors only where a lesions table exists.
 TRUTH_COLUMNS = ("finding", "size_mm", "density", "bpe", "lesion_enhancement")
+TRUTH_HEADINGS = {"finding": "Finding", "size_mm": "Size (mm)", "density": "Density",
+                  "bpe": "Background enhancement", "lesion_enhancement": "Lesion enhancement"}
 
 
 # ---------------------------------------------------------------------------------------------------

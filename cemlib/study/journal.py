@@ -17,7 +17,7 @@ import pandas as pd
 
 from cemlib.core.devices import inference_device
 from cemlib.core.settings import Settings
-from cemlib.core.vocab import FUSIONS, INPUTS, model_name
+from cemlib.core.vocab import FUSIONS, INPUTS, model_label, model_name
 from cemlib.data import datasets as data
 from cemlib.inference import cams
 from cemlib.model.checkpoints import load_model
@@ -109,14 +109,15 @@ def journal_evaluation(cfg: Settings, where: str = "internal") -> dict[str, Any]
     written = {"calibration": summary, "reliability": bins, "operating_points": operating,
                "decision_curve": evaluation.decision_table(curves), "subgroups": subgroups.drop(
                    columns=["auc", "low", "high"]), "clustering": clustering,
-               "errors": errors.drop(columns="patient_id"), "subgroups_recorded": recorded}
+               "errors": errors.drop(columns="patient_id").rename(columns=evaluation.TRUTH_HEADINGS),
+               "subgroups_recorded": recorded}
     for name, table in written.items():
         _write(cfg, table, name, where)
     results.write_table(curves, steps.tables_dir(cfg), f"decision_curve_full_{where}")
     steps.keep_figure(cfg, plots.reliability_figure(bins), f"reliability_{where}")
     steps.keep_figure(cfg, plots.decision_curve_figure(curves), f"decision_curve_{where}")
-    main = {ERRORS_MODEL, *(model_name(*m) for m in steps.EXTERNAL_MODELS.values())}
-    shown = subgroups[subgroups["Model"].isin({m for m in main})]
+    main = {model_label(m) for m in (ERRORS_MODEL, *(model_name(*m) for m in steps.EXTERNAL_MODELS.values()))}
+    shown = subgroups[subgroups["Model"].isin(main)]
     steps.keep_figure(cfg, plots.forest_plot(shown, f"AUC by subgroup ({where})"), f"forest_{where}")
     return {**written, "subgroups_main": shown.drop(columns=["auc", "low", "high"]),
             "clustering_note": evaluation.clustering_summary(clustering), "errors_full": errors}
@@ -146,7 +147,7 @@ def failure_gallery(cfg: Settings, errors: pd.DataFrame, where: str = "internal"
                 figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
                 figure.suptitle(f"{error}, case {pseudonym(manifest.dataset, row.patient_id)} "
                                 f"({row.Side} breast, score {row.Score:.2f})", fontsize=10)
-                stem = f"errors_{where}_{name}_{error.split()[1][:3]}_{k + 1}"
+                stem = f"errors_{name}_{'fn' if error == 'false negative' else 'fp'}_{k + 1}"
                 figures.append(steps.keep_figure(cfg, figure, stem))
     if not figures:
         print("No error of the CEM MF concatenation model to show in this run.")
