@@ -83,7 +83,8 @@ def forest_plot(subgroups: pd.DataFrame, title: str = "") -> Figure:
     figure = Figure(figsize=(7.5, height), layout="constrained")
     ax = figure.subplots()
     ys = np.arange(len(rows))[::-1]
-    labels = [f"{r.Dataset}: {r.Characteristic}, {r.Subgroup} (n={r.Breasts})" for r in rows.itertuples()]
+    labels = [f"{r.Dataset}, {r.Model}: {r.Characteristic}, {r.Subgroup} (n={r.Breasts})"
+              for r in rows.itertuples()]
     for y, r in zip(ys, rows.itertuples(), strict=True):
         if np.isfinite(r.auc):
             ax.errorbar(r.auc, y, xerr=[[r.auc - r.low], [r.high - r.auc]], fmt="o", ms=3, color="tab:blue",
