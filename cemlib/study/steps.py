@@ -548,6 +548,7 @@ INDEX_TABLES = (
     ("Table 5: DeLong tests", "table5_delong"),
     ("External validation", "table_external"),
     ("Grad-CAM++ pointing game", "pointing_game"),
+    ("Lesion occlusion of called malignant breasts", "occlusion"),
     ("The paper's claims against this run", "scorecard"),
     ("Replicates: mean, SD and range across training seeds", "replicates"),
     ("Grad-CAM++ pointing game of every replicate", "pointing_game_replicates"),
