@@ -17,6 +17,7 @@ from cemlib.data.datasets import (
     Augment,
     ImageDataset,
     PatientDataset,
+    channel_statistics,
     item_generator,
     make_loader,
     rotate_images,
@@ -277,3 +278,15 @@ def test_unfilled_cache_error_names_the_image_by_its_label_not_its_file(tmp_path
     patient = manifest.images["patient_id"].iloc[0]
     assert f"(first: {manifest.dataset}/{patient} L CC LE)" in message
     assert str(tmp_path / "cohort") not in message and ".dcm" not in message
+
+
+def test_channel_statistics_match_numpy_over_every_pixel():
+    """The input statistics stage 1 standardises with: per channel, over every pixel of every item."""
+    rng = np.random.default_rng(0)
+    images = [torch.from_numpy(rng.random((2, 8, 4), dtype=np.float32) * (k + 1)) for k in range(5)]
+    mean, std = channel_statistics([{"x": x} for x in images])
+    stacked = np.stack([x.numpy() for x in images])
+    assert np.allclose(mean.numpy(), stacked.mean(axis=(0, 2, 3)), atol=1e-6)
+    assert np.allclose(std.numpy(), stacked.std(axis=(0, 2, 3)), atol=1e-6)
+    with pytest.raises(ValueError, match="no images"):
+        channel_statistics([])

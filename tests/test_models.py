@@ -435,3 +435,24 @@ def test_full_torchvision_vgg16_bn_state_dict_loads(tmp_path):
     for key, value in reference.features.state_dict().items():
         if key != "0.weight":
             assert torch.equal(encoder.features.state_dict()[key], value), key
+
+
+def test_max_pooling_and_standardised_inputs_survive_a_checkpoint_and_bind_the_arch(tmp_path):
+    """The smoke profile's encoder: its pooling and input statistics come back from a checkpoint, and a
+    checkpoint pooled another way (same weight shapes) is refused, not loaded silently."""
+    model = models.build_image_classifier(2, width=0.0625, global_pool=True, head=[16], input_size=(64, 32),
+                                          pool="max", standardise=True)
+    model.encoder.set_input_statistics(torch.tensor([0.32, 0.30]), torch.tensor([0.27, 0.19]))
+    again = load_model(save_model(model, tmp_path / "s1.pt")).eval()
+    assert again.arch["pool"] == "max" and again.arch["standardise"] is True
+    assert torch.equal(again.encoder.input_mean, torch.tensor([0.32, 0.30]))
+    x = torch.rand(3, 2, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(again(x), model.eval()(x))
+        mean, sd = torch.tensor([0.32, 0.30]).view(1, 2, 1, 1), torch.tensor([0.27, 0.19]).view(1, 2, 1, 1)
+        shifted = (x - mean) / sd
+        assert torch.allclose(again.encoder.features(shifted), again.encoder.forward_features(x))
+    with pytest.raises(ValueError, match="pool"):
+        check_arch(model.arch, {**model.arch, "pool": "avg"})
+    legacy = {k: v for k, v in model.arch.items() if k not in ("pool", "standardise")}
+    assert model_from_arch(legacy).encoder.pool_kind == "avg"  # checkpoints written before the choice
