@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from cemlib.core.fileio import sha256_file
 from cemlib.data.cache import CacheError, TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest, SourceChangedError, assemble, changed_files
 from cemlib.data.tensorfile import decode_entry, encode_entry, quantise
-from cemlib.pixels.imaging import preprocess_mask, preprocess_pair, read_pixels
+from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
 from tests.factories import write_mg_dicom
 
@@ -444,3 +445,28 @@ def test_file_changing_while_preprocessed_is_never_stored(exams: Manifest, tmp_p
         cache.fill(exams, progress=False)
     entry = next(e for e in cache.plan(exams)[0] if (e.patient_id, e.side, e.view) == ("P002", "L", "CC"))
     assert not cache.path_for(entry).exists()
+
+
+def test_an_exam_wide_des_window_is_cached_per_exam_and_rebuilt_when_any_des_view_changes(tmp_path: Path):
+    """Under des_window "exam" every view's DES is windowed with the window of the exam's pooled DES
+    views, as preprocess_pair gives it; another DES file of the exam changes every view's key."""
+    manifest = make_manifest(tmp_path / "data", patients=2)
+    cache = TensorCache(tmp_path / "cache", settings(des_window="exam"))
+    assert cache.fill(manifest, workers=1, progress=False).failed == 0
+    rows = manifest.images[manifest.images["patient_id"] == "P000"]
+    des_rows = rows[rows["energy"] == "DES"]
+    des_paths = {(r["side"], r["view"]): manifest.image_path(r) for _, r in des_rows.iterrows()}
+    le_path = manifest.image_path(rows[(rows["side"] == "L") & (rows["view"] == "CC") &
+                                       (rows["energy"] == "LE")].iloc[0])
+    bounds = exam_des_bounds([read_pixels(p) for p in des_paths.values()], cache.settings)
+    _, des01 = preprocess_pair(read_pixels(le_path), read_pixels(des_paths[("L", "CC")]), "L", cache.settings,
+                               des_bounds=bounds)
+    assert np.allclose(cache.get_array("P000", "L", "CC")[1], des01, atol=1 / 65535)
+    keys = {(e.patient_id, e.side, e.view): e.key for e in cache.plan(manifest)[0]}
+    changed = manifest.images.copy()
+    changed.loc[(changed["patient_id"] == "P000") & (changed["side"] == "R") & (changed["view"] == "MLO")
+                & (changed["energy"] == "DES"), "sha256"] = "0" * 64
+    again = {(e.patient_id, e.side, e.view): e.key
+             for e in cache.plan(dataclasses.replace(manifest, images=changed))[0]}
+    assert all(again[k] != keys[k] for k in keys if k[0] == "P000")
+    assert all(again[k] == keys[k] for k in keys if k[0] == "P001")

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cemlib.pixels.imaging import preprocess_pair
+from cemlib.pixels.imaging import exam_des_bounds, preprocess_pair
 from cemlib.pixels.settings import PreprocessSettings
 from cemlib.pixels.window import UPPER_SMOOTHING, choose_window, grey_histogram, grey_step, raw_weight
 from cemlib.synthetic import render_exam, sample_patient
@@ -122,3 +122,41 @@ def test_a_fixed_des_window_keeps_an_enhancing_lesion_from_rescaling_the_rest_of
     assert untouched.mean() > 0.2
     before, after = outputs["image"]
     assert float(np.abs(after[untouched] - before[untouched]).mean()) > 0.01
+
+
+def test_an_exam_wide_des_window_darkens_both_breasts_alike():
+    """Under the per-image rule an enhancement in the left breast darkens the rest of the left breast only:
+    a left-right brightness cue with no lesion in it. One window for the exam's four DES views moves both
+    breasts alike, so the left-right difference away from the enhancement stays as it was."""
+    images = exam(3).images
+    keys = [(side, view) for side in ("L", "R") for view in ("CC", "MLO")]
+    des = {k: images[(*k, "DES")].astype(np.int32) for k in keys}
+    enhanced = dict(des)
+    lcc = des[("L", "CC")]
+    tissue = lcc > 1500
+    rows, cols = np.nonzero(tissue)
+    r, c = int(np.median(rows)), int(np.median(cols))
+    boosted = lcc.copy()
+    boosted[r - 40:r + 40, c - 40:c + 40][tissue[r - 40:r + 40, c - 40:c + 40]] += 900
+    enhanced[("L", "CC")] = boosted
+
+    def windowed(rule, views):
+        settings = PreprocessSettings(size=(128, 64), des_window=rule)
+        bounds = exam_des_bounds([v.astype(np.uint16) for v in views.values()], settings)
+        return {k: preprocess_pair(images[(*k, "LE")], views[k].astype(np.uint16), k[0], settings,
+                                   des_bounds=bounds)[1] for k in (("L", "CC"), ("R", "CC"))}
+
+    fixed_before, fixed_after = windowed("fixed", des), windowed("fixed", enhanced)
+    # the left breast's pixels the enhancement itself does not reach (seen under a window that never moves)
+    far = (fixed_before[("L", "CC")] > 0) & (fixed_after[("L", "CC")] == fixed_before[("L", "CC")])
+    assert far.mean() > 0.2
+    shift = {}
+    for rule in ("image", "exam"):
+        before, after = windowed(rule, des), windowed(rule, enhanced)
+        right = before[("R", "CC")] > 0
+        shift[rule] = (float((after[("L", "CC")] - before[("L", "CC")])[far].mean()),
+                       float((after[("R", "CC")] - before[("R", "CC")])[right].mean()))
+    left, right = shift["image"]
+    assert left < -0.01 and abs(right) < 1e-6  # per image: only the enhanced breast darkens
+    left, right = shift["exam"]
+    assert right < -0.005 and abs(left - right) < 0.3 * abs(right)  # per exam: both breasts alike

@@ -58,8 +58,8 @@ from tqdm.auto import tqdm
 from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
 from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
-from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file  # noqa: F401
-from cemlib.pixels.imaging import preprocess_mask, preprocess_pair, read_pixels
+from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file
+from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
 from cemlib.pixels.window import PreprocessError
 
@@ -112,6 +112,7 @@ class Entry:
     key: str
     le_sha: str = ""  # sha256 the manifest records for the LE file (part of the key)
     des_sha: str = ""
+    exam_des: tuple[Path, ...] = ()  # under des_window "exam": every DES file of the exam (their shas key it)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -172,7 +173,10 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
     """
     le = read_pixels(entry.le_path, expected_range=expected_raw_range(settings))
     des = read_pixels(entry.des_path) if entry.des_path is not None else None
-    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record)
+    exam = f"{entry.dataset}/{entry.patient_id}"
+    bounds = _exam_bounds(entry.exam_des, settings, exam) if entry.exam_des else None
+    le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record,
+                                  des_bounds=bounds)
     planes = [le01]
     if entry.des_path is not None:
         if des01 is None:
@@ -187,6 +191,13 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
     if stack.shape != expected:
         raise PreprocessError(f"{entry_label(entry)}: preprocessed shape {stack.shape}, expected {expected}")
     return stack
+
+
+@functools.lru_cache(maxsize=16)
+def _exam_bounds(paths: tuple[Path, ...], settings: PreprocessSettings, exam: str
+                 ) -> tuple[float, float] | None:
+    """The window an exam's DES views share (memoised: a worker builds an exam's views one after another)."""
+    return exam_des_bounds([read_pixels(path) for path in paths], settings, exam)
 
 
 def expected_raw_range(settings: PreprocessSettings) -> tuple[float, float] | None:
@@ -239,7 +250,9 @@ def entry_label(entry: Entry, what: str = "LE") -> str:
 
 def redact_paths(text: str, entry: Entry) -> str:
     """``text`` with the entry's file paths (and their file names) replaced by ``entry_label``."""
-    for what, path in (("LE", entry.le_path), ("DES", entry.des_path), ("mask", entry.mask_path)):
+    sources = [("LE", entry.le_path), ("DES", entry.des_path), ("mask", entry.mask_path)]
+    sources += [("exam DES", path) for path in entry.exam_des if path != entry.des_path]
+    for what, path in sources:
         if path is not None:
             label = entry_label(entry, what)
             text = text.replace(str(path), label).replace(path.name, label)
@@ -330,6 +343,7 @@ class TensorCache:
             where = tuple(str(row[c]) for c in ("dataset", "patient_id", "side", "view"))
             groups.setdefault(where, {"LE": [], "DES": []}).setdefault(str(row["energy"]), []).append(row)
         mask_digests = _mask_digest_column(manifest)
+        exam_des = self._exam_des(groups, manifest)
         entries: list[Entry] = []
         problems: list[dict[str, str]] = []
         for (dataset, patient_id, side, view), rows in sorted(groups.items()):
@@ -351,17 +365,35 @@ class TensorCache:
             if mask_path is not None:
                 mask_sha = mask_digests.get(str(mask_path)) or _sha_of(mask_path)
             des_sha = str(des_row["sha256"]) if des_row is not None else ""
+            exam_paths, exam_shas = exam_des.get((dataset, patient_id), ((), ""))
+            key_des = f"exam:{exam_shas}" if des_row is not None and exam_paths else des_sha
             entries.append(
                 Entry(
                     dataset=dataset, patient_id=patient_id, side=side, view=view,
                     le_path=manifest.image_path(le_row),
                     des_path=manifest.image_path(des_row) if des_row is not None else None,
                     mask_path=mask_path,
-                    key=entry_key(self.digest, side, str(le_row["sha256"]), des_sha, mask_sha),
+                    key=entry_key(self.digest, side, str(le_row["sha256"]), key_des, mask_sha),
                     le_sha=str(le_row["sha256"]), des_sha=des_sha,
+                    exam_des=exam_paths if des_row is not None else (),
                 )
             )
         return entries, pd.DataFrame(problems, columns=list(EXCLUSION_COLUMNS))
+
+    def _exam_des(self, groups: dict[tuple[str, str, str, str], dict[str, list[dict[str, Any]]]],
+                  manifest: Manifest) -> dict[tuple[str, str], tuple[tuple[Path, ...], str]]:
+        """Under des_window "exam": each exam's DES files in view order, and their shas joined (a change
+        of any of them rebuilds every view of the exam); empty under the other rules."""
+        if self.settings.des_window != "exam":
+            return {}
+        found: dict[tuple[str, str], list[tuple[str, Path, str]]] = {}
+        for (dataset, patient_id, side, view), rows in sorted(groups.items()):
+            if len(rows["DES"]) == 1:
+                row = rows["DES"][0]
+                found.setdefault((dataset, patient_id), []).append(
+                    (side + view, manifest.image_path(row), str(row["sha256"])))
+        return {exam: (tuple(path for _, path, _ in views), "|".join(sha for _, _, sha in views))
+                for exam, views in found.items()}
 
     def attach(self, manifest: Manifest) -> list[Entry]:
         """Index a manifest's entries so get() can find them (no preprocessing).

@@ -63,7 +63,7 @@ from cemlib.data.sources.dicom import (
 from cemlib.inference.cams import explain_exam, image_cams, plot_exam_cams
 from cemlib.inference.predict import LoadedModel, load_for_inference
 from cemlib.model import networks as models
-from cemlib.pixels.imaging import preprocess_pair, read_pixels
+from cemlib.pixels.imaging import exam_des_bounds, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
 
 #: Default report folder inside STUDY.
@@ -361,12 +361,14 @@ def select_views(exam: ExamFiles, inputs: str) -> dict[str, tuple[ExamFile, Exam
 def load_views(views: Mapping[str, tuple[ExamFile, ExamFile | None]], settings: PreprocessSettings
                ) -> torch.Tensor:
     """Read and preprocess the selected views in memory: x (4, C, H, W) float32 in VIEW_ORDER."""
+    des_images = {key: read_pixels(views[key][1].path) for key in VIEW_ORDER if views[key][1] is not None}
+    bounds = exam_des_bounds(list(des_images.values()), settings)
     planes = []
     for key in VIEW_ORDER:
-        le_file, des_file = views[key]
+        le_file, _ = views[key]
         le = read_pixels(le_file.path, expected_range=expected_raw_range(settings))
-        des = read_pixels(des_file.path) if des_file is not None else None
-        le01, des01 = preprocess_pair(le, des, key[0], settings, source=str(le_file.path))
+        le01, des01 = preprocess_pair(le, des_images.get(key), key[0], settings, source=str(le_file.path),
+                                      des_bounds=bounds)
         planes.append(np.stack([le01] if des01 is None else [le01, des01]))
     return torch.from_numpy(np.stack(planes))
 

@@ -33,16 +33,14 @@ from scipy import ndimage
 
 from cemlib.pixels import headercheck
 from cemlib.pixels.settings import PreprocessSettings
-from cemlib.pixels.window import (
-    PreprocessError,
-    choose_window,
-    grey_histogram,
-)
+from cemlib.pixels.window import PreprocessError, choose_window, exam_window, grey_histogram
 
 PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 #: Largest image plane read (rows, cols), checked from the header before any pixel is decoded: well above
 #: the largest mammography detector (about 4,100 x 3,300), far below what would exhaust memory.
 MAX_IMAGE_SIZE = (5000, 5000)
+
+
 class OrientationError(PreprocessError):
     """The pixels say the breast faces the other way than its laterality implies."""
 
@@ -408,7 +406,8 @@ def warp(image: np.ndarray, geometry: Geometry, size: tuple[int, int]) -> np.nda
 
 
 def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings: PreprocessSettings,
-                    source: str = "", record: dict[str, Any] | None = None
+                    source: str = "", record: dict[str, Any] | None = None,
+                    des_bounds: tuple[float, float] | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """LE (and DES) pixels -> float32 [0, 1] arrays of ``settings.size``, cropped on LE, oriented, resized.
 
@@ -417,7 +416,8 @@ def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings:
     bilinear weights are non-negative and sum to one, so it is applied after the resize (same result, far
     fewer pixels); the clip, which is not linear, comes first.
     ``record``, when given, receives each image's window and the rule that chose it (``le_window``,
-    ``le_window_rule``, and ``des_*`` with a DES image).
+    ``le_window_rule``, and ``des_*`` with a DES image). ``des_bounds`` is the exam's DES window under
+    des_window "exam" (``exam_des_bounds``); without it a view is windowed as an exam of its own.
     """
     name = source or "image"
     le = np.asarray(le)
@@ -433,12 +433,22 @@ def preprocess_pair(le: np.ndarray, des: np.ndarray | None, side: str, settings:
         raise PreprocessError(f"{name}: DES image {des.shape} and LE image {le.shape} differ in shape")
     if settings.des_window == "fixed":
         bounds, rule = settings.des_range, "fixed DES range"
+    elif des_bounds is not None:
+        bounds, rule = (float(des_bounds[0]), float(des_bounds[1])), "exam"
     else:
         des_choice = choose_window(grey_histogram(des, name, extremes), settings, f"{name} (DES)")
         bounds, rule = des_choice.bounds, des_choice.rule
     if record is not None:
         record.update(des_window=bounds, des_window_rule=rule)
     return le01, _window_crop_resize(des, geometry.box, bounds, settings.size, geometry.flip)
+
+
+def exam_des_bounds(des_images: list[np.ndarray], settings: PreprocessSettings, source: str = ""
+                    ) -> tuple[float, float] | None:
+    """The DES window an exam's views share under des_window "exam" (None under the other rules)."""
+    if settings.des_window != "exam" or not des_images:
+        return None
+    return exam_window(des_images, settings, f"{source or 'exam'} (DES)").bounds
 
 
 def _window_crop_resize(pixels: np.ndarray, box: tuple[int, int, int, int], window: tuple[float, float],

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cemlib.core.views import VIEW_ORDER
-from cemlib.pixels.imaging import preprocess_pair, read_pixels
+from cemlib.pixels.imaging import exam_des_bounds, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
 from cemlib.pixels.window import PreprocessError
 
@@ -63,9 +63,10 @@ def qc_figure_from_views(views: Sequence[QcView], settings: PreprocessSettings,
     fig = Figure(figsize=(4 * panel_inches, len(views) * panel_inches * 1.25), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(views), 4, squeeze=False))
     titles = ("LE raw", "LE preprocessed", "DES raw", "DES preprocessed")
+    shared = _exam_windows(views, settings)
     for row, view in zip(axes, views, strict=True):
         record: dict = {}
-        panels = _view_panels(view, settings, record)
+        panels = _view_panels(view, settings, record, shared.get(_exam_of(view)))
         notes = ("", _window_note(record, "le"), "", _window_note(record, "des"))
         for ax, title, panel, note in zip(row, titles, panels, notes, strict=True):
             ax.set_axis_off()
@@ -87,7 +88,30 @@ def _window_note(record: dict, energy: str) -> str:
     return f"\n{low:g}..{high:g} ({record[f'{energy}_window_rule']})"
 
 
-def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None = None
+def _exam_of(view: QcView) -> str:
+    """The exam a QC view belongs to (its label without the view name)."""
+    return view.label.rsplit(" ", 1)[0]
+
+
+def _exam_windows(views: Sequence[QcView], settings: PreprocessSettings) -> dict[str, tuple[float, float]]:
+    """Under des_window "exam": each exam's shared DES window (exams with an unreadable DES left out)."""
+    if settings.des_window != "exam":
+        return {}
+    by_exam: dict[str, list[Path]] = {}
+    for view in views:
+        if view.des_path is not None:
+            by_exam.setdefault(_exam_of(view), []).append(view.des_path)
+    shared = {}
+    for exam, paths in by_exam.items():
+        try:
+            shared[exam] = exam_des_bounds([read_pixels(path) for path in paths], settings, exam)
+        except (PreprocessError, FileNotFoundError):
+            continue  # the view's own panel shows the reason
+    return shared
+
+
+def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None = None,
+                 des_bounds: tuple[float, float] | None = None
                  ) -> list[np.ndarray | str]:
     """[raw LE, LE01, raw DES, DES01]; a string where an image is missing or fails, with the reason."""
     raw: list[np.ndarray | str] = []
@@ -104,7 +128,7 @@ def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None
         return [le, le, des, "no LE image" if not isinstance(des, str) else des]
     try:
         le01, des01 = preprocess_pair(le, des if not isinstance(des, str) else None, view.side, settings,
-                                      source=str(view.le_path), record=record)
+                                      source=str(view.le_path), record=record, des_bounds=des_bounds)
     except PreprocessError as exc:
         reason = _short(exc)
         return [le, reason, des, reason if not isinstance(des, str) else des]

@@ -17,9 +17,9 @@ PREPROCESS_VERSION = "2"
 
 WINDOWS = ("adaptive", "fixed")
 #: How a DES image is windowed: "image", by the same rule as its LE image, on its own histogram (the
-#: authors' way); "fixed", clipped to one range for every image, so no image is rescaled by its own
-#: enhancement (a lesion cannot darken the rest of its breast).
-DES_WINDOWS = ("image", "fixed")
+#: authors' way); "exam", by that rule on the pooled histogram of the exam's DES views, one window for
+#: all four (a lesion cannot darken the rest of its own breast only); "fixed", clipped to one raw range.
+DES_WINDOWS = ("image", "exam", "fixed")
 WINDOW_SOURCES = ("auto", "raw", "image")
 
 
@@ -40,8 +40,9 @@ class PreprocessSettings:
     background: a pixel is tissue when its windowed value exceeds this (authors: > 0).
     min_foreground: the largest tissue component must cover at least this fraction of the image.
     min_size_fraction: images or crops smaller than this fraction of ``size`` in either dimension fail.
-    des_window: "image" (the authors' rule, each DES image on its own histogram) or "fixed" (every DES
-        image clipped to ``des_window_range``, or ``window_range`` when that is not given).
+    des_window: "image" (the authors' rule, each DES image on its own histogram), "exam" (the rule on the
+        pooled histogram of the exam's DES views: one window for the four) or "fixed" (every DES image
+        clipped to ``des_window_range``, or ``window_range`` when that is not given).
     des_window_range: the raw DES grey levels of the fixed DES window.
     flip_right: flip right breasts horizontally (chest wall on the left afterwards).
     check_orientation: compare the laterality with the chest-wall side seen in the pixels.

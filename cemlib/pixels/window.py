@@ -289,3 +289,13 @@ def apply_window(pixels: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     out -= np.float32(low)
     out *= np.float32(1.0 / (high - low))
     return out
+
+
+def exam_window(images: list[np.ndarray], settings: PreprocessSettings, source: str = "") -> WindowChoice:
+    """One window for several images of an exam (its DES views): the window rule on their pooled
+    histogram, so every view is scaled alike and one breast's enhancement cannot rescale that breast alone
+    (under the per-image rule it darkens the rest of its own breast, a cue the other breast lacks)."""
+    if not images:
+        raise PreprocessError(f"{source or 'exam'}: no images to choose a shared window from")
+    pooled = np.concatenate([np.asarray(image).reshape(-1) for image in images])
+    return choose_window(grey_histogram(pooled, source), settings, source)
