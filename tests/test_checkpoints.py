@@ -16,6 +16,7 @@ from cemlib.inference import exam
 from cemlib.inference import scoring as evaluation
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
+from cemlib.study import maps
 from cemlib.study import steps as study
 from tests.factories import save_calibrated_checkpoint, tiny_study
 from tests.test_training import MemoryPatients, memory_fit
@@ -97,7 +98,7 @@ def test_prediction_cams_and_notebooks_refuse_a_damaged_best(tiny, best, capsys)
     with pytest.raises(checkpoints.CheckpointError, match=refused(best)):  # one exam, its maps included
         exam.predict_exam(tiny["root"] / tiny["manifest"].patients[0], best, device="cpu", cams=True)
     with pytest.raises(checkpoints.CheckpointError, match=refused(best)):  # the CAM notebook's path
-        next(study._explained_malignant_exams(study.load("smoke"), best, "cem", tiny["manifest"],
+        next(maps._explained_malignant_exams(study.load("smoke"), best, "cem", tiny["manifest"],
                                               tiny["cache"], None))
     assert cem(["predict", "--checkpoint", str(best), "--manifest", str(tiny["base"] / "manifest")]) == 1
     err = capsys.readouterr().err

@@ -53,6 +53,7 @@ def make_tiny(folder: Path) -> dict:
         "train.stage2_epochs": 2,
         "train.milestones": [1],
         "train.patience": 5,
+        "preprocess.des_window": "image",  # as the tiny cache was built (the pipeline's default)
     }
     return {"base": base, "overrides": overrides, "manifest": study["manifest"], "cache": study["cache"]}
 
