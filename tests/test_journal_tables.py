@@ -138,3 +138,14 @@ def test_answered_items_point_somewhere_and_every_item_has_a_status():
 def test_a_link_to_a_missing_section_is_caught(bad):
     items = (("CLAIM 2024", "1", "x", checklist.ANSWERED, [bad]),)
     assert checklist.section_references(items) - notebook_headings() == {("03", "No such heading")}
+
+
+def test_clustering_table_of_a_model_that_separates_perfectly():
+    """The positive control's models reach AUC 1.0, where every CI collapses: the table says the width
+    ratio is not available instead of dividing by zero."""
+    preds = predictions()
+    preds["score"] = preds["label"] * 0.8 + 0.1  # every malignant breast above every benign one
+    table = evaluation.clustering_table(preds, "internal", n_boot=50)
+    assert len(table) == 2
+    assert (table["Clustered / DeLong CI width"] == evaluation.NOT_AVAILABLE).all()
+    assert evaluation.ci_width_ratio(stats.Interval(0.7, 0.6, 0.8), stats.Interval(0.7, 0.65, 0.75)) == pytest.approx(2)

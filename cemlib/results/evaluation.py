@@ -299,6 +299,15 @@ def subgroup_table(joined: pd.DataFrame, where: str = "internal", level: float =
 # the unit of analysis
 
 
+def ci_width_ratio(wider: stats.Interval, base: stats.Interval) -> float:
+    """How many times wider one CI is than another; NaN when the base has no width (an AUC of 0 or 1,
+    where both intervals collapse) or either is missing."""
+    base_width = base.high - base.low
+    if not (np.isfinite(base_width) and base_width > 0):
+        return float("nan")
+    return float((wider.high - wider.low) / base_width)
+
+
 def clustering_table(predictions: pd.DataFrame, where: str = "internal", level: float = 0.95,
                      n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per-breast AUC with the paper's DeLong CI beside two CIs that keep a patient's breasts together
@@ -318,7 +327,7 @@ def clustering_table(predictions: pd.DataFrame, where: str = "internal", level: 
         boot = stats.auc_ci(y, s, "bootstrap", level, n_boot=n_boot, groups=patients.to_numpy(), seed=seed)
         patient_auc = (stats.auc_ci(per_patient["label"], per_patient["score"], level=level)
                        if _both_classes(per_patient) else stats.Interval(np.nan, np.nan, np.nan))
-        ratio = (obuchowski.high - obuchowski.low) / (delong.high - delong.low)
+        ratio = ci_width_ratio(obuchowski, delong)
         rows.append({**row, "AUC per breast, DeLong (paper)": _ci(delong),
                      "Obuchowski clustered": _ci(obuchowski), "Patient bootstrap": _ci(boot),
                      "Clustered / DeLong CI width": (round(float(ratio), 2) if np.isfinite(ratio)
