@@ -148,4 +148,5 @@ def test_clustering_table_of_a_model_that_separates_perfectly():
     table = evaluation.clustering_table(preds, "internal", n_boot=50)
     assert len(table) == 2
     assert (table["Clustered / DeLong CI width"] == evaluation.NOT_AVAILABLE).all()
-    assert evaluation.ci_width_ratio(stats.Interval(0.7, 0.6, 0.8), stats.Interval(0.7, 0.65, 0.75)) == pytest.approx(2)
+    wide, narrow = stats.Interval(0.7, 0.6, 0.8), stats.Interval(0.7, 0.65, 0.75)
+    assert evaluation.ci_width_ratio(wide, narrow) == pytest.approx(2)
