@@ -47,11 +47,6 @@ def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, man
             yield item, cams.explain_exam(model, item["x"])
 
 
-#: Occluding the lesions of called malignant breasts must lower a model's mean probability by at least
-#: this much before its calls can be said to rest on the lesion (issue-level acceptance; a choice).
-OCCLUSION_DROP = 0.05
-
-
 def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     """Faithfulness of every fusion model's calls: the mean probability of the correctly called malignant
     test breasts before and after their lesions are covered with the breast's median (internal test set)."""
