@@ -379,19 +379,11 @@ def _is_channels_last(encoder: ViewEncoder) -> bool:
     return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
-def build_encoder(
-    in_channels: int,
-    width: float = MODEL_DEFAULTS.width,
-    global_pool: bool = MODEL_DEFAULTS.global_pool,
-    head: Sequence[int] = MODEL_DEFAULTS.head,
-    dropout: float = MODEL_DEFAULTS.dropout,
-    input_size: Sequence[int] = PAPER_INPUT_SIZE,
-    pretrained: str | os.PathLike | None = None,
-    pool: str = MODEL_DEFAULTS.pool,
-    standardise: bool = MODEL_DEFAULTS.standardise,
-) -> ViewEncoder:
-    """A ViewEncoder, optionally with a pretrained trunk ("imagenet" or a local state-dict path)."""
-    encoder = ViewEncoder(in_channels, width, global_pool, head, dropout, input_size, pool, standardise)
+def build_encoder(in_channels: int, pretrained: str | os.PathLike | None = None, **options: Any
+                  ) -> ViewEncoder:
+    """A ViewEncoder (options as its arguments: width, global_pool, head, dropout, input_size, pool,
+    standardise), optionally with a pretrained trunk ("imagenet" or a local state-dict path)."""
+    encoder = ViewEncoder(in_channels, **options)
     if pretrained is not None:
         encoder.load_pretrained(pretrained)
     return encoder

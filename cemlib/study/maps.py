@@ -116,7 +116,7 @@ def _pointing_rows(cfg: Settings, manifest: Manifest, cache: TensorCache, thresh
         maps, masks, des, breasts = [], [], [], []
         checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
         for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
-            cem_x = cem_items[index[item["patient_id"]]]["x"].numpy()
+            cem_x = (item["x"] if inputs == "cem" else cem_items[index[item["patient_id"]]]["x"]).numpy()
             for k, side in enumerate(SIDES):
                 if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
                     continue

@@ -280,14 +280,18 @@ def training_logs(cfg: Settings, fusion: str, inputs: str) -> dict[str, pd.DataF
     return logs
 
 
-def prior_loss(cfg: Settings, fusion: str, stage: str) -> float:
+def prior_entropy(cfg: Settings) -> float:
+    """The cross-entropy of predicting the training breasts' prevalence."""
+    breasts = prepare.prepare_manifest(cfg).breasts
+    return stats.binary_entropy(float(breasts.loc[breasts["split"] == "train", "label"].mean()))
+
+
+def prior_loss(entropy: float, fusion: str, stage: str) -> float:
     """The loss of a model that predicts the training prevalence: the floor a model must get under.
 
     Stage 1 and the per-view fusions average one cross-entropy per image; the multi-feature fusions sum
     the left and right breasts' (the authors' CE + CE), so their floor is twice the entropy.
     """
-    breasts = prepare.prepare_manifest(cfg).breasts
-    entropy = stats.binary_entropy(float(breasts.loc[breasts["split"] == "train", "label"].mean()))
     per_view = stage == "stage 1" or fusion in ("none", "left_right")
     return entropy if per_view else 2 * entropy
 
@@ -295,6 +299,7 @@ def prior_loss(cfg: Settings, fusion: str, stage: str) -> float:
 def learning_curves(cfg: Settings, fusion: str, inputs: str):
     """Loss of each stage against the prior's loss, and validation AUC, per epoch; the kept epoch marked."""
     logs = training_logs(cfg, fusion, inputs)
+    entropy = prior_entropy(cfg)
     figure = Figure(figsize=(10, 3.2), layout="constrained")
     axes = figure.subplots(1, 3)
     colours = {"stage 1": "tab:blue", "stage 2": "tab:orange"}
@@ -306,7 +311,8 @@ def learning_curves(cfg: Settings, fusion: str, inputs: str):
         ax.plot(log["epoch"], log["train_loss"], "-o", ms=3, color=colours[stage], label="training")
         ax.plot(log["epoch"], log["val_loss"], "--o", ms=3, color=colours[stage], alpha=0.6,
                 label="validation")
-        ax.axhline(prior_loss(cfg, fusion, stage), color="grey", lw=1, label="prior (predicts prevalence)")
+        ax.axhline(prior_loss(entropy, fusion, stage), color="grey", lw=1,
+                   label="prior (predicts prevalence)")
         kept = int(log.loc[log["val_loss"].idxmin(), "epoch"])
         ax.axvline(kept, color="black", ls=":", lw=1, label=f"kept (epoch {kept})")
         ax.legend(fontsize=7)
