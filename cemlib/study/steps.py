@@ -21,14 +21,13 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from cemlib import training
 from cemlib.core.devices import init_distributed, use_threads
 from cemlib.core.fileio import atomic_write_text, save_figure
 from cemlib.core.settings import Settings, load_profile
 from cemlib.core.views import VIEW_ORDER
-from cemlib.core.vocab import FUSION_LABELS, FUSIONS, INPUTS, model_name, patient_classes
+from cemlib.core.vocab import FUSIONS, INPUTS, model_name, patient_classes
 from cemlib.data import datasets as data
 from cemlib.data.cache import TensorCache
 from cemlib.data.manifest import Manifest
@@ -149,24 +148,7 @@ def flow_counts(manifest: Manifest) -> pd.DataFrame:
 
 def flow_figure(cfg: Settings, manifest: Manifest):
     """Fig. 1: the exclusion flow diagram (found -> excluded by reason -> kept -> split)."""
-    counts = flow_counts(manifest)
-    steps = list(counts.itertuples(index=False))
-    figure = Figure(figsize=(6.5, 0.55 * len(steps) + 0.6), layout="constrained")
-    ax = figure.subplots()
-    ax.set_axis_off()
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-len(steps), 1)
-    for row, (step, patients) in enumerate(steps):
-        excluded = step.startswith("excluded")
-        split = step in ("train", "val", "test", "external")
-        x = 0.72 if excluded else (0.3 if split else 0.35)
-        ax.text(x, -row, f"{step}: {patients}", ha="center", va="center", fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "#fde0dd" if excluded else "#e0ecf4"})
-        if row and not excluded:
-            ax.annotate("", xy=(0.35, -row + 0.3), xytext=(0.35, -row + 0.7),
-                        arrowprops={"arrowstyle": "->", "color": "#555"})
-    ax.set_title("Fig. 1: patients found, excluded (with reason), kept and split", fontsize=10)
-    return keep_figure(cfg, figure, "fig1_flow")
+    return keep_figure(cfg, plots.flow_figure(flow_counts(manifest)), "fig1_flow")
 
 
 def exclusion_examples(manifest, limit: int = 15) -> pd.DataFrame:
@@ -239,19 +221,9 @@ def batch_figure(cfg: Settings, manifest: Manifest, cache: TensorCache, patients
     """A few augmented training exams as the loader serves them (LE row, DES row per patient)."""
     dataset = data.PatientDataset(manifest, cache, "train", inputs="cem",
                                   augment=data.Augment.from_profile(cfg), seed=cfg.seed)
-    figure = Figure(figsize=(8, 2.3 * 2 * patients), layout="constrained")
-    axes = figure.subplots(2 * patients, 4, squeeze=False)
-    for p in range(patients):
-        item = dataset[p]
-        for v, view in enumerate(VIEW_ORDER):
-            for c, energy in enumerate(("LE", "DES")):
-                ax = axes[2 * p + c, v]
-                ax.imshow(item["x"][v, c].numpy(), cmap="gray", vmin=0, vmax=1)
-                label = int(item["y"][v // 2])
-                case = report.pseudonym(manifest.dataset, item["patient_id"])
-                ax.set_title(f"{case} {view} {energy} (label {label})", fontsize=7)
-                ax.set_axis_off()
-    return keep_figure(cfg, figure, "loader_batch")
+    items = [dataset[p] for p in range(patients)]
+    cases = [report.pseudonym(manifest.dataset, item["patient_id"]) for item in items]
+    return keep_figure(cfg, plots.batch_figure(items, cases), "loader_batch")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -298,31 +270,9 @@ def prior_loss(entropy: float, fusion: str, stage: str) -> float:
 
 def learning_curves(cfg: Settings, fusion: str, inputs: str):
     """Loss of each stage against the prior's loss, and validation AUC, per epoch; the kept epoch marked."""
-    logs = training_logs(cfg, fusion, inputs)
     entropy = prior_entropy(cfg)
-    figure = Figure(figsize=(10, 3.2), layout="constrained")
-    axes = figure.subplots(1, 3)
-    colours = {"stage 1": "tab:blue", "stage 2": "tab:orange"}
-    for ax, stage in zip(axes[:2], ("stage 1", "stage 2"), strict=True):
-        log = logs.get(stage)
-        ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{stage} loss")
-        if log is None:
-            continue
-        ax.plot(log["epoch"], log["train_loss"], "-o", ms=3, color=colours[stage], label="training")
-        ax.plot(log["epoch"], log["val_loss"], "--o", ms=3, color=colours[stage], alpha=0.6,
-                label="validation")
-        ax.axhline(prior_loss(entropy, fusion, stage), color="grey", lw=1,
-                   label="prior (predicts prevalence)")
-        kept = int(log.loc[log["val_loss"].idxmin(), "epoch"])
-        ax.axvline(kept, color="black", ls=":", lw=1, label=f"kept (epoch {kept})")
-        ax.legend(fontsize=7)
-    for stage, log in logs.items():
-        axes[2].plot(log["epoch"], log["val_auc"], "-o", ms=3, color=colours.get(stage), label=stage)
-    axes[2].axhline(0.5, color="grey", lw=1, label="chance")
-    axes[2].set(xlabel="epoch", ylabel="AUC", title="validation AUC (per breast)", ylim=(0.3, 1.0))
-    axes[2].legend(fontsize=7)
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    priors = {stage: prior_loss(entropy, fusion, stage) for stage in ("stage 1", "stage 2")}
+    figure = plots.learning_curve_figure(training_logs(cfg, fusion, inputs), priors)
     return keep_figure(cfg, figure, f"learning_curves_{inputs}_{fusion}")
 
 
@@ -440,32 +390,9 @@ def replicate_predictions(cfg: Settings) -> list[pd.DataFrame]:
 
 
 def replicate_figure(cfg: Settings, values: pd.DataFrame | None) -> Figure | None:
-    """Internal test AUC of each model in every replicate (points) with mean and SD, LE and CEM panels.
-
-    `values` holds one row per replicate, model, metric and value (results' "replicate_metrics");
-    None (a run of one replicate) gives no figure.
-    """
-    import seaborn as sns
-
-    if values is None or values["replicate"].nunique() < 2:
-        return None
-    auc = values[values["metric"] == "internal auc"].copy()
-    auc["inputs"] = auc["model"].str.split().str[0]
-    auc["fusion"] = auc["model"].str.split().str[1].map(FUSION_LABELS)
-    order = [FUSION_LABELS[f] for f in FUSIONS]
-    figure = Figure(figsize=(9, 3.8), layout="constrained")
-    axes = figure.subplots(1, 2, sharey=True)
-    for ax, inputs in zip(axes, ("LE", "CEM"), strict=True):
-        part = auc[auc["inputs"] == inputs]
-        sns.stripplot(data=part, x="fusion", y="value", order=order, ax=ax, color="#888", size=5, jitter=0.15)
-        sns.pointplot(data=part, x="fusion", y="value", order=order, ax=ax, errorbar="sd", color="C0",
-                      linestyle="none", markers="D", capsize=0.2)
-        ax.set(title=f"{inputs} models", xlabel="", ylabel="internal test AUC")
-        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    replicates = values["replicate"].nunique()
-    figure.suptitle(f"AUC across {replicates} training seeds (points: replicates; diamond and bar: mean, SD)",
-                    fontsize=10)
-    return keep_figure(cfg, figure, "replicates_auc")
+    """Internal test AUC of each model in every replicate with mean and SD (None for one replicate)."""
+    figure = plots.replicate_figure(values)
+    return None if figure is None else keep_figure(cfg, figure, "replicates_auc")
 
 
 def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
