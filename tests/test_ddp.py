@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from cemlib import training
 from cemlib.core import devices
+from cemlib.core.settings import TrainSettings
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
 from cemlib.training import loop
@@ -62,7 +63,8 @@ def _join(rank: int, world_size: int, port: int) -> devices.DistContext:
 def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
     """One rank: two epochs of fit on its shard; saves its weights, history and shard."""
     context = _join(rank, world_size, port)
-    config = training.FitConfig(stage="stage2", epochs=2, batch_size=3, progress=False, seed=0)
+    config = training.StageRun("stage2", training.resolved_training(
+        TrainSettings(stage2_epochs=2, batch_size=3, progress=False, seed=0)))
     # Each rank initialises with its own seed: DDP must make the replicas equal (rank 0's weights).
     torch.manual_seed(100 + rank)
     model = models.build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8), input_size=SIZE)
@@ -131,7 +133,8 @@ class Killed(Exception):
 def _resume_worker(rank: int, world_size: int, port: int, out: Path) -> None:
     """Train two epochs uninterrupted, then again killed after epoch 1 and resumed; save both results."""
     context = _join(rank, world_size, port)
-    config = training.FitConfig(stage="stage2", epochs=2, batch_size=3, progress=False, seed=0)
+    config = training.StageRun("stage2", training.resolved_training(
+        TrainSettings(stage2_epochs=2, batch_size=3, progress=False, seed=0)))
 
     def fresh_model():
         torch.manual_seed(7)

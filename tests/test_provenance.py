@@ -121,7 +121,7 @@ def test_another_cache_setting_or_manifest_refuses_the_trained_stage(tiny, finis
     profile = profile_for(tiny)
     arch = training.arch_from_profile(profile, models.IMAGE_MODEL, "cem")
     recorded = loop.recorded_settings(finished / "stage1")
-    config = training.FitConfig.from_profile(profile, "stage1")
+    config = training.StageRun.from_profile(profile, "stage1")
     other_cache = TensorCache(tiny["base"] / "cache", PreprocessSettings(size=(64, 32), window="fixed"))
     wanted = {**training.stage_settings(profile, arch, "cem", tiny["manifest"], other_cache),
               "model.pretrained": None, **loop.training_settings(config)}
@@ -185,10 +185,10 @@ def test_a_checkpoint_without_recorded_settings_is_not_reused(tiny, tmp_path):
 
 
 def test_train_seed_replaces_the_top_level_seed_for_training_only(tiny, tmp_path):
-    assert training.FitConfig.from_profile(profile_for(tiny), "stage1").seed == 0
-    assert training.FitConfig.from_profile(profile_for(tiny, seed=2), "stage1").seed == 2
+    assert training.StageRun.from_profile(profile_for(tiny), "stage1").seed == 0
+    assert training.StageRun.from_profile(profile_for(tiny, seed=2), "stage1").seed == 2
     replicate = profile_for(tiny, seed=2, **{"train.seed": 7})
-    assert training.FitConfig.from_profile(replicate, "stage2").seed == 7
+    assert training.StageRun.from_profile(replicate, "stage2").seed == 7
     assert prepare.plan_dataset(replicate).seed == 2  # the cohort's split keeps the top-level seed
     # train.seed reaches every random draw of training the top-level seed used to.
     by_train_seed = stage2_run(tiny, tmp_path / "a", **{"train.seed": 1})

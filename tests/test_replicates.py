@@ -10,7 +10,7 @@ import pytest
 from cemlib.core.settings import SettingsError, load_profile
 from cemlib.study import steps as study
 from cemlib.study.commands import reproduce
-from cemlib.training.loop import FitConfig
+from cemlib.training.loop import StageRun
 
 
 def test_replicate_k_trains_under_base_plus_k_in_its_own_folder(tmp_path):
@@ -19,8 +19,8 @@ def test_replicate_k_trains_under_base_plus_k_in_its_own_folder(tmp_path):
     assert study.replicate_settings(cfg, 0) is cfg
     second = study.replicate_settings(cfg, 2)
     assert Path(second.runs) == Path(cfg.runs) / "replicates" / "2"
-    assert FitConfig.from_profile(cfg, "stage1").seed == cfg.seed
-    assert FitConfig.from_profile(second, "stage2").seed == cfg.seed + 2
+    assert StageRun.from_profile(cfg, "stage1").seed == cfg.seed
+    assert StageRun.from_profile(second, "stage2").seed == cfg.seed + 2
     # what fixes the cohort, split and cache stays as it was
     assert (second.seed, second.data, second.preprocess, second.reports) == (
         cfg.seed, cfg.data, cfg.preprocess, cfg.reports)
@@ -29,8 +29,8 @@ def test_replicate_k_trains_under_base_plus_k_in_its_own_folder(tmp_path):
 
 def test_train_seed_is_the_base_when_set(tmp_path):
     cfg = load_profile("smoke", {"train.seed": 7, "replicates": 2}, tmp_path)
-    assert FitConfig.from_profile(cfg, "stage1").seed == 7
-    assert FitConfig.from_profile(study.replicate_settings(cfg, 1), "stage1").seed == 8
+    assert StageRun.from_profile(cfg, "stage1").seed == 7
+    assert StageRun.from_profile(study.replicate_settings(cfg, 1), "stage1").seed == 8
     assert study.replicate_settings(cfg, 1).seed == cfg.seed  # the split's seed
 
 
@@ -38,7 +38,7 @@ def test_replicate_seeds_name_each_replicates_training_seed(tmp_path):
     """The seeds claims_replicates.csv is keyed by: the seed each replicate's models were trained under."""
     for overrides in ({"replicates": 3}, {"replicates": 3, "train.seed": 7}):
         cfg = load_profile("smoke", overrides, tmp_path)
-        trained = [FitConfig.from_profile(study.replicate_settings(cfg, k), "stage1").seed for k in range(3)]
+        trained = [StageRun.from_profile(study.replicate_settings(cfg, k), "stage1").seed for k in range(3)]
         assert study.replicate_seeds(cfg) == trained
     assert study.replicate_seeds(load_profile("smoke", {"train.seed": 7}, tmp_path)) == [7]
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from cemlib import cli, training
 from cemlib.core import devices
 from cemlib.core import settings as profiles
-from cemlib.core.settings import load_profile
+from cemlib.core.settings import TrainSettings, load_profile
 from cemlib.data import datasets as data
 from cemlib.data.manifest import Manifest
 from cemlib.model import checkpoints
@@ -179,10 +179,16 @@ class MemoryPatients(Dataset):
         return {"x": self.x[index], "y": self.y[index], "patient_id": f"P{index}"}
 
 
+def memory_stage(epochs: int, **train) -> training.StageRun:
+    """A CPU stage-2 run of `epochs` with the given training settings, no progress bars."""
+    settings = training.resolved_training(TrainSettings(stage2_epochs=epochs, progress=False, **train))
+    return training.StageRun("stage2", settings)
+
+
 def memory_fit(run_dir: Path, train_set: Dataset, loss_fn=models.fusion_loss, **changes):
     """fit on in-memory patients (stage 2, mf_concat, batch 4)."""
     epochs = changes.pop("epochs", 2)
-    config = training.FitConfig(stage="stage2", epochs=epochs, batch_size=4, progress=False, **changes)
+    config = memory_stage(epochs=epochs, batch_size=4, **changes)
     model = models.build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8), input_size=SIZE)
     return training.fit(
         model,
@@ -346,7 +352,7 @@ def test_validation_runs_in_full_precision_under_mixed_precision_training(tiny, 
     dataset = data.PatientDataset(tiny["manifest"], tiny["cache"], "val", inputs="cem")
     results = []
     for amp in (False, True):
-        config = training.FitConfig(stage="stage2", epochs=1, amp=amp, batch_size=4, progress=False)
+        config = memory_stage(epochs=1, amp=amp, batch_size=4)
         loader = training.loader_for(dataset, config, shuffle=False)
         results.append(training.evaluate(model, models.fusion_loss, loader, config, torch.device("cpu")))
     assert results[0] == results[1]
@@ -475,3 +481,19 @@ def test_a_cohort_on_disk_that_the_profile_does_not_describe_is_refused(tmp_path
     with pytest.raises(ValueError, match=f"written with version '1', but the profile asks for version "
                                          f"'{GENERATOR_VERSION}'"):
         prepare.prepare_manifest(load_profile("smoke", overrides))
+
+
+def test_early_stopping_is_announced_with_the_epoch_kept():
+    """The stage's last line says whether early stopping ended it and which epoch's weights it keeps."""
+    config = memory_stage(epochs=6, patience=2)
+    stopper = training.EarlyStopping(2)
+    for epoch, loss in enumerate((0.7, 0.6, 0.65, 0.66), start=1):
+        stopper.update(loss, epoch)
+    note = training.loop.stopping_note(config, stopper, 4)
+    assert note == ("stage2: early stopping after epoch 4, the validation loss did not improve for 2 epochs; "
+                    "keeping epoch 2 (validation loss 0.6000)")
+    full = training.EarlyStopping(2)
+    for epoch, loss in enumerate((0.7, 0.6), start=1):
+        full.update(loss, epoch)
+    assert training.loop.stopping_note(memory_stage(epochs=2), full, 2) == (
+        "stage2: ran all 2 of 2 epochs; keeping epoch 2 (validation loss 0.6000)")

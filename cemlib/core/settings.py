@@ -145,7 +145,7 @@ class ModelSettings(Section):
 
 @dataclass(frozen=True)
 class TrainSettings(Section):
-    """Both training stages (cemlib.training.loop.FitConfig reads these)."""
+    """Both training stages (cemlib.training.loop.StageRun carries them into `fit`)."""
 
     stage1_epochs: int = 50
     stage2_epochs: int = 50

@@ -9,14 +9,15 @@ from cemlib.training.loop import (
     LOG_COLUMNS,
     STAGES,
     EarlyStopping,
-    FitConfig,
     FitResult,
     SettingsChanged,
+    StageRun,
     evaluate,
     fit,
     image_loss,
     loader_for,
     make_sgd,
+    resolved_training,
     uses_fused_sgd,
 )
 from cemlib.training.stages import (
@@ -37,10 +38,10 @@ from cemlib.training.stages import (
 )
 
 __all__ = [
-    "LOG_COLUMNS", "STAGE1_DIGEST", "STAGES", "EarlyStopping", "FitConfig", "FitResult", "SettingsChanged",
-    "StagePlan", "arch_from_profile",
+    "LOG_COLUMNS", "STAGE1_DIGEST", "STAGES", "EarlyStopping", "FitResult", "SettingsChanged", "StagePlan",
+    "StageRun", "arch_from_profile",
     "check_choices", "check_training_data", "evaluate", "fit", "fusion_dir", "image_loss",
-    "load_stage1", "loader_for", "make_sgd", "plan_stage1", "plan_stage2", "stage1_dir",
+    "load_stage1", "loader_for", "make_sgd", "plan_stage1", "plan_stage2", "resolved_training", "stage1_dir",
     "stage_settings", "train",
     "train_stage1", "train_with_shared_stage1", "uses_fused_sgd",
 ]

@@ -26,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,10 @@ STAGES = ("stage1", "stage2")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds")
 #: The readable record of a stage's settings, beside its log.csv.
 SETTINGS_FILE = "settings.json"
-#: FitConfig fields that do not change the weights a stage ends with, so they never block a reuse. The
-#: device and kernel choice do change the last bits, but a model trained on a GPU server must stay usable
-#: on a laptop; they are recorded as context.
-NOT_BINDING = ("stage", "device", "deterministic", "workers", "progress", "check_every")
+#: Training settings that do not change the weights a stage ends with, so they never block a reuse. The
+#: kernel choice does change the last bits, but a model trained on a GPU server must stay usable on a
+#: laptop; it is recorded as context (with the device).
+NOT_BINDING = ("deterministic", "workers", "progress", "check_every")
 #: The key of the global batch: the loss of a step averages batch_size x processes samples.
 GLOBAL_BATCH = "train.batch_size x processes"
 
@@ -72,79 +72,68 @@ class SettingsChanged(ValueError):
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
 
-#: The settings tree's training defaults (the paper's SGD, learning-rate steps and early stopping).
-TRAIN_DEFAULTS = TrainSettings()
-
-
 @dataclass(frozen=True)
-class FitConfig:
-    """Everything `fit` needs besides the model and data; `from_profile` reads a profile's train section.
+class StageRun:
+    """One training stage: which stage, the profile's training settings and the device it runs on.
 
-    The defaults are the settings tree's (`profiles.TrainSettings`), so the paper's values stand once.
+    `train` is the profile's own TrainSettings with its open choices (seed, deterministic, check_every)
+    resolved by `from_profile`; `fit` reads every value from it, so each setting has one type and one
+    default (cemlib.core.settings.TrainSettings).
     """
 
     stage: str
-    epochs: int
-    batch_size: int = TRAIN_DEFAULTS.batch_size
-    lr: float = TRAIN_DEFAULTS.lr
-    momentum: float = TRAIN_DEFAULTS.momentum
-    weight_decay: float = TRAIN_DEFAULTS.weight_decay
-    milestones: tuple[int, ...] = TRAIN_DEFAULTS.milestones
-    gamma: float = TRAIN_DEFAULTS.gamma
-    patience: int = TRAIN_DEFAULTS.patience
-    seed: int = 0
+    train: TrainSettings = field(default_factory=TrainSettings)
     device: str = "cpu"
-    amp: bool = TRAIN_DEFAULTS.amp
-    channels_last: bool = TRAIN_DEFAULTS.channels_last
-    compile: bool = TRAIN_DEFAULTS.compile
-    workers: int = TRAIN_DEFAULTS.workers
-    deterministic: bool = True
-    progress: bool = TRAIN_DEFAULTS.progress
-    #: check the loss for NaN/inf every this many steps (1 on a CPU; more on a GPU: no sync per step).
-    check_every: int = 1
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.epochs < 1:
             raise ValueError(f"{self.stage}: epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"{self.stage}: batch_size must be at least 1, got {self.batch_size}")
-        if self.patience < 1:
-            raise ValueError(f"{self.stage}: patience must be at least 1, got {self.patience}")
+        if self.train.patience < 1:
+            raise ValueError(f"{self.stage}: patience must be at least 1, got {self.train.patience}")
+        for name in ("seed", "deterministic", "check_every"):
+            if getattr(self.train, name) is None:
+                raise ValueError(f"train.{name} is unresolved; build the stage with StageRun.from_profile "
+                                 "or resolved_training")
+
+    @property
+    def epochs(self) -> int:
+        """The epochs this stage may run (train.stage1_epochs or train.stage2_epochs)."""
+        return getattr(self.train, f"{self.stage}_epochs")
+
+    @property
+    def seed(self) -> int:
+        """The training seed (init, data order, augmentation)."""
+        return self.train.seed
 
     @classmethod
-    def from_profile(cls, profile: Settings, stage: str, **changes: Any) -> FitConfig:
-        """The stage's settings from a profile: train.{stage}_epochs, batch_size, lr, milestones, ..."""
+    def from_profile(cls, profile: Settings, stage: str) -> StageRun:
+        """The stage of a profile: its train section with seed, kernels and NaN checks resolved."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-        train, device = profile.train, profile.device
-        values: dict[str, Any] = {
-            "stage": stage,
-            "epochs": getattr(train, f"{stage}_epochs"),
-            "seed": profile.seed if train.seed is None else train.seed,
-            "device": device,
-            "deterministic": (not device.startswith("cuda")) if train.deterministic is None
-            else train.deterministic,
-            "check_every": (1 if device == "cpu" else 25) if train.check_every is None else train.check_every,
-        }
-        fixed = set(values)
-        values |= {f.name: getattr(train, f.name) for f in fields(cls)
-                   if f.name not in fixed and hasattr(train, f.name)}
-        values.update(changes)
-        return cls(**values)
+        return cls(stage, resolved_training(profile.train, profile.device, profile.seed), profile.device)
 
 
+def resolved_training(train: TrainSettings, device: str = "cpu", seed: int = 0) -> TrainSettings:
+    """`train` with its open choices made: the seed (else `seed`), deterministic kernels on the CPU only,
+    NaN checks every step on the CPU and every 25 on a GPU (no sync per step)."""
+    return replace(
+        train,
+        seed=seed if train.seed is None else train.seed,
+        deterministic=(not device.startswith("cuda")) if train.deterministic is None else train.deterministic,
+        check_every=(1 if device == "cpu" else 25) if train.check_every is None else train.check_every,
+    )
 
-def training_settings(config: FitConfig, context: DistContext | None = None) -> dict[str, Any]:
-    """The settings of `config` that decide a stage's weights, by profile key (train.lr, train.seed, ...)."""
+
+def training_settings(config: StageRun, context: DistContext | None = None) -> dict[str, Any]:
+    """The settings of a stage that decide its weights, by profile key (train.lr, train.seed, ...)."""
     context = context or DistContext()
-    keys = {"epochs": f"train.{config.stage}_epochs", "batch_size": GLOBAL_BATCH}
-    settings: dict[str, Any] = {}
-    for f in fields(config):
-        if f.name not in NOT_BINDING:
-            settings[keys.get(f.name, f"train.{f.name}")] = getattr(config, f.name)
-    settings[GLOBAL_BATCH] = config.batch_size * context.world_size
+    other_stage = next(s for s in STAGES if s != config.stage)
+    skipped = {*NOT_BINDING, f"{other_stage}_epochs", "batch_size"}
+    settings = {f"train.{f.name}": getattr(config.train, f.name) for f in fields(config.train)
+                if f.name not in skipped}
+    settings[GLOBAL_BATCH] = config.train.batch_size * context.world_size
     return plain_settings(settings)
 
 
@@ -186,13 +175,13 @@ def _shown(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict | bool) or value is None else str(value)
 
 
-def loader_for(dataset: Dataset, config: FitConfig, shuffle: bool, context: DistContext | None = None
+def loader_for(dataset: Dataset, config: StageRun, shuffle: bool, context: DistContext | None = None
                ) -> DataLoader:
     """The kit's loader (cemlib.data.datasets.make_loader) with a stage's batch size, seed, workers, shard."""
     context = context or DistContext()
-    return make_loader(dataset, config.batch_size, shuffle=shuffle, seed=config.seed, workers=config.workers,
-                       pin_memory=config.device.startswith("cuda"), rank=context.rank,
-                       world_size=context.world_size)
+    return make_loader(dataset, config.train.batch_size, shuffle=shuffle, seed=config.seed,
+                       workers=config.train.workers, pin_memory=config.device.startswith("cuda"),
+                       rank=context.rank, world_size=context.world_size)
 
 
 def image_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -317,6 +306,15 @@ class EarlyStopping:
         return asdict(self)
 
 
+def stopping_note(config: StageRun, stopper: EarlyStopping, epochs_run: int) -> str:
+    """One line saying how a stage ended: early stopping or the epoch limit, and the epoch kept."""
+    kept = f"keeping epoch {stopper.best_epoch} (validation loss {stopper.best_loss:.4f})"
+    if stopper.stopped:
+        return (f"{config.stage}: early stopping after epoch {epochs_run}, the validation loss did not "
+                f"improve for {stopper.patience} epochs; {kept}")
+    return f"{config.stage}: ran all {epochs_run} of {config.epochs} epochs; {kept}"
+
+
 def raise_if_nonfinite(
     losses: list[torch.Tensor], first_step: int, stage: str, epoch: int, context: DistContext | None = None
 ) -> None:
@@ -346,7 +344,7 @@ def _train_one_epoch(
     loss_fn: LossFn,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
-    config: FitConfig,
+    config: StageRun,
     device: torch.device,
     epoch: int,
     context: DistContext,
@@ -361,18 +359,18 @@ def _train_one_epoch(
         loader,
         desc=f"{config.stage} epoch {epoch}/{config.epochs}",
         leave=False,
-        disable=not (config.progress and context.is_main),
+        disable=not (config.train.progress and context.is_main),
         dynamic_ncols=True,
     )
     for step, batch in enumerate(bar):
-        x, y = batch_to(batch, device, config.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+        x, y = batch_to(batch, device, config.train.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp):
             outputs = step_model(x)
         loss = loss_fn(to_float32(outputs), y)
         if not pending:
             first_pending = step
         pending.append(loss.detach())
-        if len(pending) >= config.check_every:
+        if len(pending) >= config.train.check_every:
             raise_if_nonfinite(pending, first_pending, config.stage, epoch, context)
             bar.set_postfix(loss=f"{pending[-1].item():.4f}", refresh=False)
             pending = []
@@ -402,7 +400,7 @@ def evaluate(
     model: nn.Module,
     loss_fn: LossFn,
     loader: DataLoader,
-    config: FitConfig,
+    config: StageRun,
     device: torch.device,
     context: DistContext | None = None,
 ) -> dict[str, float]:
@@ -413,7 +411,7 @@ def evaluate(
     scores: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for batch in loader:
-        x, y = batch_to(batch, device, config.channels_last)
+        x, y = batch_to(batch, device, config.train.channels_last)
         # Full precision: bf16 logits would quantise the scores (ties in the AUC) and the stopping loss.
         outputs = model(x)
         loss_sum += float(loss_fn(outputs, y)) * len(y)
@@ -457,7 +455,7 @@ def fit(
     loss_fn: LossFn,
     train_loader: DataLoader,
     val_loader: DataLoader,
-    config: FitConfig,
+    config: StageRun,
     run_dir: str | os.PathLike,
     *,
     meta: Mapping[str, Any] | None = None,
@@ -487,16 +485,17 @@ def fit(
     if resume is not None and _stage_done(resume, config):
         return _finished_result(resume, model, run_dir)
     if resume is None:
-        set_seed(config.seed + context.rank, config.deterministic)
+        set_seed(config.seed + context.rank, config.train.deterministic)
     else:
-        choose_kernels(config.deterministic)
+        choose_kernels(config.train.deterministic)
 
     model.to(device)
-    if config.channels_last:
+    if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = make_sgd(model, config.lr, config.momentum, config.weight_decay, device)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma)
-    stopper = EarlyStopping(config.patience)
+    train = config.train
+    optimizer = make_sgd(model, train.lr, train.momentum, train.weight_decay, device)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
+    stopper = EarlyStopping(train.patience)
     history: list[dict[str, float]] = []
     if resume is not None:
         stopper, history = _resume_into(resume, model, optimizer, scheduler, config)
@@ -508,7 +507,7 @@ def fit(
         step_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if config.compile:
+    if config.train.compile:
         step_model = torch.compile(step_model)
 
     payload_base = {
@@ -516,7 +515,7 @@ def fit(
         "arch": arch,
         "stage": config.stage,
         "meta": dict(meta or {}),
-        "config": {**asdict(config), "milestones": list(config.milestones)},
+        "config": {"stage": config.stage, "device": config.device, **asdict(config.train)},
         "settings": wanted,
         "context": _context_of(config, context),
     }
@@ -527,7 +526,7 @@ def fit(
         desc=config.stage,
         initial=start_epoch,
         total=config.epochs,
-        disable=not (config.progress and context.is_main),
+        disable=not (config.train.progress and context.is_main),
         dynamic_ncols=True,
     )
     for epoch_index in epochs:
@@ -575,6 +574,8 @@ def fit(
         if stopper.stopped:
             break
     epochs.close()
+    if context.is_main and config.train.progress:
+        tqdm.write(stopping_note(config, stopper, len(history)))
     best = load_checkpoint(best_path, map_location=device)
     model.load_state_dict(best["model"])
     return FitResult(
@@ -588,10 +589,10 @@ def fit(
     )
 
 
-def _context_of(config: FitConfig, context: DistContext) -> dict[str, Any]:
+def _context_of(config: StageRun, context: DistContext) -> dict[str, Any]:
     """What a stage ran on, recorded beside its settings but never compared (it may move between machines)."""
-    return {"device": config.device, "deterministic": config.deterministic, "processes": context.world_size,
-            "torch": str(torch.__version__)}
+    return {"device": config.device, "deterministic": config.train.deterministic,
+            "processes": context.world_size, "torch": str(torch.__version__)}
 
 
 def _write_settings(path: Path, settings: Mapping[str, Any], context: Mapping[str, Any]) -> None:
@@ -617,14 +618,14 @@ def _resume_into(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    config: FitConfig,
+    config: StageRun,
 ) -> tuple[EarlyStopping, list[dict[str, float]]]:
     """Put a last.pt's weights, optimiser and scheduler back; return its early stopping and history."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     stopper = EarlyStopping(**checkpoint["early_stopping"])
-    stopper.patience, stopper.stopped = config.patience, False
+    stopper.patience, stopper.stopped = config.train.patience, False
     history = [dict(row) for row in checkpoint["history"]]
     if len(history) != int(checkpoint["epoch"]):
         raise ValueError(f"checkpoint of epoch {checkpoint['epoch']} holds {len(history)} log rows")
@@ -632,7 +633,7 @@ def _resume_into(
 
 
 def _check_resumable(
-    checkpoint: Mapping[str, Any], arch: Mapping[str, Any], config: FitConfig, path: Path
+    checkpoint: Mapping[str, Any], arch: Mapping[str, Any], config: StageRun, path: Path
 ) -> None:
     """A last.pt may only resume the same stage of the same architecture."""
     if checkpoint.get("stage") != config.stage or "optimizer" not in checkpoint:
@@ -643,7 +644,7 @@ def _check_resumable(
         raise ValueError(f"{path}: cannot resume, {err}; use another run directory") from err
 
 
-def _stage_done(checkpoint: Mapping[str, Any], config: FitConfig) -> bool:
+def _stage_done(checkpoint: Mapping[str, Any], config: StageRun) -> bool:
     """True when the checkpointed run stopped early or already reached the configured number of epochs."""
     return bool(checkpoint["early_stopping"]["stopped"]) or int(checkpoint["epoch"]) >= config.epochs
 

@@ -54,10 +54,10 @@ from cemlib.model import networks as models
 from cemlib.model.checkpoints import check_stage1_checkpoint, load_encoder, weights_digest
 from cemlib.training.loop import (
     SETTINGS_FILE,
-    FitConfig,
     FitResult,
     LossFn,
     SettingsChanged,
+    StageRun,
     check_settings,
     fit,
     image_loss,
@@ -156,7 +156,7 @@ class StagePlan:
     loss_fn: LossFn
     train_set: Dataset
     val_set: Dataset
-    config: FitConfig
+    config: StageRun
     run_dir: Path
     meta: dict[str, Any]
     #: What decides the weights besides the training settings: architecture, augmentation, input digests.
@@ -196,7 +196,7 @@ STAGE1_DIGEST = "stage1.weights_digest"
 
 def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, manifest: Manifest,
                    cache: TensorCache) -> dict[str, Any]:
-    """What decides a stage's weights besides FitConfig: architecture, augmentation and input digests."""
+    """What decides a stage's weights besides the training settings: architecture, augmentation, inputs."""
     augment = data.Augment.from_profile(dict(profile))
     settings: dict[str, Any] = {"inputs": inputs, **{f"model.{key}": value for key, value in arch.items()}}
     settings |= {f"augment.{key}": getattr(augment, key) for key in ("hflip", "vflip", "rotate", "per_view")}
@@ -209,12 +209,12 @@ def plan_stage1(
     profile: Settings, inputs: str, run_dir: str | os.PathLike, manifest: Manifest, cache: TensorCache
 ) -> StagePlan:
     """Stage 1: the ImageClassifier on every training image, checked against the data."""
-    config = FitConfig.from_profile(profile, "stage1")
+    config = StageRun.from_profile(profile, "stage1")
     check_training_data(manifest, inputs)
     arch = arch_from_profile(profile, IMAGE_MODEL, inputs)
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage1", config.seed)
     check_item_fits(train_set, arch, "stage 1 training images")
-    set_seed(config.seed, config.deterministic)
+    set_seed(config.seed, config.train.deterministic)
     model = models.build_image_classifier(**_encoder_kwargs(arch), pretrained=_pretrained(profile))
     if arch["standardise"]:
         model.encoder.set_input_statistics(*data.channel_statistics(
@@ -237,13 +237,13 @@ def plan_stage2(
     stage1_checkpoint: str | os.PathLike | None,
 ) -> StagePlan:
     """Stage 2: the fusion model, its encoder (and for "none" its classifier) taken from stage 1."""
-    config = FitConfig.from_profile(profile, "stage2")
+    config = StageRun.from_profile(profile, "stage2")
     check_training_data(manifest, inputs)
     arch = arch_from_profile(profile, fusion, inputs)
     stage1 = check_stage1_checkpoint(stage1_checkpoint, arch) if stage1_checkpoint is not None else None
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage2", config.seed)
     check_item_fits(train_set, arch, "stage 2 training exams")
-    set_seed(config.seed, config.deterministic)
+    set_seed(config.seed, config.train.deterministic)
     model = models.build_model(**arch, pretrained=None)
     meta = _meta(profile, manifest, fusion, inputs)
     meta["stage1"] = str(stage1_checkpoint) if stage1_checkpoint is not None else ""
