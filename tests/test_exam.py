@@ -15,7 +15,7 @@ from torch import nn
 
 from cemlib import cli
 from cemlib.data.sources import build, ge, inbreast
-from cemlib.inference import exam
+from cemlib.inference import exam, exam_files, exam_report
 from cemlib.inference import scoring as evaluation
 from cemlib.model import checkpoints
 from cemlib.model import networks as models
@@ -86,6 +86,12 @@ def copy_exam(source: Path, target: Path, names: dict[str, str] | None = None) -
     return target
 
 
+@pytest.fixture(autouse=True)
+def in_scratch_folder(tmp_path, monkeypatch):
+    """One-exam reports go to the current folder by default: make it a scratch one."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_cli_scores_a_synthetic_exam_like_the_manifest_and_writes_the_report(tiny, cem_checkpoint, capsys):
     study = tiny["root"] / "SYN0001"
     code = cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--device", "cpu"])
@@ -98,7 +104,10 @@ def test_cli_scores_a_synthetic_exam_like_the_manifest_and_writes_the_report(tin
         assert printed[side][0] == pytest.approx(expected[side], abs=TOLERANCE)
         assert printed[side][1] == ("malignant" if expected[side] >= 0.5 else "benign")
     assert "CEM mf_concat" in out and "exam SYN0001" in out
-    report = study / exam.REPORT_DIR
+    report = Path.cwd() / f"{exam_files.REPORT_DIR}_SYN0001"  # in the current folder, not in the exam
+    assert not any(p.is_dir() for p in study.iterdir())
+    wrote = [Path(line[len("wrote "):]) for line in out.splitlines() if line.startswith("wrote ")]
+    assert wrote and all(path.is_file() and path.parent == report for path in wrote)
     with Image.open(report / "cams.png") as png:
         assert png.format == "PNG" and png.size[0] > 400
     page = (report / "report.html").read_text()
@@ -109,9 +118,12 @@ def test_cli_scores_a_synthetic_exam_like_the_manifest_and_writes_the_report(tin
     for value in private_values(study):
         assert value.upper() not in out.upper()
         assert value.upper() not in without_images(page).upper()
-    # a second run ignores the report folder it wrote inside the exam folder
-    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams"]) == 0
-    assert LINE.findall(capsys.readouterr().out) == LINE.findall(out)
+    # a second run with its report inside the exam folder leaves that folder out of the exam
+    inside = ["--out", str(study / "reports")]
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams", *inside]) == 0
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams", *inside]) == 0
+    shutil.rmtree(study / "reports")
+    assert LINE.findall(capsys.readouterr().out) == 2 * LINE.findall(out)
 
 
 def test_view_level_model_gives_per_view_probabilities_of_the_manifest_path(tiny, tmp_path):
@@ -128,7 +140,7 @@ def test_view_level_model_gives_per_view_probabilities_of_the_manifest_path(tiny
     assert result.cams.shape == (4, *SIZE) and 0 <= result.cams.min() and result.cams.max() <= 1
     plain = exam.predict_exam(tiny["root"] / "SYN0002", checkpoint, device="cpu", cams=False)
     assert plain.cams is None and plain.per_view == pytest.approx(result.per_view, abs=1e-6)
-    lines = "\n".join(exam.summary_lines(result))
+    lines = "\n".join(exam_report.summary_lines(result))
     assert "per view: LCC" in lines
 
 
@@ -138,7 +150,7 @@ def test_le_model_on_a_cem_exam_uses_only_the_le_images(tiny, le_checkpoint):
     assert result.x.shape == (4, 1, *SIZE)
     assert all(des is None for _, des in result.views.values())
     assert result.breast == pytest.approx(expected, abs=TOLERANCE)
-    assert "DES images are not used" in "\n".join(exam.summary_lines(result))
+    assert "DES images are not used" in "\n".join(exam_report.summary_lines(result))
 
 
 def test_files_found_by_dicom_tags_or_mfmodel_names_give_the_same_scores(tiny, cem_checkpoint, tmp_path):
@@ -146,8 +158,8 @@ def test_files_found_by_dicom_tags_or_mfmodel_names_give_the_same_scores(tiny, c
     reference = exam.predict_exam(source, cem_checkpoint, cams=False).breast
     by_tags = copy_exam(source, tmp_path / "tags", {p.name: f"IM{i:04d}" for i, p in
                                                     enumerate(sorted(source.glob("*.dcm")))})
-    found = exam.find_exam(by_tags)
-    assert found.layouts == [exam.TAGS] and len(found.files) == 8
+    found = exam_files.find_exam(by_tags)
+    assert found.layouts == ["DICOM tags"] and len(found.files) == 8
     assert exam.predict_exam(by_tags, cem_checkpoint, cams=False).breast == pytest.approx(reference, abs=1e-6)
     energy = {"LE": "LOW_ENERGY", "DES": "RECOMBINED"}
     mf_names = {}
@@ -156,12 +168,12 @@ def test_files_found_by_dicom_tags_or_mfmodel_names_give_the_same_scores(tiny, c
         mf_names[path.name] = f"Jane Roe_{energy[kind]}_{view}_{side}.dcm"
     mf = copy_exam(source, tmp_path / "Jane Roe", mf_names)
     result = exam.predict_exam(mf, cem_checkpoint, cams=False)
-    assert result.exam.layouts == [exam.MFMODEL]
+    assert result.exam.layouts == ["MF_MODEL"]
     assert result.breast == pytest.approx(reference, abs=1e-6)
     label = result.exam.label()
     assert label.startswith("MF") and "Roe" not in label  # the adapter's pseudonym, not the folder name
-    page = exam.render_html(result, None)
-    assert "Roe" not in page and "Roe" not in "\n".join(exam.summary_lines(result))
+    page = exam_report.render_html(result, None)
+    assert "Roe" not in page and "Roe" not in "\n".join(exam_report.summary_lines(result))
 
 
 def test_folder_named_after_the_patient_is_redacted(tiny, cem_checkpoint, tmp_path, capsys):
@@ -190,10 +202,10 @@ def test_cdd_cesm_exam_copied_out_of_a_replica(tiny, cem_checkpoint, tmp_path):
         (study / source.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(source, study / source.parent.name / source.name)
     result = exam.predict_exam(study, cem_checkpoint, device="cpu")
-    assert result.exam.layouts == [exam.CDDCESM] and len(result.exam.files) == 8
+    assert result.exam.layouts == ["CDD-CESM"] and len(result.exam.files) == 8
     expected = manifest_scores(cem_checkpoint, built, tiny["cache"], patient)
     assert result.breast == pytest.approx(expected, abs=TOLERANCE)
-    written = exam.write_report(result, tmp_path / "report")
+    written = exam_report.write_report(result, tmp_path / "report")
     assert written["cams"].is_file() and "CDD-CESM" in written["html"].read_text()
 
 
@@ -210,11 +222,11 @@ def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoi
     for path in by_patient[complete]:
         shutil.copy(path, study / path.name)
     result = exam.predict_exam(study, le_checkpoint, device="cpu")
-    assert result.exam.layouts == [exam.INBREAST]
+    assert result.exam.layouts == ["INbreast"]
     assert any("FB is not CC or MLO" in note for note in result.exam.skipped)
     expected = manifest_scores(le_checkpoint, built, tiny["cache"], complete)
     assert result.breast == pytest.approx(expected, abs=TOLERANCE)
-    with pytest.raises(exam.ExamError, match=r"holds no recombined \(DES\) images.*LE model"):
+    with pytest.raises(exam_files.ExamError, match=r"holds no recombined \(DES\) images.*LE model"):
         exam.predict_exam(study, cem_checkpoint)
     one_breast = next(p for p, files in by_patient.items() if len(files) == 2)
     single = tmp_path / "single"
@@ -222,7 +234,7 @@ def test_inbreast_exam_copied_out_of_a_replica(tiny, le_checkpoint, cem_checkpoi
     for path in by_patient[one_breast]:
         shutil.copy(path, single / path.name)
     side = "R" if "_MG_L_" in by_patient[one_breast][0].name else "L"
-    with pytest.raises(exam.ExamError, match=rf"missing view\(s\) {side}CC LE, {side}MLO LE"):
+    with pytest.raises(exam_files.ExamError, match=rf"missing view\(s\) {side}CC LE, {side}MLO LE"):
         exam.predict_exam(single, le_checkpoint)
 
 
@@ -234,13 +246,32 @@ def test_errors_about_a_folder_named_after_the_patient_are_redacted(tiny, cem_ch
     shutil.copy(study / "L_CC_LE.dcm", study / f"{family}_extra")  # a second LCC LE, found by its tags
     assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint)]) == 1
     err = capsys.readouterr().err
-    assert "two files for LCC" in err and exam.REDACTED in err
+    assert "two files for LCC" in err and "L_CC_LE.dcm and file 9 of 9 (in name order)" in err
     assert family.upper() not in err.upper() and given.upper() not in err.upper()
     (study / f"{family}_extra").unlink()
     (study / "R_MLO_DES.dcm").unlink()
     assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint)]) == 1
     err = capsys.readouterr().err
     assert "missing view(s) RMLO DES" in err and family.upper() not in err.upper()
+
+
+def test_file_names_of_no_layout_never_reach_a_message_even_when_the_header_names_no_one(
+        tiny, cem_checkpoint, tmp_path, capsys):
+    """A file named after the patient whose header was anonymised (nothing to redact by) is shown only by
+    its place in the folder; so is the folder, by its pseudonym."""
+    study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "DOE JANE 19700315")
+    ds = pydicom.dcmread(study / "L_CC_LE.dcm")
+    ds.PatientName, ds.PatientBirthDate = "ANON", ""
+    ds.save_as(study / "DOE JANE 19700315.dcm")
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams"]) == 1
+    err = capsys.readouterr().err
+    assert "two files for LCC" in err and "file 1 of 9 (in name order)" in err
+    assert "DOE" not in err and "JANE" not in err and "19700315" not in err
+    (study / "L_CC_LE.dcm").unlink()
+    assert cli.main(["predict", str(study), "--checkpoint", str(cem_checkpoint), "--no-cams"]) == 0
+    out = capsys.readouterr().out
+    shown = out.replace(str(Path.cwd()), "")  # the report folder's own path is the user's
+    assert "DOE" not in shown and "19700315" not in shown
 
 
 def test_missing_view_is_an_error_naming_it(tiny, cem_checkpoint, tmp_path, capsys):
@@ -250,32 +281,33 @@ def test_missing_view_is_an_error_naming_it(tiny, cem_checkpoint, tmp_path, caps
     captured = capsys.readouterr()
     assert code == 1
     assert "missing view(s) RMLO DES" in captured.err
-    assert not (study / exam.REPORT_DIR / "report.html").exists()
+    assert not (study / exam_files.REPORT_DIR / "report.html").exists()
 
 
 def test_duplicated_view_is_an_error_naming_both_files(tiny, cem_checkpoint, tmp_path):
     study = copy_exam(tiny["root"] / "SYN0002", tmp_path / "exam")
     shutil.copy(study / "L_CC_LE.dcm", study / "IM_extra")  # found by its tags: L CC low energy
-    with pytest.raises(exam.ExamError, match=r"two files for LCC low energy \(LE\): ") as caught:
+    with pytest.raises(exam_files.ExamError, match=r"two files for LCC low energy \(LE\): ") as caught:
         exam.predict_exam(study, cem_checkpoint)
     message = str(caught.value)
-    shown = study.parent / ge.pseudonym(study.name)  # the exam folder appears only as its pseudonym
-    assert str(shown / "L_CC_LE.dcm") in message and str(shown / "IM_extra") in message
+    # the layout-named file by its name, the other by its place in the folder; no path, no folder name
+    assert "file 1 of 9 (in name order) and L_CC_LE.dcm" in message
+    assert str(study) not in message and "IM_extra" not in message
 
 
 def test_contradictory_files_are_errors(tiny, cem_checkpoint, tmp_path):
     source = tiny["root"] / "SYN0002"
     wrong_side = copy_exam(source, tmp_path / "side")
     shutil.copy(source / "L_CC_LE.dcm", wrong_side / "R_CC_LE.dcm")
-    with pytest.raises(exam.ExamError, match=r"R_CC_LE\.dcm: ImageLaterality 'L' disagrees with the file "
-                                             r"name's side R"):
-        exam.find_exam(wrong_side)
+    with pytest.raises(exam_files.ExamError,
+                       match=r"R_CC_LE\.dcm: ImageLaterality 'L' disagrees with the file name's side R"):
+        exam_files.find_exam(wrong_side)
     two_patients = copy_exam(source, tmp_path / "mixed")
     shutil.copy(tiny["root"] / "SYN0003" / "L_CC_DES.dcm", two_patients / "L_CC_DES.dcm")
-    with pytest.raises(exam.ExamError, match="belong to different patients"):
-        exam.find_exam(two_patients)
+    with pytest.raises(exam_files.ExamError, match="belong to different patients"):
+        exam_files.find_exam(two_patients)
     with pytest.raises(FileNotFoundError, match="exam folder not found"):
-        exam.find_exam(tmp_path / "nowhere")
+        exam_files.find_exam(tmp_path / "nowhere")
 
 
 def test_checkpoint_without_preprocessing_settings_is_refused(tiny, tmp_path):
@@ -304,4 +336,4 @@ def test_rescale_set_on_unrescaled_pixels_is_refused_for_one_exam_as_in_the_cach
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "RescaleSlope 2 / RescaleIntercept 1000 contradict the pixels" in err
-    assert not (study / exam.REPORT_DIR / "report.html").exists()
+    assert not (study / exam_files.REPORT_DIR / "report.html").exists()

@@ -1,5 +1,7 @@
 """Names of sides, views and energies, and the fixed order of the four views of an exam."""
 
+from dataclasses import dataclass
+
 SIDES = ("L", "R")
 VIEWS = ("CC", "MLO")
 ENERGIES = ("LE", "DES")
@@ -26,3 +28,13 @@ def contralateral(side: str) -> str:
     if side not in SIDES:
         raise ValueError(f"unknown side {side!r}; expected 'L' or 'R'")
     return "R" if side == "L" else "L"
+
+
+@dataclass(frozen=True)
+class NamedView:
+    """What an image file's name says: side, view, energy, and the patient key it carries ('' if none)."""
+
+    side: str
+    view: str
+    energy: str
+    patient_key: str = ""

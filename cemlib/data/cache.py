@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
 from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
-from cemlib.data.tensorfile import CacheError, dequantise, encode_entry, quantise, read_entry_file
+from cemlib.data.tensorfile import CacheError, encode_entry, read_entry_file
 from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
 from cemlib.pixels.window import PreprocessError

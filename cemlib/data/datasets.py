@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from cemlib.data.cache import CacheError, Entry, TensorCache, entry_label
-from cemlib.data.manifest import Manifest
 from cemlib.core.views import SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import INPUT_ENERGIES, check_inputs
+from cemlib.data.cache import CacheError, Entry, TensorCache, entry_label
+from cemlib.data.manifest import Manifest
 
 KNOWN_SPLITS = ("train", "val", "test", "external")
 

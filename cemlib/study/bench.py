@@ -36,7 +36,8 @@ from cemlib.core.vocab import PAPER_HEAD, PAPER_INPUT_SIZE, input_channels
 from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import Augment, PatientDataset, make_loader, set_loader_epoch
 from cemlib.data.manifest import Manifest
-from cemlib.inference.exam import predict_exam, write_report
+from cemlib.inference.exam import predict_exam
+from cemlib.inference.exam_report import write_report
 from cemlib.inference.predict import load_for_inference
 from cemlib.model import networks as models
 from cemlib.model.checkpoints import CHECKPOINT_FORMAT, save_checkpoint

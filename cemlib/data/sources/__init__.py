@@ -1,36 +1,40 @@
 """Source adapters: one module per on-disk layout, each reading a dataset folder into a Manifest.
 
-Every adapter module exposes `detect(root) -> bool` and `scan(root, ...) -> Manifest` (through
-cemlib.data.manifest.assemble). Adapters are imported only when used (a registry of module names), so a
-layout whose module is not installed does not break the others. The DICOM header checks the DICOM
-layouts share live in `cemlib.data.sources.dicom`. This module also builds a split manifest from a folder
-(`build`, `load_or_build`) and is the `cem manifest` verb.
+Every adapter module exposes `detect(root) -> bool`, `scan(root, ...) -> Manifest` (through
+cemlib.data.manifest.assemble), `view_from_name(path)` (what one of its file names says about an image:
+side, view, energy and the patient key the name carries) and its `DISPLAY_NAME`. Adapters are imported
+only when used (a registry of module names), so a layout whose module is not installed does not break the
+others. The DICOM header checks the DICOM layouts share live in `cemlib.data.sources.dicom`. This module
+also builds a split manifest from a folder (`build`, `load_or_build`).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from cemlib.core.fileio import remove_stale_temporaries
+from cemlib.core.views import NamedView
 from cemlib.data.manifest import (
     DEFAULT_RATIOS,
-    PRIVATE_NAMES,
     Manifest,
-    describe,
     mark_external,
     normalise_ratios,
     split_patients,
-    verify,
 )
-from cemlib.core.outputs import check_output_folder
-from cemlib.data.sources.dicom import Candidate, ImageRejected, check_candidates, check_mg_header, dicom_files, rel
+from cemlib.data.sources.dicom import (
+    Candidate,
+    ImageRejected,
+    check_candidates,
+    check_mg_header,
+    dicom_files,
+    rel,
+)
 
 __all__ = ["ADAPTERS", "EXTERNAL", "Candidate", "ImageRejected", "build", "check_candidates",
-           "check_mg_header", "detect_layout", "dicom_files", "load_adapter", "load_or_build", "rel", "scan"]
+           "check_mg_header", "detect_layout", "dicom_files", "display_name", "load_adapter",
+           "load_or_build", "rel", "scan", "view_from_name"]
 
 #: layout name -> module implementing it.
 ADAPTERS: dict[str, str] = {
@@ -64,6 +68,21 @@ def available_adapters() -> dict[str, ModuleType]:
         except ValueError:
             continue
     return found
+
+
+def view_from_name(path: str | Path) -> tuple[str, NamedView] | str | None:
+    """(layout, view) of the first layout (ADAPTERS order) whose file names `path`'s follows, a reason to
+    leave the file out, or None when the name is of no known layout."""
+    for name, module in available_adapters().items():
+        found = module.view_from_name(Path(path))
+        if found is not None:
+            return found if isinstance(found, str) else (name, found)
+    return None
+
+
+def display_name(layout: str) -> str:
+    """A layout's name as shown to users (e.g. 'MF_MODEL')."""
+    return load_adapter(layout).DISPLAY_NAME
 
 
 def detect_layout(root: str | Path) -> str:

@@ -39,11 +39,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cemlib.core.views import NamedView
 from cemlib.data.manifest import Manifest, assemble, cell_text, exclusion, map_files, one_breast_exclusions
 from cemlib.data.sources.dicom import default_mask_dir
 from cemlib.data.sources.masks import via_region_mask, write_mask_png
 
 DATASET = "cddcesm"
+#: The layout as shown to users.
+DISPLAY_NAME = "CDD-CESM"
 LOW_ENERGY_DIR = "Low energy images of CDD-CESM"
 SUBTRACTED_DIR = "Subtracted images of CDD-CESM"
 WORKBOOK_NAMES = ("Radiology manual annotations.xlsx", "Radiology-manual-annotations.xlsx")
@@ -533,3 +536,11 @@ def scan(
         }
     )
     return manifest
+
+
+def view_from_name(path: Path) -> NamedView | None:
+    """What a CDD-CESM image name (P12_L_CM_CC.jpg) says; the release's patient number is the key."""
+    parsed = parse_image_name(path.name) if path.suffix.lower() in (".jpg", ".jpeg") else None
+    if parsed is None:
+        return None
+    return NamedView(parsed.side, parsed.view, parsed.energy, parsed.patient_id)

@@ -24,10 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from cemlib.core.views import NamedView
 from cemlib.data.manifest import Manifest, assemble, exclusion
 from cemlib.data.sources.dicom import Candidate, check_candidates, dicom_files, rel
 
 NAME = re.compile(r"^(?P<side>[LR])_(?P<view>CC|MLO)_(?P<energy>LE|DES)\.dcm$", re.IGNORECASE)
+#: The layout as shown to users (one-exam reports).
+DISPLAY_NAME = "GE/synthetic"
 LABELS_FILE = "labels.csv"
 REQUIRED_LABEL_COLUMNS = ("patient_id", "side", "label")
 OPTIONAL_LABEL_COLUMNS = ("birads", "pathology", "age", "density")
@@ -112,3 +115,11 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     manifest.private_names = {pseudonym(f.name): f.name for f in patient_folders(root)
                               if pseudonym(f.name) != f.name}
     return manifest
+
+
+def view_from_name(path: Path) -> NamedView | None:
+    """What a GE-layout file name (L_CC_LE.dcm) says about an image; None for another name."""
+    match = NAME.match(path.name)
+    if match is None:
+        return None
+    return NamedView(match["side"].upper(), match["view"].upper(), match["energy"].upper())

@@ -43,11 +43,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cemlib.core.views import NamedView
 from cemlib.data.manifest import Manifest, assemble, cell_text, exclusion, one_breast_exclusions
 from cemlib.data.sources.dicom import Candidate, check_candidates, default_mask_dir, rel
 from cemlib.data.sources.masks import points_mask, write_mask_png
 
 DATASET = "inbreast"
+#: The layout as shown to users.
+DISPLAY_NAME = "INbreast"
 DICOM_DIR = "AllDICOMs"
 XML_DIR = "AllXML"
 CSV_NAME = "INbreast.csv"
@@ -461,3 +464,14 @@ def scan(
     tables = [p.name for p in (csv_path, xls_path) if p.is_file()]
     manifest.extra.update({"layout": DATASET, "tables": tables})
     return manifest
+
+
+def view_from_name(path: Path) -> NamedView | str | None:
+    """What an INbreast file name says (an FFDM image, taken as LE; the hash is the patient key), a reason
+    to leave it out (a view other than CC or MLO), or None for another name."""
+    parsed = parse_dicom_name(path.name) if path.suffix.lower() == ".dcm" else None
+    if parsed is None:
+        return None
+    if parsed.view is None:
+        return f"{path.name}: view {parsed.view_code} is not CC or MLO"
+    return NamedView(parsed.side, parsed.view, "LE", parsed.patient_id)

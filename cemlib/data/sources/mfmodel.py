@@ -34,13 +34,15 @@ from pathlib import Path
 
 import openpyxl
 
+from cemlib.core.views import SIDES, NamedView
 from cemlib.data.manifest import Manifest, assemble, exclusion, parse_label
 from cemlib.data.sources.dicom import Candidate, check_candidates, dicom_files, rel
-from cemlib.core.views import SIDES
 
 STEM = re.compile(r"^(?P<name>.+)_(?P<energy>LOW_ENERGY|RECOMBINED)_(?P<view>CC|MLO)_(?P<side>[RL])$",
                   re.IGNORECASE)
 ENERGY = {"LOW_ENERGY": "LE", "RECOMBINED": "DES"}
+#: The layout as shown to users; its file names begin with the patient's name (the patient key).
+DISPLAY_NAME = "MF_MODEL"
 LABEL_FILE = "label.xlsx"
 SHEET = "Sheet1"
 NAME_COLUMN, LABEL_COLUMN = 4, 5  # D and E, 1-based
@@ -236,3 +238,12 @@ def _unmatched_sheet_rows(sheet: LabelSheet, prefixes_on_disk: set[str]) -> list
                       f"({sources[0]}{', ...' if len(sources) > 1 else ''}) with no file on disk",
                       "no_images")
             for prefix, sources in sorted(missing.items())]
+
+
+def view_from_name(path: Path) -> NamedView | None:
+    """What an MF_MODEL file name (<name>_LOW_ENERGY_CC_R.dcm) says; the name part is the patient key."""
+    match = STEM.match(path.stem) if path.suffix.lower() == ".dcm" else None
+    if match is None:
+        return None
+    return NamedView(match["side"].upper(), match["view"].upper(), ENERGY[match["energy"].upper()],
+                     match["name"])

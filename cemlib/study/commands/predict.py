@@ -14,7 +14,9 @@ from cemlib.core.settings import non_negative_int
 from cemlib.core.vocab import INPUTS
 from cemlib.data.cache import TensorCache, apply_exclusions
 from cemlib.data.manifest import Manifest
-from cemlib.inference.exam import REPORT_DIR, predict_exam, summary_lines, write_report
+from cemlib.inference.exam import predict_exam
+from cemlib.inference.exam_files import REPORT_DIR
+from cemlib.inference.exam_report import summary_lines, write_report
 from cemlib.inference.predict import settings_of
 from cemlib.inference.scoring import predict_tables
 from cemlib.model.checkpoints import load_checkpoint
@@ -28,7 +30,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a best.pt written by `cem train`")
     parser.add_argument("--manifest", help="manifest folder whose patients are scored")
     parser.add_argument("--out", help="with --manifest: per-breast CSV to write (default: print the table); "
-                                      "with STUDY_DIR: report folder (default: STUDY_DIR/cem_report)")
+                                      "with STUDY_DIR: report folder (default: cem_report_<exam pseudonym> "
+                                      "in the current folder, never inside the exam)")
     parser.add_argument("--no-cams", action="store_true",
                         help="with STUDY_DIR: skip the Grad-CAM++ maps (scores and report only)")
     parser.add_argument("--split", help="score only this split (train, val, test, external)")
@@ -85,8 +88,9 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_dir(study: Path, out: str | None) -> Path:
-    return Path(out) if out else study / REPORT_DIR
+def _report_dir(label: str, out: str | None) -> Path:
+    """Where one exam's report goes: --out, else cem_report_<pseudonym> in the current folder."""
+    return Path(out) if out else Path.cwd() / f"{REPORT_DIR}_{label}"
 
 
 def run_study_cli(args: argparse.Namespace) -> int:
@@ -94,16 +98,17 @@ def run_study_cli(args: argparse.Namespace) -> int:
     if getattr(args, "manifest", None):
         raise ValueError("give either STUDY_DIR (one exam) or --manifest, not both")
     study = Path(args.study)
-    out = check_output_folder(_report_dir(study, args.out))
-    remove_stale_temporaries(out)
+    given = check_output_folder(Path(args.out)) if args.out else None
     result = predict_exam(study, args.checkpoint, inputs=args.inputs, device=args.device,
-                          cams=not getattr(args, "no_cams", False), exclude=[out])
+                          cams=not getattr(args, "no_cams", False), exclude=[given] if given else [])
+    out = check_output_folder(_report_dir(result.exam.label(), args.out))
+    remove_stale_temporaries(out)
     for line in summary_lines(result):
         print(line)
     mark = time.perf_counter()
     written = write_report(result, out)
     result.timings["report_s"] = time.perf_counter() - mark
     for path in written.values():
-        print(f"wrote {result.exam.redact(str(path))}")
+        print(f"wrote {path}")
     print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f} s" for k, v in result.timings.items()))
     return 0
