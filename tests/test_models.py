@@ -19,6 +19,7 @@ from cemlib.model.networks import (
     FusionNet,
     ImageClassifier,
     ViewEncoder,
+    arch_of,
     build_image_classifier,
     build_model,
     check_arch,
@@ -363,7 +364,7 @@ def test_save_and_load_model_rebuilds_the_same_network(tmp_path):
     x = exam_batch(channels=1)
     with torch.no_grad():
         assert torch.equal(again(x)["breast_logprob"], model(x)["breast_logprob"])
-    assert isinstance(model_from_arch({**model.arch, "fusion": "image"}), ImageClassifier)
+    assert isinstance(model_from_arch({**arch_of(model), "fusion": "image"}), ImageClassifier)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
@@ -372,7 +373,7 @@ def test_save_and_load_model_rebuilds_the_same_network(tmp_path):
 
 
 def test_check_arch_ignores_input_size_when_both_pool_globally():
-    a = {**small_model("none", global_pool=True).arch}
+    a = arch_of(small_model("none", global_pool=True))
     check_arch(a, {**a, "input_size": [128, 64]})
     with pytest.raises(ValueError, match="input_size"):
         check_arch({**a, "global_pool": False}, {**a, "global_pool": False, "input_size": [128, 64]})
@@ -444,7 +445,7 @@ def test_max_pooling_and_standardised_inputs_survive_a_checkpoint_and_bind_the_a
                                           pool="max", standardise=True)
     model.encoder.set_input_statistics(torch.tensor([0.32, 0.30]), torch.tensor([0.27, 0.19]))
     again = load_model(save_model(model, tmp_path / "s1.pt")).eval()
-    assert again.arch["pool"] == "max" and again.arch["standardise"] is True
+    assert again.arch.pool == "max" and again.arch.standardise is True
     assert torch.equal(again.encoder.input_mean, torch.tensor([0.32, 0.30]))
     x = torch.rand(3, 2, 64, 32)
     with torch.no_grad():
@@ -453,6 +454,6 @@ def test_max_pooling_and_standardised_inputs_survive_a_checkpoint_and_bind_the_a
         shifted = (x - mean) / sd
         assert torch.allclose(again.encoder.features(shifted), again.encoder.forward_features(x))
     with pytest.raises(ValueError, match="pool"):
-        check_arch(model.arch, {**model.arch, "pool": "avg"})
-    legacy = {k: v for k, v in model.arch.items() if k not in ("pool", "standardise")}
+        check_arch(model.arch, {**arch_of(model), "pool": "avg"})
+    legacy = {k: v for k, v in arch_of(model).items() if k not in ("pool", "standardise")}
     assert model_from_arch(legacy).encoder.pool_kind == "avg"  # checkpoints written before the choice

@@ -253,7 +253,7 @@ def test_train_runs_both_stages_and_reuses_stage1(tiny, tmp_path):
     second = checkpoints.load_checkpoint(best)
     assert second["meta"]["stage1"] == str(stage1)
     # The stage-1 encoder goes into a fusion model of another type unchanged.
-    fusion = models.build_model(**training.arch_from_profile(profile, "left_right", "cem"))
+    fusion = models.model_from_arch(training.arch_from_profile(profile, "left_right", "cem"))
     training.load_stage1(fusion, stage1)
     for key, value in fusion.encoder.state_dict().items():
         assert torch.equal(value, first["model"][f"encoder.{key}"]), key

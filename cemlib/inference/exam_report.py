@@ -33,11 +33,11 @@ RESEARCH_NOTE = (
 def describe_model(loaded: LoadedModel) -> str:
     """One line on the model: name, backbone width, head, input size, checkpoint file."""
     arch = loaded.arch
-    head = "global pool" if arch.get("global_pool") else "flatten"
-    size = " x ".join(str(int(s)) for s in arch["input_size"])
+    head = "global pool" if arch.global_pool else "flatten"
+    size = " x ".join(str(s) for s in arch.input_size)
     epoch = f", epoch {loaded.epoch}" if loaded.epoch is not None else ""
-    return (f"{loaded.name} (VGG16-BN width {float(arch['width']):g}, {head} head "
-            f"{list(arch['head'])}, input {size}; checkpoint {loaded.path.name}{epoch})")
+    return (f"{loaded.name} (VGG16-BN width {arch.width:g}, {head} head "
+            f"{list(arch.head)}, input {size}; checkpoint {loaded.path.name}{epoch})")
 
 
 def summary_lines(result: ExamPrediction) -> list[str]:
@@ -102,9 +102,9 @@ td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: left; }}
 .note {{ background: #f4f4f4; padding: 0.6em 1em; border-left: 4px solid #999; }}
 </style></head><body>
 <h1>CEM exam report: {esc(label)}</h1>
-<p>Model: <b>{esc(loaded.name)}</b> &mdash; fusion {esc(str(arch['fusion']))}, inputs {esc(loaded.inputs)}
-({'LE + DES' if loaded.inputs == 'cem' else 'LE only'}), VGG16-BN width {float(arch['width']):g},
-head {esc(str(list(arch['head'])))}, input {int(arch['input_size'][0])} x {int(arch['input_size'][1])};
+<p>Model: <b>{esc(loaded.name)}</b> &mdash; fusion {esc(arch.fusion)}, inputs {esc(loaded.inputs)}
+({'LE + DES' if loaded.inputs == 'cem' else 'LE only'}), VGG16-BN width {arch.width:g},
+head {esc(str(list(arch.head)))}, input {arch.input_size[0]} x {arch.input_size[1]};
 checkpoint {esc(loaded.path.name)}; preprocessing {esc(loaded.settings.window)} window, settings
 {esc(loaded.settings.digest())}.</p>
 <h2>Malignancy probability per breast</h2>

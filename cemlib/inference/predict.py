@@ -31,7 +31,7 @@ class LoadedModel:
 
     path: Path
     model: nn.Module
-    arch: dict[str, Any]
+    arch: models.Architecture
     inputs: str
     name: str
     settings: PreprocessSettings | None
@@ -41,7 +41,7 @@ class LoadedModel:
     @property
     def fusion(self) -> str:
         """The model's fusion (or "image" for a stage-1 classifier)."""
-        return str(self.arch["fusion"])
+        return self.arch.fusion
 
 
 def inputs_of(checkpoint: Mapping[str, Any], inputs: str | None, path: str | os.PathLike) -> str:
@@ -82,9 +82,9 @@ def load_for_inference(checkpoint: str | os.PathLike, inputs: str | None = None,
     model = model_from_checkpoint(state, checkpoint)
     torch_device = inference_device(device)
     model.to(torch_device).eval()
-    arch = dict(state["arch"])
+    arch = models.Architecture.from_dict(state["arch"])
     epoch = state.get("epoch")
-    return LoadedModel(Path(checkpoint), model, arch, inputs, model_name(str(arch["fusion"]), inputs),
+    return LoadedModel(Path(checkpoint), model, arch, inputs, model_name(arch.fusion, inputs),
                        settings, torch_device, int(epoch) if isinstance(epoch, int) else None)
 
 

@@ -17,7 +17,6 @@ How a breast gets its score:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from cemlib.data.cache import TensorCache
 from cemlib.data.datasets import PatientDataset, make_loader
 from cemlib.data.manifest import Manifest
 from cemlib.inference.predict import load_for_inference, score_batch
+from cemlib.model.networks import Architecture
 
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split", "fusion", "inputs")
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "label", "score", "model", "split")
@@ -48,12 +48,12 @@ class Predictions:
     model: str
 
 
-def _check_cache_fits(arch: Mapping[str, Any], cache: TensorCache, path: str | os.PathLike) -> None:
+def _check_cache_fits(arch: Architecture, cache: TensorCache, path: str | os.PathLike) -> None:
     """The cache's image size must be the one the model was trained at."""
     size = [int(s) for s in cache.settings.size]
-    if size != [int(s) for s in arch["input_size"]]:
+    if size != list(arch.input_size):
         raise ValueError(
-            f"{path}: the model was trained on {arch['input_size'][0]} x {arch['input_size'][1]} images but "
+            f"{path}: the model was trained on {arch.input_size[0]} x {arch.input_size[1]} images but "
             f"the cache {cache.cache_dir} holds {size[0]} x {size[1]}; use the training run's preprocessing"
         )
 

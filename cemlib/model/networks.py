@@ -26,7 +26,8 @@ The encoder runs once on the (B * 4) batch of views: the four views share one se
 Weights start from PyTorch's default initialisation (as the authors' code) unless `pretrained` is given.
 Stage 1 trains ImageClassifier(encoder); its state dict ("encoder.*", "classifier.*") loads into any
 FusionNet's encoder, and for fusion "none" into its classifier as well (same module names).
-Checkpoints carry an `arch` dict (see `arch_of`); `model_from_arch` rebuilds the network from it.
+A network's `Architecture` record is stored in checkpoints as a dict (`arch_of`); `model_from_arch`
+rebuilds the network from either.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import math
 import os
 import urllib.error
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,50 @@ ARCH_DEFAULTS: dict[str, Any] = {"pool": "avg", "standardise": False}
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 #: The settings tree's model defaults (the paper's network): one place for every default below.
 MODEL_DEFAULTS = ModelSettings()
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What shapes a network: its fusion (or IMAGE_MODEL for the stage-1 classifier), input channels and
+    the encoder's options. Checkpoints store it as a plain dict (`as_dict`); `from_dict` reads one back."""
+
+    fusion: str
+    in_channels: int
+    width: float = MODEL_DEFAULTS.width
+    global_pool: bool = MODEL_DEFAULTS.global_pool
+    head: tuple[int, ...] = MODEL_DEFAULTS.head
+    dropout: float = MODEL_DEFAULTS.dropout
+    input_size: tuple[int, ...] = PAPER_INPUT_SIZE
+    pool: str = MODEL_DEFAULTS.pool
+    standardise: bool = MODEL_DEFAULTS.standardise
+
+    @classmethod
+    def from_dict(cls, arch: Mapping[str, Any] | Architecture) -> Architecture:
+        """The record of a checkpoint's arch dict, numbers typed (older checkpoints: ARCH_DEFAULTS)."""
+        if isinstance(arch, Architecture):
+            return arch
+        missing = [k for k in ARCH_KEYS if k not in arch and k not in ARCH_DEFAULTS]
+        if missing:
+            raise ValueError(f"arch dict lacks {missing}; expected keys {ARCH_KEYS}")
+        return cls(
+            fusion=str(arch["fusion"]),
+            in_channels=int(arch["in_channels"]),
+            width=float(arch["width"]),
+            global_pool=bool(arch["global_pool"]),
+            head=tuple(int(h) for h in arch["head"]),
+            dropout=float(arch["dropout"]),
+            input_size=tuple(int(s) for s in arch["input_size"]),
+            pool=str(arch.get("pool", ARCH_DEFAULTS["pool"])),
+            standardise=bool(arch.get("standardise", ARCH_DEFAULTS["standardise"])),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain dict checkpoints store (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def encoder_options(self) -> dict[str, Any]:
+        """build_encoder's keyword arguments (everything but the fusion)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "fusion"}
 VGG16_CFG = "D"
 INPUT_NAMES = {1: "LE only", 2: "LE + DES"}
 
@@ -286,9 +332,9 @@ class ImageClassifier(nn.Module):
         self.classifier = nn.Linear(encoder.feature_dim, 2)
 
     @property
-    def arch(self) -> dict[str, Any]:
-        """Settings that rebuild this model (stored in checkpoints)."""
-        return {"fusion": IMAGE_MODEL, **self.encoder.arch()}
+    def arch(self) -> Architecture:
+        """Settings that rebuild this model (stored in checkpoints as `arch_of`)."""
+        return Architecture.from_dict({"fusion": IMAGE_MODEL, **self.encoder.arch()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, 2) = (benign, malignant) for a batch of single images."""
@@ -325,9 +371,9 @@ class FusionNet(nn.Module):
         self.register_buffer("_concat", torch.tensor(_MF_CONCAT_ORDER).flatten(), persistent=False)
 
     @property
-    def arch(self) -> dict[str, Any]:
-        """Settings that rebuild this model (stored in checkpoints)."""
-        return {"fusion": self.fusion, **self.encoder.arch()}
+    def arch(self) -> Architecture:
+        """Settings that rebuild this model (stored in checkpoints as `arch_of`)."""
+        return Architecture.from_dict({"fusion": self.fusion, **self.encoder.arch()})
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError naming the problem when `x` is not (B, 4, C, H, W) with the model's channels."""
@@ -405,37 +451,21 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
     """The arch dict of a FusionNet or ImageClassifier: fusion, in_channels, width, global_pool, head, ..."""
     if not isinstance(model, FusionNet | ImageClassifier):
         raise TypeError(f"expected a FusionNet or ImageClassifier, got {type(model).__name__}")
-    return dict(model.arch)
+    return model.arch.as_dict()
 
 
-def _normalise_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
-    """Arch dict with tuples as lists and numbers typed, so that equal settings compare equal."""
-    missing = [k for k in ARCH_KEYS if k not in arch and k not in ARCH_DEFAULTS]
-    if missing:
-        raise ValueError(f"arch dict lacks {missing}; expected keys {ARCH_KEYS}")
-    return {
-        "fusion": str(arch["fusion"]),
-        "in_channels": int(arch["in_channels"]),
-        "width": float(arch["width"]),
-        "global_pool": bool(arch["global_pool"]),
-        "head": [int(h) for h in arch["head"]],
-        "dropout": float(arch["dropout"]),
-        "input_size": [int(s) for s in arch["input_size"]],
-        "pool": str(arch.get("pool", ARCH_DEFAULTS["pool"])),
-        "standardise": bool(arch.get("standardise", ARCH_DEFAULTS["standardise"])),
-    }
+def _normalise_arch(arch: Mapping[str, Any] | Architecture) -> dict[str, Any]:
+    """An arch (record or checkpoint dict) as a typed plain dict, so that equal settings compare equal."""
+    return Architecture.from_dict(arch).as_dict()
 
 
-def model_from_arch(arch: Mapping[str, Any]) -> FusionNet | ImageClassifier:
-    """Rebuild an untrained network from an arch dict (fusion IMAGE_MODEL gives the stage-1 classifier)."""
-    a = _normalise_arch(arch)
-    encoder = ViewEncoder(
-        a["in_channels"], a["width"], a["global_pool"], a["head"], a["dropout"], a["input_size"], a["pool"],
-        a["standardise"],
-    )
-    if a["fusion"] == IMAGE_MODEL:
+def model_from_arch(arch: Mapping[str, Any] | Architecture) -> FusionNet | ImageClassifier:
+    """Rebuild an untrained network from an arch (fusion IMAGE_MODEL gives the stage-1 classifier)."""
+    record = Architecture.from_dict(arch)
+    encoder = ViewEncoder(**record.encoder_options())
+    if record.fusion == IMAGE_MODEL:
         return ImageClassifier(encoder)
-    return FusionNet(encoder, a["fusion"])
+    return FusionNet(encoder, record.fusion)
 
 
 def _describe(arch: Mapping[str, Any], keys: Sequence[str]) -> str:
@@ -454,7 +484,8 @@ def _relevant_keys(a: Mapping[str, Any], b: Mapping[str, Any], keys: Sequence[st
 
 
 def check_arch(
-    checkpoint_arch: Mapping[str, Any], model_arch: Mapping[str, Any], encoder_only: bool = False
+    checkpoint_arch: Mapping[str, Any] | Architecture, model_arch: Mapping[str, Any] | Architecture,
+    encoder_only: bool = False,
 ) -> None:
     """Raise a ValueError naming every setting in which a checkpoint's arch differs from the model's.
 
@@ -612,7 +643,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def training_flops_per_image(arch: Mapping[str, Any]) -> int:
+def training_flops_per_image(arch: Mapping[str, Any] | Architecture) -> int:
     """Floating-point operations of one training step (forward + backward) per view image.
 
     Counted by torch's FlopCounterMode (matrix products and convolutions, 2 per multiply-add) on the meta
@@ -621,8 +652,9 @@ def training_flops_per_image(arch: Mapping[str, Any]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        model = model_from_arch(arch)
-        channels, (height, width) = int(arch["in_channels"]), arch["input_size"]
+        record = Architecture.from_dict(arch)
+        model = model_from_arch(record)
+        channels, (height, width) = record.in_channels, record.input_size
         views = 1 if isinstance(model, ImageClassifier) else len(VIEW_ORDER)
         shape = (1, channels, height, width) if views == 1 else (1, views, channels, height, width)
         x = torch.zeros(shape)

@@ -19,7 +19,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,14 +203,14 @@ class StepTiming:
 
 
 def _step_function(
-    arch: Mapping[str, Any],
+    arch: models.Architecture,
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     variant: BenchVariant,
 ) -> Callable[[int], None]:
     """One SGD step of a fresh fusion model per call (batch `index`), run the way `variant` says."""
     set_seed(0, deterministic=variant.deterministic)
-    model = models.build_model(**arch).to(device)
+    model = models.model_from_arch(arch).to(device)
     if variant.channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
@@ -240,7 +240,7 @@ def _step_function(
 
 
 def _timed_steps(
-    arch: Mapping[str, Any],
+    arch: models.Architecture,
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     variant: BenchVariant,
@@ -338,7 +338,7 @@ def profiled_variants(variants: Sequence[BenchVariant]) -> list[BenchVariant]:
 
 
 def profile_step(
-    arch: Mapping[str, Any],
+    arch: models.Architecture,
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     variant: BenchVariant,
@@ -439,8 +439,8 @@ def benchmark_train(
         "what": "training step images/s (one image = one view through the shared encoder)",
         "fusion": fusion,
         "inputs": inputs,
-        "size": list(arch["input_size"]),
-        "width": arch["width"],
+        "size": list(arch.input_size),
+        "width": arch.width,
         "flop_per_image": flops,
         "gflop_per_image": round(flops / 1e9, 3),
         "threads": torch.get_num_threads(),
@@ -538,7 +538,7 @@ def save_random_checkpoint(path: str | os.PathLike, fusion: str = "mf_concat", i
                                head=head, input_size=size)
     meta = {"fusion": fusion, "inputs": inputs, "profile": "benchmark", "dataset": "synthetic",
             "preprocess": {"size": [int(s) for s in size]}}
-    payload = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "stage": "stage2", "meta": meta,
+    payload = {"format": CHECKPOINT_FORMAT, "arch": models.arch_of(model), "stage": "stage2", "meta": meta,
                "model": model.state_dict(), "epoch": 0}
     return save_checkpoint(payload, Path(path))
 

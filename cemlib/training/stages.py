@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,22 +67,21 @@ from cemlib.training.loop import (
 )
 
 
-def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> dict[str, Any]:
-    """The model's arch dict (see cemlib.model.networks) for a fusion and an inputs choice under a profile."""
+def arch_from_profile(profile: Settings, fusion: str, inputs: str) -> models.Architecture:
+    """The network's Architecture for a fusion and an inputs choice under a profile's model section."""
     check_choices(fusion, inputs)
     model = profile.model
-    size = profile.preprocess.size or PAPER_INPUT_SIZE
-    return {
-        "fusion": fusion,
-        "in_channels": input_channels(inputs),
-        "width": model.width,
-        "global_pool": model.global_pool,
-        "head": list(model.head),
-        "dropout": model.dropout,
-        "input_size": [int(s) for s in size],
-        "pool": model.pool,
-        "standardise": model.standardise,
-    }
+    return models.Architecture(
+        fusion=fusion,
+        in_channels=input_channels(inputs),
+        width=model.width,
+        global_pool=model.global_pool,
+        head=tuple(model.head),
+        dropout=model.dropout,
+        input_size=tuple(int(s) for s in profile.preprocess.size or PAPER_INPUT_SIZE),
+        pool=model.pool,
+        standardise=model.standardise,
+    )
 
 
 def check_choices(fusion: str, inputs: str) -> None:
@@ -116,18 +115,18 @@ def check_training_data(manifest: Manifest, inputs: str) -> None:
         raise ValueError(f"the {where} has no validation breasts (split 'val'); early stopping needs them")
 
 
-def check_item_fits(dataset: Dataset, arch: Mapping[str, Any], name: str) -> None:
+def check_item_fits(dataset: Dataset, arch: models.Architecture, name: str) -> None:
     """Raise a ValueError when the dataset's tensors do not have the model's channels and size."""
     x = dataset[0]["x"]
     channels, size = int(x.shape[-3]), [int(s) for s in x.shape[-2:]]
-    if channels != int(arch["in_channels"]):
+    if channels != arch.in_channels:
         raise ValueError(
-            f"{name}: the data has {channels} channel(s) per view but the model takes {arch['in_channels']}"
+            f"{name}: the data has {channels} channel(s) per view but the model takes {arch.in_channels}"
         )
-    if not arch["global_pool"] and size != list(arch["input_size"]):
+    if not arch.global_pool and size != list(arch.input_size):
         raise ValueError(
             f"{name}: images are {size[0]} x {size[1]} but the model's flatten head needs "
-            f"{arch['input_size'][0]} x {arch['input_size'][1]}"
+            f"{arch.input_size[0]} x {arch.input_size[1]}"
         )
 
 
@@ -194,11 +193,12 @@ def _meta(profile: Settings, manifest: Manifest, fusion: str, inputs: str) -> di
 STAGE1_DIGEST = "stage1.weights_digest"
 
 
-def stage_settings(profile: Settings, arch: Mapping[str, Any], inputs: str, manifest: Manifest,
+def stage_settings(profile: Settings, arch: models.Architecture, inputs: str, manifest: Manifest,
                    cache: TensorCache) -> dict[str, Any]:
     """What decides a stage's weights besides the training settings: architecture, augmentation, inputs."""
     augment = data.Augment.from_profile(dict(profile))
-    settings: dict[str, Any] = {"inputs": inputs, **{f"model.{key}": value for key, value in arch.items()}}
+    settings: dict[str, Any] = {"inputs": inputs}
+    settings |= {f"model.{key}": value for key, value in arch.as_dict().items()}
     settings |= {f"augment.{key}": getattr(augment, key) for key in ("hflip", "vflip", "rotate", "per_view")}
     settings["preprocess.digest"] = cache.settings.digest()
     settings["data.manifest_digest"] = manifest_digest(manifest)
@@ -215,8 +215,8 @@ def plan_stage1(
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage1", config.seed)
     check_item_fits(train_set, arch, "stage 1 training images")
     set_seed(config.seed, config.train.deterministic)
-    model = models.build_image_classifier(**_encoder_kwargs(arch), pretrained=_pretrained(profile))
-    if arch["standardise"]:
+    model = models.build_image_classifier(**arch.encoder_options(), pretrained=_pretrained(profile))
+    if arch.standardise:
         model.encoder.set_input_statistics(*data.channel_statistics(
             data.ImageDataset(manifest, cache, "train", inputs=inputs, augment=None)))
     settings = stage_settings(profile, arch, inputs, manifest, cache)
@@ -244,18 +244,12 @@ def plan_stage2(
     train_set, val_set = build_datasets(profile, manifest, cache, inputs, "stage2", config.seed)
     check_item_fits(train_set, arch, "stage 2 training exams")
     set_seed(config.seed, config.train.deterministic)
-    model = models.build_model(**arch, pretrained=None)
+    model = models.model_from_arch(arch)
     meta = _meta(profile, manifest, fusion, inputs)
     meta["stage1"] = str(stage1_checkpoint) if stage1_checkpoint is not None else ""
     settings = stage_settings(profile, arch, inputs, manifest, cache)
     settings[STAGE1_DIGEST] = weights_digest(stage1) if stage1 is not None else None
     return StagePlan(model, models.fusion_loss, train_set, val_set, config, Path(run_dir), meta, settings)
-
-
-def _encoder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
-    """build_encoder's keyword arguments from an arch dict."""
-    return {k: arch[k] for k in ("in_channels", "width", "global_pool", "head", "dropout", "input_size",
-                                 "pool", "standardise") if k in arch}
 
 
 def _pretrained(profile: Settings) -> str | None:
