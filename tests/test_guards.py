@@ -153,7 +153,9 @@ def test_8_bit_reencode_of_raw_data_is_refused_where_raw_values_are_expected(tmp
     with pytest.raises(PreprocessError, match=r"BitsStored 8: the pixel values span 0\.\.255, below the raw "
                                               r"detector range 1500\.\.3300"):
         read_pixels(eight, expected_range=RAW)
-    assert read_pixels(eight).max() < 256  # without an expected range (own-range windows) it is read
+    assert read_pixels(eight, expected_range=None).max() < 256  # no range (own-range windows): it is read
+    with pytest.raises(PreprocessError, match="BitsStored 8: the pixel values span"):
+        read_pixels(eight)  # the default range is the kit's detector range, 1500..3300
 
 
 def test_contradicting_headers_become_exclusions_naming_the_tag(tmp_path: Path, phantom_le: np.ndarray):

@@ -123,6 +123,7 @@ class PreprocessSettingsSection(Section):
     min_size_fraction: float | None = None
     des_window: str | None = None
     des_window_range: tuple[float, ...] | None = None
+    detector_range: tuple[float, ...] | None = None
     flip_right: bool | None = None
     check_orientation: bool | None = None
     version: str | None = None

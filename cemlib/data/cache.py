@@ -172,7 +172,7 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
     ``record``, when given, receives each image's window bounds and the rule that chose them.
     """
     le = read_pixels(entry.le_path, expected_range=expected_raw_range(settings))
-    des = read_pixels(entry.des_path) if entry.des_path is not None else None
+    des = read_pixels(entry.des_path, expected_range=expected_raw_range(settings)) if entry.des_path else None
     exam = f"{entry.dataset}/{entry.patient_id}"
     bounds = _exam_bounds(entry.exam_des, settings, exam) if entry.exam_des else None
     le01, des01 = preprocess_pair(le, des, entry.side, settings, source=entry_label(entry), record=record,
@@ -197,13 +197,13 @@ def build_stack(entry: Entry, settings: PreprocessSettings,
 def _exam_bounds(paths: tuple[Path, ...], settings: PreprocessSettings, exam: str
                  ) -> tuple[float, float] | None:
     """The window an exam's DES views share (memoised: a worker builds an exam's views one after another)."""
-    return exam_des_bounds([read_pixels(path) for path in paths], settings, exam)
+    return exam_des_bounds([read_pixels(p, expected_range=expected_raw_range(settings)) for p in paths],
+                           settings, exam)
 
 
 def expected_raw_range(settings: PreprocessSettings) -> tuple[float, float] | None:
-    """The raw detector range LE pixels must agree with: the window range, unless the window is searched
-    in each image's own range only (then any domain is acceptable)."""
-    return None if settings.window_source == "image" else settings.window_range
+    """The raw detector range LE and DES pixels must agree with (``PreprocessSettings.checked_range``)."""
+    return settings.checked_range()
 
 
 def _run_task(task: _Task) -> tuple[str, Entry, str, dict[str, Any]]:

@@ -1,4 +1,5 @@
 """Pixels in, model input out: the grey-level window (`window`), DICOM header values checked against their
-pixels (`headercheck`), reading DICOM/JPEG and the study's preprocessing (crop, orientation, window, resize;
-`imaging`), and the quality-control figure of raw against preprocessed views (`qc`). May import: `core`.
+pixels (`headercheck`), the size cap held before a file is inflated or decoded (`sizecap`), reading
+DICOM/JPEG and the study's preprocessing (crop, orientation, window, resize; `imaging`), and the
+quality-control figure of raw against preprocessed views (`qc`). May import: `core`.
 """

@@ -2,38 +2,42 @@
 
 A header that contradicts its pixels gives a silently wrong picture: MONOCHROME1 set on pixels that were
 never inverted turns the background white; RescaleSlope/Intercept set on pixels that were not rescaled
-move every value out of the detector's range; an 8-bit re-encode of 14-bit data has lost the raw values
-the window rule expects; BitsStored smaller than the stored values masks them into noise. Each check
-returns a reason naming the tag (None when the header agrees), for ``cemlib.pixels.imaging.read_image`` to
-raise.
+move the tissue inside the detector's range or out of it, and the window with it; an 8-bit re-encode of
+14-bit data has lost the raw values the window rule expects; BitsStored smaller than the stored values
+masks them into noise. Each check returns a reason naming the tag (None when the header agrees), for
+``cemlib.pixels.imaging.read_image`` to raise; the reader runs them on every DICOM image it reads, low
+energy and recombined (DES) alike. The detector range they compare with is the profile's
+(``PreprocessSettings.checked_range``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from cemlib.pixels.window import grey_histogram, otsu_level
+from cemlib.pixels.window import RAW_SHARE_RAMP, grey_histogram, otsu_level
 
 #: Share of the image border that may lie in the bright (tissue) class: the breast meets one edge only.
 MAX_BRIGHT_BORDER = 0.5
-#: Percentile of the pixel values that stands for the tissue when locating an image in a value range.
-TISSUE_PERCENTILE = 80.0
+#: Percentiles of the tissue values compared before and after a rescale.
+TISSUE_PERCENTILES = (5.0, 50.0, 95.0)
+#: Largest shift of those percentiles, as a share of the detector range's width, that a rescale of values
+#: already in the range may make (rounding, a near-identity calibration): 2% is 36 of the 1500..3300 levels.
+MAX_RESCALE_SHIFT = 0.02
+#: Fewest tissue samples (on the grid sampled every 4 pixels) a rescale is judged on.
+MIN_TISSUE_SAMPLES = 64
 _SAMPLE = 4
 
 
-def stored_bits_problem(ds: Any) -> str | None:
-    """BitsStored smaller than the stored values need (uncompressed data, read before masking)."""
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    bits, allocated = int(ds.get("BitsStored", 0) or 0), int(ds.get("BitsAllocated", 0) or 0)
-    if syntax is None or syntax.is_compressed or not 0 < bits < allocated or allocated not in (8, 16, 32):
+def stored_bits_problem(stored: np.ndarray, bits: int, allocated: int) -> str | None:
+    """BitsStored smaller than the stored values need (unsigned integers as decoded, before masking).
+
+    ``stored`` must be decoded without masking the unused high bits (pydicom's ``correct_unused_bits``
+    off), whatever the transfer syntax (native either endianness, RLE, JPEG): masked, a wrong BitsStored
+    turns the values into noise that no later check can tell from an image.
+    """
+    if not 0 < bits < allocated or stored.dtype.kind != "u" or stored.size == 0:
         return None
-    if int(ds.get("PixelRepresentation", 0)) == 1 or "PixelData" not in ds:
-        return None
-    count = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-    raw = np.frombuffer(ds.PixelData, dtype=np.dtype(f"<u{allocated // 8}"), count=count)
-    top = int(raw.max())
+    top = int(stored.max())
     if top <= (1 << bits) - 1:
         return None
     return (f"BitsStored {bits} contradicts the pixel data: stored values reach {top}, which needs "
@@ -61,31 +65,56 @@ def photometric_problem(pixels: np.ndarray, photometric: str) -> str | None:
             "inverted (MONOCHROME2 data labelled MONOCHROME1?)")
 
 
-def _tissue_level(values: np.ndarray) -> float:
-    return float(np.percentile(values[::_SAMPLE, ::_SAMPLE], TISSUE_PERCENTILE))
-
-
-def _inside(level: float, expected: tuple[float, float]) -> bool:
-    return expected[0] <= level <= expected[1]
+def _tissue(pixels: np.ndarray) -> np.ndarray | None:
+    """Mask of the tissue class (Otsu's bright class) on the sampling grid, None for a tiny image."""
+    sample = np.ascontiguousarray(pixels[::_SAMPLE, ::_SAMPLE])
+    if min(sample.shape) < 4:
+        return None
+    tissue = sample >= otsu_level(grey_histogram(sample)) + 1
+    return tissue if tissue.sum() >= MIN_TISSUE_SAMPLES else None
 
 
 def rescale_problem(stored: np.ndarray, rescaled: np.ndarray, slope: float, intercept: float,
                     expected: tuple[float, float]) -> str | None:
-    """RescaleSlope/Intercept that move pixels already in the detector's range out of it."""
-    before, after = _tissue_level(stored), _tissue_level(rescaled)
-    if not _inside(before, expected) or _inside(after, expected):
+    """RescaleSlope/Intercept set on pixels that were not rescaled: the stored values already lie in the
+    detector's range and the rescale moves them.
+
+    ``stored`` are the stored values in the orientation of ``rescaled`` (higher = denser). When most of the
+    stored tissue (at least RAW_SHARE_RAMP[1], the share at which the window uses the raw range alone)
+    already lies inside ``expected``, the stored values are detector values; a rescale that then moves the
+    tissue's 5th, 50th or 95th percentile by more than MAX_RESCALE_SHIFT of the range's width moves the
+    window by as much, inside the range (slope 1.2, intercept 400) or out of it (slope 2). Stored values
+    outside the range (an encoding that the rescale maps into it) are left alone.
+    """
+    tissue = _tissue(stored)
+    if tissue is None:
         return None
-    return (f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g} contradict the pixels: the stored "
-            f"values already lie in the detector's range {expected[0]:g}..{expected[1]:g} (tissue level "
-            f"{before:g}) and the rescale moves them out of it (to {after:g}); slope and intercept were "
-            "set on pixels that were not rescaled")
+    before = stored[::_SAMPLE, ::_SAMPLE][tissue].astype(np.float64)
+    after = rescaled[::_SAMPLE, ::_SAMPLE][tissue].astype(np.float64)
+    low, high = expected
+    share = float(np.mean((before >= low) & (before <= high)))
+    if share < RAW_SHARE_RAMP[1]:
+        return None
+    levels_before = np.percentile(before, TISSUE_PERCENTILES)
+    levels_after = np.percentile(after, TISSUE_PERCENTILES)
+    shift = float(np.max(np.abs(levels_after - levels_before)))
+    if shift <= MAX_RESCALE_SHIFT * (high - low):
+        return None
+    return (f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g} contradict the pixels: {share:.0%} of "
+            f"the stored tissue values already lie in the detector's range {low:g}..{high:g} (median "
+            f"{levels_before[1]:g}) and the rescale moves the tissue by up to {shift:g} grey levels (median "
+            f"to {levels_after[1]:g}); slope and intercept were set on pixels that were not rescaled")
 
 
-def domain_problem(pixels: np.ndarray, bits: int, expected: tuple[float, float]) -> str | None:
-    """Pixel values that cannot reach the raw range the profile expects (an 8-bit re-encode)."""
+def domain_problem(pixels: np.ndarray, encoding: str, expected: tuple[float, float]) -> str | None:
+    """Pixel values that cannot reach the raw range the profile expects (an 8-bit re-encode).
+
+    ``encoding`` names the tag that states the stored values' width (e.g. "BitsStored 8").
+    """
     low, high = float(pixels.min()), float(pixels.max())
     if high >= expected[0]:
         return None
-    return (f"BitsStored {bits}: the pixel values span {low:g}..{high:g}, below the raw "
-            f"detector range {expected[0]:g}..{expected[1]:g} this profile expects (window_range); "
-            "a re-encode of raw data (e.g. 8-bit) has lost the values the window needs")
+    return (f"{encoding}: the pixel values span {low:g}..{high:g}, below the raw "
+            f"detector range {expected[0]:g}..{expected[1]:g} this profile expects (detector_range, by "
+            "default window_range); a re-encode of raw data (e.g. 8-bit) has lost the values the window "
+            "needs")

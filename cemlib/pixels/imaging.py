@@ -31,14 +31,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from cemlib.pixels import headercheck
-from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels import headercheck, sizecap
+from cemlib.pixels.settings import RAW_RANGE, PreprocessSettings
+from cemlib.pixels.sizecap import MAX_IMAGE_SIZE
 from cemlib.pixels.window import PreprocessError, choose_window, exam_window, grey_histogram
 
 PILLOW_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
-#: Largest image plane read (rows, cols), checked from the header before any pixel is decoded: well above
-#: the largest mammography detector (about 4,100 x 3,300), far below what would exhaust memory.
-MAX_IMAGE_SIZE = (5000, 5000)
 
 
 class OrientationError(PreprocessError):
@@ -65,31 +63,38 @@ class ImageInfo:
 
 
 def read_pixels(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
-                expected_range: tuple[float, float] | None = None) -> np.ndarray:
+                expected_range: tuple[float, float] | None = RAW_RANGE) -> np.ndarray:
     """Decode an image file to float32 (H, W) grey levels, higher = denser (see ``read_image``)."""
     return read_image(path, voi_lut=voi_lut, max_size=max_size, expected_range=expected_range)[0]
 
 
 def check_plane_size(rows: int, cols: int, source: str, max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> None:
     """PreprocessError naming the size when a plane of rows x cols exceeds ``max_size`` (either axis)."""
-    if rows > max_size[0] or cols > max_size[1]:
-        raise PreprocessError(f"{source}: image is {rows} x {cols} pixels (Rows x Columns), above the size "
-                              f"cap of {max_size[0]} x {max_size[1]} per plane; not decoded")
+    problem = sizecap.plane_problem(rows, cols, max_size)
+    if problem:
+        raise PreprocessError(f"{source}: {problem}")
 
 
 def read_image(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int] = MAX_IMAGE_SIZE,
-               expected_range: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageInfo]:
+               expected_range: tuple[float, float] | None = RAW_RANGE) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image file to float32 (H, W) pixels plus an ``ImageInfo`` describing their domain.
 
     DICOM: the Modality LUT or rescale slope/intercept is applied (``pydicom.pixels.apply_modality_lut``),
     the VOI LUT/window only when ``voi_lut`` is true, and MONOCHROME1 is inverted within the nominal range
-    (low + high - value) so the mapping does not depend on image content. Pillow formats (8-bit JPEG,
-    16-bit PNG/TIFF) are read as grey levels; colour images are converted to luma ('L'). An image larger
-    than ``max_size`` (rows, cols) is refused from its header, before any pixel is decoded. DICOM headers
-    that contradict their pixels are refused naming the tag (``cemlib.pixels.headercheck``): BitsStored below
-    the stored values, MONOCHROME1 on pixels not stored inverted, and, when ``expected_range`` (the raw
-    detector range, e.g. the profile's window_range for LE images) is given, rescale values that move
-    in-range pixels out of it and pixel values that cannot reach it (an 8-bit re-encode).
+    (low + high - value) so the mapping does not depend on image content. Every transfer syntax pydicom
+    decodes is read (native little- and big-endian, deflated, RLE, and JPEG where a codec is installed),
+    as is float pixel data (FloatPixelData, DoubleFloatPixelData; nominal range = the data's own).
+    Pillow formats (8-bit JPEG, 16-bit PNG/TIFF) are read as grey levels; colour images are converted to
+    luma ('L'). The size cap (``cemlib.pixels.sizecap``) holds before anything large is read: a plane
+    larger than ``max_size`` (rows, cols), decoded pixel data larger than one such plane of 4-byte pixels
+    (all frames and samples) and a deflated data set inflating past that are refused from the header or
+    from the inflated length, counted piece by piece; a multi-frame file is refused before decoding.
+    DICOM headers that contradict their pixels are refused naming the tag (``cemlib.pixels.headercheck``),
+    low energy and DES alike: BitsStored below the stored values (checked on the values decoded without
+    masking, any transfer syntax), MONOCHROME1 on pixels not stored inverted, and, against
+    ``expected_range`` (the raw detector range: the profile's ``PreprocessSettings.checked_range()``, by
+    default the kit's 1500..3300; None skips these two), rescale values that move tissue already in the
+    range and pixel values that cannot reach it (an 8-bit re-encode).
     A missing file raises FileNotFoundError; anything else unusable raises PreprocessError.
     """
     path = Path(path)
@@ -97,37 +102,67 @@ def read_image(path: str | Path, voi_lut: bool = False, max_size: tuple[int, int
         raise FileNotFoundError(f"image file not found: {path}")
     if path.suffix.lower() in PILLOW_SUFFIXES:
         pixels, info = _read_pillow(path, max_size)
-    else:
-        pixels, info = _read_dicom(path, voi_lut, max_size, expected_range)
-    _check_decoded(pixels, str(path))
-    return pixels, info
+        _check_decoded(pixels, str(path))
+        return pixels, info
+    return _read_dicom(path, voi_lut, max_size, expected_range)
 
 
-def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
-                expected_range: tuple[float, float] | None) -> tuple[np.ndarray, ImageInfo]:
+def _open_dicom(path: Path, max_size: tuple[int, int]) -> Any:
+    """The data set of a DICOM file whose pixel data fits the size cap; PreprocessError otherwise."""
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    try:
+        inflated = sizecap.deflated_length(path, sizecap.inflate_limit(max_size))
+    except ValueError as exc:
+        raise PreprocessError(f"{path}: not a readable DICOM file ({exc})") from exc
+    _refuse(path, sizecap.inflated_problem(inflated, max_size))
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise PreprocessError(f"{path}: not a readable DICOM file ({exc})") from exc
-    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if not any(tag in ds for tag in sizecap.PIXEL_KEYWORDS):
         raise PreprocessError(f"{path}: DICOM file has no pixel data")
-    check_plane_size(int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), str(path), max_size)
-    _refuse(path, headercheck.stored_bits_problem(ds))
+    frames, rows, cols, _, _ = sizecap.pixel_layout(ds)
+    check_plane_size(rows, cols, str(path), max_size)
+    _refuse(path, sizecap.pixel_bytes_problem(ds, max_size))
+    if frames > 1:
+        raise PreprocessError(f"{path}: pixel data holds {frames} frames, not a 2-D grey image; not decoded")
+    return ds
+
+
+def _decode(ds: Any, path: Path) -> tuple[np.ndarray, bool]:
+    """(stored values, is float data): unsigned integers decoded without masking the unused high bits
+    (so that ``headercheck.stored_bits_problem`` sees them), signed ones with pydicom's sign extension."""
+    is_float = "PixelData" not in ds
+    if not is_float and int(ds.get("PixelRepresentation", 0) or 0) == 0:
+        ds.pixel_array_options(correct_unused_bits=False)
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for undecodable data (codec missing, truncated)
         raise PreprocessError(f"{path}: cannot decode the pixel data ({type(exc).__name__}: {exc})") from exc
     if arr.ndim != 2:
         raise PreprocessError(f"{path}: pixel data is not a 2-D grey image (array shape {arr.shape})")
-    bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+    return arr, is_float
 
-    rescaled, stored = False, arr
+
+def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
+                expected_range: tuple[float, float] | None) -> tuple[np.ndarray, ImageInfo]:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = _open_dicom(path, max_size)
+    arr, is_float = _decode(ds, path)
+    allocated = int(ds.get("BitsAllocated", arr.dtype.itemsize * 8) or arr.dtype.itemsize * 8)
+    bits = allocated if is_float else int(ds.get("BitsStored", allocated) or allocated)
+    _refuse(path, headercheck.stored_bits_problem(arr, bits, allocated))
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if is_float:  # no nominal range: the data's own
+        low, high = float(np.min(arr)), float(np.max(arr))
+    else:
+        low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+    stored_range = (low, high)
+
+    rescaled, stored, rescale = False, arr, None
     if ds.get("ModalityLUTSequence"):
         arr = apply_modality_lut(arr, ds)
         low, high = 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
@@ -137,9 +172,8 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
         if (slope, intercept) != (1.0, 0.0):  # identity is skipped: same values, no float64 detour
             arr = apply_modality_lut(arr, ds)
             low, high = sorted((low * slope + intercept, high * slope + intercept))
-            rescaled = True
-            if expected_range is not None:
-                _refuse(path, headercheck.rescale_problem(stored, arr, slope, intercept, expected_range))
+            rescaled, rescale = True, (slope, intercept)
+    modality, modality_range = arr, (low, high)
 
     voi_applied = False
     if voi_lut and (ds.get("VOILUTSequence") or "WindowCenter" in ds):
@@ -155,9 +189,16 @@ def _read_dicom(path: Path, voi_lut: bool, max_size: tuple[int, int],
     inverted = photometric == "MONOCHROME1"
     if inverted:  # MONOCHROME1: low values are displayed bright; turn it so higher = denser
         pixels = np.float32(low + high) - pixels
+    _check_decoded(pixels, str(path))
     _refuse(path, headercheck.photometric_problem(pixels, photometric))
+    if expected_range is not None and rescale is not None:
+        # stored and rescaled values (before any VOI LUT), both turned so that higher = denser
+        before, after = ((np.float32(sum(stored_range)) - stored, np.float32(sum(modality_range)) - modality)
+                         if inverted else (stored, modality))
+        _refuse(path, headercheck.rescale_problem(before, after, *rescale, expected_range))
     if expected_range is not None and not voi_applied:
-        _refuse(path, headercheck.domain_problem(pixels, bits, expected_range))
+        encoding = f"{'float pixel data, BitsAllocated' if is_float else 'BitsStored'} {bits}"
+        _refuse(path, headercheck.domain_problem(pixels, encoding, expected_range))
     info = ImageInfo(path=str(path), kind="dicom", bits_stored=bits, photometric=photometric,
                      value_range=(float(low), float(high)), rescaled=rescaled, inverted=inverted,
                      voi_applied=voi_applied, laterality=_tag_text(ds, "ImageLaterality", "Laterality"),
@@ -476,7 +517,8 @@ def preprocess_mask(mask: np.ndarray, le: np.ndarray, side: str, settings: Prepr
 
 def preprocess_files(le_path: str | Path, des_path: str | Path | None, side: str,
                      settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read and preprocess an LE file and its optional DES file; errors name the LE file."""
-    le = read_pixels(le_path)
-    des = read_pixels(des_path) if des_path is not None else None
+    """Read and preprocess an LE file and its optional DES file; errors name the LE file (a file's own
+    reading errors name that file). Both are checked against the settings' detector range."""
+    le = read_pixels(le_path, expected_range=settings.checked_range())
+    des = read_pixels(des_path, expected_range=settings.checked_range()) if des_path is not None else None
     return preprocess_pair(le, des, side, settings, source=str(le_path))

@@ -104,7 +104,8 @@ def _exam_windows(views: Sequence[QcView], settings: PreprocessSettings) -> dict
     shared = {}
     for exam, paths in by_exam.items():
         try:
-            shared[exam] = exam_des_bounds([read_pixels(path) for path in paths], settings, exam)
+            images = [read_pixels(path, expected_range=settings.checked_range()) for path in paths]
+            shared[exam] = exam_des_bounds(images, settings, exam)
         except (PreprocessError, FileNotFoundError):
             continue  # the view's own panel shows the reason
     return shared
@@ -120,7 +121,7 @@ def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None
             raw.append("missing")
             continue
         try:
-            raw.append(read_pixels(path))
+            raw.append(read_pixels(path, expected_range=settings.checked_range()))
         except (PreprocessError, FileNotFoundError) as exc:
             raw.append(_short(exc))
     le, des = raw

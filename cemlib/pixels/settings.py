@@ -13,7 +13,10 @@ from typing import Any
 from cemlib.core.vocab import PAPER_INPUT_SIZE
 
 #: Version of the pixel pipeline; part of the settings digest, so a change of behaviour rebuilds caches.
-PREPROCESS_VERSION = "2"
+PREPROCESS_VERSION = "3"
+#: Raw grey levels of breast tissue in the study's detector (GE; the paper's window range 1500..3300), in
+#: which the kit's phantom renders both energies; the default window and detector range.
+RAW_RANGE = (1500.0, 3300.0)
 
 WINDOWS = ("adaptive", "fixed")
 #: How a DES image is windowed: "image", by the same rule as its LE image, on its own histogram (the
@@ -44,6 +47,10 @@ class PreprocessSettings:
         pooled histogram of the exam's DES views: one window for the four) or "fixed" (every DES image
         clipped to ``des_window_range``, or ``window_range`` when that is not given).
     des_window_range: the raw DES grey levels of the fixed DES window.
+    detector_range: raw grey levels of breast tissue from the detector, for both energies: a DICOM image
+        whose values cannot reach it (a re-encode) or whose rescale moves tissue already inside it is
+        refused (``cemlib.pixels.headercheck``). None: ``window_range`` (no check when the window lives in
+        each image's own range, window_source "image"); set it where the detector's range differs.
     flip_right: flip right breasts horizontally (chest wall on the left afterwards).
     check_orientation: compare the laterality with the chest-wall side seen in the pixels.
     version: pipeline version, part of the digest.
@@ -51,7 +58,7 @@ class PreprocessSettings:
 
     size: tuple[int, int] = PAPER_INPUT_SIZE
     window: str = "adaptive"
-    window_range: tuple[float, float] = (1500.0, 3300.0)
+    window_range: tuple[float, float] = RAW_RANGE
     window_source: str = "auto"
     peak_fraction: float = 0.005
     upper_rank: int = 3
@@ -60,6 +67,7 @@ class PreprocessSettings:
     min_size_fraction: float = 0.125
     des_window: str = "image"
     des_window_range: tuple[float, float] | None = None
+    detector_range: tuple[float, float] | None = None
     flip_right: bool = True
     check_orientation: bool = True
     version: str = PREPROCESS_VERSION
@@ -81,6 +89,12 @@ class PreprocessSettings:
                 raise ValueError(f"des_window_range must be (low, high) with low < high, got "
                                  f"{self.des_window_range!r}")
             object.__setattr__(self, "des_window_range", des_range)
+        if self.detector_range is not None:
+            detector = tuple(float(v) for v in self.detector_range)
+            if len(detector) != 2 or not detector[0] < detector[1]:
+                raise ValueError(f"detector_range must be (low, high) with low < high, got "
+                                 f"{self.detector_range!r}")
+            object.__setattr__(self, "detector_range", detector)
         if self.window_source not in WINDOW_SOURCES:
             raise ValueError(f"window_source must be one of {WINDOW_SOURCES}, got {self.window_source!r}")
         if not 0.0 < float(self.peak_fraction) < 1.0:
@@ -101,10 +115,17 @@ class PreprocessSettings:
         """The raw DES range of the fixed DES window."""
         return self.des_window_range if self.des_window_range is not None else self.window_range
 
+    def checked_range(self) -> tuple[float, float] | None:
+        """The raw range read DICOM images are checked against (both energies): ``detector_range``, else
+        ``window_range``, or None (no range check) when the window uses each image's own range only."""
+        if self.detector_range is not None:
+            return self.detector_range
+        return None if self.window_source == "image" else self.window_range
+
     def digest(self) -> str:
         """Stable 16-hex hash of every field (cache key component)."""
         fields = dataclasses.asdict(self)
-        for name, default in (("des_window", "image"), ("des_window_range", None)):
+        for name, default in (("des_window", "image"), ("des_window_range", None), ("detector_range", None)):
             if fields[name] == default:  # unset: caches built before the DES choice stay valid
                 del fields[name]
         text = json.dumps(fields, sort_keys=True)

@@ -16,6 +16,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from cemlib.data.manifest import exclusion, map_files
+from cemlib.pixels import sizecap
 
 
 class ImageRejected(Exception):
@@ -64,7 +65,18 @@ def header_text(value) -> str:
 
 
 def read_header(path: Path) -> pydicom.Dataset:
-    """The header of a DICOM file, pixel data deferred; ImageRejected if unreadable or truncated."""
+    """The header of a DICOM file, pixel data deferred; ImageRejected if unreadable, truncated or too large.
+
+    A deflated file is first inflated piece by piece only to count its length (``cemlib.pixels.sizecap``):
+    one that inflates past the size cap is refused before pydicom inflates it whole.
+    """
+    try:
+        inflated = sizecap.deflated_length(path, sizecap.inflate_limit())
+    except ValueError as exc:
+        raise ImageRejected("unreadable", f"{path.name} is a damaged DICOM file ({exc})") from exc
+    problem = sizecap.inflated_problem(inflated)
+    if problem:
+        raise ImageRejected("too_large", f"{path.name}: {problem}")
     try:
         ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
     except InvalidDicomError as exc:
@@ -72,30 +84,40 @@ def read_header(path: Path) -> pydicom.Dataset:
     except Exception as exc:  # pydicom raises many types on damaged files; all mean the same here
         raise ImageRejected("unreadable", f"{path.name} is a damaged DICOM file "
                                           f"({type(exc).__name__}: {exc})") from exc
-    check_complete(ds, path)
+    check_complete(ds, path, inflated)
     return ds
 
 
-def check_complete(ds: pydicom.Dataset, path: Path) -> None:
-    """ImageRejected when the pixel data is absent or runs past the end of the file."""
-    if "PixelData" not in ds:
+def check_complete(ds: pydicom.Dataset, path: Path, inflated: int | None = None) -> None:
+    """ImageRejected when the pixel data is absent, runs past the end of the file or is too large.
+
+    ``inflated`` is the length of a deflated file's inflated data set (``sizecap.deflated_length``): the
+    pixel data's offset is then one in that data set, not in the file. Decoded pixel data larger than
+    the size cap (all frames and samples) is refused as too large; a single plane above the cap is left
+    to the manifest's size check, which names its Rows x Columns.
+    """
+    keyword = next((k for k in sizecap.PIXEL_KEYWORDS if k in ds), None)
+    if keyword is None:
         raise ImageRejected("unreadable", f"{path.name} has no pixel data (truncated or not an image)")
-    for keyword in ("Rows", "Columns"):
-        if keyword not in ds:
-            raise ImageRejected("unreadable", f"{path.name} has no {keyword} tag")
-    raw = ds.get_item("PixelData", keep_deferred=True)
+    for tag in ("Rows", "Columns"):
+        if tag not in ds:
+            raise ImageRejected("unreadable", f"{path.name} has no {tag} tag")
+    if sizecap.plane_problem(int(ds.Rows), int(ds.Columns)) is None:
+        problem = sizecap.pixel_bytes_problem(ds)
+        if problem:
+            raise ImageRejected("too_large", f"{path.name}: {problem}")
+    raw = ds.get_item(keyword, keep_deferred=True)
     length = getattr(raw, "length", None)
     offset = getattr(raw, "value_tell", None)
     if length is None or offset is None or length == 0xFFFFFFFF:
         return  # encapsulated pixel data was parsed fully by dcmread, so it is complete
-    size = path.stat().st_size
+    size = path.stat().st_size if inflated is None else inflated
     if offset + length > size:
         raise ImageRejected("unreadable", f"{path.name} is truncated: pixel data needs {length} bytes, "
                                           f"the file holds {max(size - offset, 0)}")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and not syntax.is_compressed:
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.get("BitsAllocated", 16)) // 8)
+        expected = sizecap.decoded_bytes(ds)
         if length < expected:
             raise ImageRejected("unreadable", f"{path.name}: pixel data holds {length} bytes, "
                                               f"{ds.Rows} x {ds.Columns} pixels need {expected}")
