@@ -36,12 +36,14 @@ THRESHOLD = 0.5
 def load_views(views: Mapping[str, tuple[ExamFile, ExamFile | None]], settings: PreprocessSettings
                ) -> torch.Tensor:
     """Read and preprocess the selected views in memory: x (4, C, H, W) float32 in VIEW_ORDER."""
-    des_images = {key: read_pixels(views[key][1].path) for key in VIEW_ORDER if views[key][1] is not None}
+    expected = expected_raw_range(settings)
+    des_images = {key: read_pixels(views[key][1].path, expected_range=expected)
+                  for key in VIEW_ORDER if views[key][1] is not None}
     bounds = exam_des_bounds(list(des_images.values()), settings)
     planes = []
     for key in VIEW_ORDER:
         le_file, _ = views[key]
-        le = read_pixels(le_file.path, expected_range=expected_raw_range(settings))
+        le = read_pixels(le_file.path, expected_range=expected)
         le01, des01 = preprocess_pair(le, des_images.get(key), key[0], settings, source=str(le_file.path),
                                       des_bounds=bounds)
         planes.append(np.stack([le01] if des01 is None else [le01, des01]))
