@@ -11,7 +11,8 @@ bright region (Otsu threshold, holes filled), the chest wall is the image edge i
 the score is the mean grey level of the corner triangle (legs ``CORNER`` of the height and width from
 the upper chest-wall corner) above the background, in units of the breast's median above the
 background: about 0 for background, about 1 or more for muscle, which is as dense as gland or denser.
-No score (None) when the image is too small, flat, or shows no breast on one edge: such an image is
+No score (None) when the image is too small, flat, shows no breast on one edge, or its bright region
+is smoother than the rest (background, as in an image whose MONOCHROME1 tag lies): such an image is
 not judged.
 
 Calibration (cemlib's synthetic phantom, 450-patient smoke cohort at scale 0.08, 40 patients at 0.25,
@@ -87,8 +88,20 @@ def breast_region(work: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count == 0:
         return mask
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    region = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    # the holes: parts of the rest that do not reach the image border (faster than binary_fill_holes)
+    rest, _ = ndimage.label(~region)
+    border = np.unique(np.concatenate([rest[0], rest[-1], rest[:, 0], rest[:, -1]]))
+    return region | ~np.isin(rest, border)
+
+
+def texture(work: np.ndarray, mask: np.ndarray) -> float:
+    """Median absolute step between vertical neighbours inside `mask` (its rim left out); 0 when empty.
+
+    At the working scale tissue is textured and background smooth, whatever the grey levels say."""
+    inner = ndimage.binary_erosion(mask, iterations=2)
+    both = inner[1:] & inner[:-1]
+    return float(np.median(np.abs(np.diff(work, axis=0))[both])) if both.any() else 0.0
 
 
 def pectoral_score(pixels: np.ndarray) -> float | None:
@@ -103,13 +116,15 @@ def pectoral_score(pixels: np.ndarray) -> float | None:
     if not np.isfinite(work).all() or float(work.max() - work.min()) <= 0:
         return None
     breast = breast_region(work)
+    if texture(work, breast) <= texture(work, ~breast):
+        return None  # the bright region is smoother than the rest: background (an inverted image?)
     left, right = float(breast[:, :2].mean()), float(breast[:, -2:].mean())
     if max(left, right) < MIN_CHEST_WALL or min(left, right) * 1.5 > max(left, right):
         return None  # no breast on one edge, or on both (a cropped or framed image): not judged
     if right > left:  # chest wall on the left from here on
         work, breast = work[:, ::-1], breast[:, ::-1]
     rows, cols = work.shape
-    yy, xx = np.mgrid[0:rows, 0:cols]
+    yy, xx = np.ogrid[0:rows, 0:cols]
     corner = xx / (CORNER[1] * cols) + yy / (CORNER[0] * rows) < 1
     outside, tissue = work[~breast], work[breast & ~corner]
     if outside.size < 0.02 * work.size or tissue.size == 0:
