@@ -19,7 +19,8 @@ import cemlib.data.cache as cache_module
 from cemlib.cli import main as cem_main
 from cemlib.core.fileio import sha256_file
 from cemlib.data.cache import CacheError, TensorCache, apply_exclusions
-from cemlib.data.manifest import Manifest, SourceChangedError, assemble, changed_files
+from cemlib.data.freshness import SourceChangedError, changed_files
+from cemlib.data.manifest import Manifest, assemble
 from cemlib.data.tensorfile import decode_entry, encode_entry, quantise
 from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings

@@ -170,7 +170,8 @@ def test_contradicting_headers_become_exclusions_naming_the_tag(tmp_path: Path, 
     for patient, tags in lies.items():
         for side in "LR":
             for view in ("CC", "MLO"):
-                pixels = phantom_le if side == "L" else phantom_le[:, ::-1]
+                pixels = (phantom_le if side == "L" else phantom_le[:, ::-1]).copy()
+                pixels[-1, pixels.shape[1] // 2] = len(images)  # one background pixel: no two files alike
                 rel = f"{patient}/{side}_{view}_LE.dcm"
                 extra = tags if (side, view) == ("L", "CC") else {}
                 write_mg_dicom(tmp_path / rel, np.ascontiguousarray(pixels), ImageLaterality=side,

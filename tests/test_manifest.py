@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from cemlib.cli import main as cem
 from cemlib.core.views import SIDES, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES
+from cemlib.data.freshness import changed_files, verify
 from cemlib.data.manifest import (
     BREAST_COLUMNS,
     EXCLUSION_COLUMNS,
@@ -25,7 +27,6 @@ from cemlib.data.manifest import (
     parse_label,
     split_patients,
     split_summary,
-    verify,
 )
 from tests.test_sources_internal import FAKE_MRN, FAKE_NAME, write_ge_cohort
 
@@ -136,7 +137,7 @@ def test_save_load_round_trip_keeps_types_and_text(tmp_path: Path):
     assert sorted(p.name for p in folder.iterdir()) == ["breasts.csv", "exclusions.csv", "images.csv",
                                                          "manifest.json"]
     meta = json.loads((folder / "manifest.json").read_text())
-    assert meta == {"dataset": "demo", "root": str((tmp_path / "data").resolve()),
+    assert meta == {"dataset": "demo", "root": "../data", "root_absolute": str((tmp_path / "data").resolve()),
                     "energies": ["LE", "DES"], "split_seed": 3, "split_ratios": [0.7, 0.1, 0.2],
                     "cemlib_version": meta["cemlib_version"]}
     loaded = Manifest.load(folder)
@@ -238,7 +239,7 @@ def test_cli_writes_tables_verifies_and_is_reproducible(tmp_path: Path, capsys):
     assert cem(["manifest", "--verify", str(root / "manifest")]) == 0
     (root / "SYN0002" / "L_CC_LE.dcm").unlink()
     assert cem(["manifest", "--verify", str(root / "manifest")]) == 1
-    assert "missing: SYN0002/L_CC_LE.dcm" in capsys.readouterr().out
+    assert "missing: ge/SYN0002 L CC LE" in capsys.readouterr().out
 
 
 def test_cli_reports_bad_usage(tmp_path: Path, capsys):
@@ -271,3 +272,52 @@ def test_external_layouts_get_the_external_split(tmp_path: Path, monkeypatch):
     assert layout == "inbreast" and set(manifest.breasts["split"]) == {"external"}
     assert manifest.split_seed is None and manifest.split_ratios is None
     assert split_summary(manifest.breasts).columns.tolist() == ["external", "total"]
+
+
+# ------------------------------------------------------------------------------ a moved project
+
+def test_a_moved_project_finds_its_data_through_relative_paths(tmp_path: Path, capsys):
+    project = tmp_path / "project"
+    root = write_ge_cohort(project / "data" / "cohort", 3)
+    assert cem(["manifest", str(root), "--out", str(project / "manifests" / "ge")]) == 0
+    meta = json.loads((project / "manifests" / "ge" / "manifest.json").read_text())
+    assert meta["root"] == "../../data/cohort" and meta["root_absolute"] == str(root.resolve())
+    moved = tmp_path / "elsewhere" / "project"
+    moved.parent.mkdir()
+    shutil.move(project, moved)  # the reproduction: the moved project refused its own data
+    manifest = Manifest.load(moved / "manifests" / "ge")
+    assert manifest.root == (moved / "data" / "cohort").resolve()
+    assert manifest.image_path(manifest.images.iloc[0]).is_file()
+    assert changed_files(manifest).empty and verify(manifest).empty
+    capsys.readouterr()
+    assert cem(["manifest", "--verify", str(moved / "manifests" / "ge")]) == 0
+
+
+def test_old_absolute_manifests_still_load_and_a_lone_copy_falls_back_to_the_absolute_root(tmp_path: Path):
+    root = write_ge_cohort(tmp_path / "data", 2)
+    assert cem(["manifest", str(root)]) == 0
+    path = root / "manifest" / "manifest.json"
+    meta = json.loads(path.read_text())
+    old = {key: value for key, value in meta.items() if key != "root_absolute"}
+    old["root"] = str(root.resolve())
+    path.write_text(json.dumps(old))  # as manifests were written before relative roots
+    assert Manifest.load(root / "manifest").root == root.resolve()
+    path.write_text(json.dumps(meta))
+    copy = Path(shutil.copytree(root / "manifest", tmp_path / "shared" / "deep" / "manifest"))
+    assert Manifest.load(copy).root == root.resolve()  # ../../data is not there: the absolute root is
+
+
+def test_a_profile_moved_with_its_data_is_not_refused(tmp_path: Path):
+    from cemlib.core.settings import load_profile
+    from cemlib.study import prepare
+
+    def plan(base: Path):
+        profile = load_profile("smoke", {"data.root": str(base / "data"), "data.synth.patients": 3,
+                                         "data.synth.scale": 0.03, "data.manifest": str(base / "manifest")})
+        return prepare.plan_dataset(profile)
+
+    first = prepare.ensure_manifest(plan(tmp_path / "a"), workers=0)
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    again = prepare.ensure_manifest(plan(tmp_path / "b"), workers=0)
+    assert again.root == (tmp_path / "b" / "data").resolve()
+    pd.testing.assert_frame_equal(again.breasts, first.breasts)

@@ -213,9 +213,9 @@ def test_stray_file_is_reported_but_complete_exam_is_kept(ge_root: Path):
     manifest = ge.scan(ge_root)
     assert "SYN0001" in manifest.patients
     assert manifest.exclusions.to_dict("records") == [{
-        "dataset": "ge", "patient_id": "SYN0001", "side": "", "path": "SYN0001/L_XCCL_LE.dcm",
+        "dataset": "ge", "patient_id": "SYN0001", "side": "", "path": ge.stored_path("SYN0001/L_XCCL_LE.dcm"),
         "reason": "a .dcm file whose name is not SIDE_VIEW_ENERGY.dcm "
-                  "(e.g. L_CC_LE.dcm; see the path column)",
+                  "(e.g. L_CC_LE.dcm; the path column holds it, private/paths.csv its name)",
         "kind": "unrecognised_name"}]
 
 
@@ -233,12 +233,19 @@ def test_ge_folder_names_become_pseudonyms_kept_only_in_the_private_map(ge_root:
     assert manifest.images.loc[manifest.images.patient_id == alias, "mask_path"].str.len().max() > 0
     out = manifest.save(tmp_path / "manifest")
     for name in ("images.csv", "breasts.csv", "exclusions.csv", "manifest.json"):
-        table = (out / name).read_text()
-        if name == "images.csv":  # the path columns hold the on-disk names (documented); nothing else
-            table = pd.read_csv(out / name).drop(columns=["path", "mask_path"]).to_csv()
+        table = (out / name).read_text()  # path columns included: they store the folder as its token
         assert "Jane" not in table and "Doe" not in table, name
+    images = Manifest.load(out).images
+    rows = images[images.patient_id == alias]
+    assert set(rows.path.str.split("/").str[0]) == {"@" + alias}
+    assert set(rows.mask_path) - {""} == {f"masks/@{alias}/L_CC.png"}
+    loaded = Manifest.load(out)
+    assert all(loaded.image_path(row).is_file() for row in rows.to_dict("records"))
+    mask = loaded.mask_path(rows[rows.mask_path != ""].iloc[0])
+    assert mask == (ge_root / "masks" / "Jane_Doe_1970" / "L_CC.png").resolve()
     private = pd.read_csv(out / "private" / "patient_names.csv")
     assert private.to_dict("records") == [{"patient_id": alias, "folder": "Jane_Doe_1970"}]
+    assert "Jane_Doe_1970/L_CC_LE.dcm" in (out / "private" / "paths.csv").read_text()
 
 
 def test_labels_csv_without_label_column_is_an_error_naming_the_file(ge_root: Path):
@@ -314,7 +321,8 @@ def test_mf_scan_gives_per_breast_labels_under_pseudonyms(mf_root: Path):
     assert len(manifest.images) == 16
     row = manifest.images[(manifest.images.side == "R") & (manifest.images.view == "MLO")
                           & (manifest.images.energy == "DES")].iloc[0]
-    assert Path(row["path"]).name.endswith("_RECOMBINED_MLO_R.dcm")
+    assert manifest.image_path(row).name.endswith("_RECOMBINED_MLO_R.dcm")  # found again from its tokens
+    assert row["path"].startswith("@MF") and "patient" not in row["path"]
 
 
 def test_mf_pseudonym_is_stable_and_short():

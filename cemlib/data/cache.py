@@ -57,7 +57,8 @@ from tqdm.auto import tqdm
 
 from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
-from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest, SourceChangedError, require_unchanged
+from cemlib.data.freshness import SourceChangedError, require_unchanged
+from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest
 from cemlib.data.tensorfile import CacheError, encode_entry, read_entry_file
 from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
 from cemlib.pixels.settings import PreprocessSettings
@@ -267,7 +268,7 @@ def _optional_path(manifest: Manifest, value: Any) -> Path | None:
     if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
         return None
     path = Path(str(value))
-    return path if path.is_absolute() else Path(manifest.root) / path
+    return path if path.is_absolute() else manifest.resolve(str(value))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -622,10 +623,13 @@ def _relative(manifest: Manifest, path: Path) -> str:
 
 
 def _failure_rows(failures: list[tuple[Entry, str]], manifest: Manifest) -> pd.DataFrame:
+    # the path as images.csv stores it (pseudonymised where the layout's names may be patients' names)
+    stored = {manifest.image_path(row): str(row["path"]) for row in manifest.images.to_dict("records")
+              } if failures else {}
     rows = [
         {
             "dataset": entry.dataset, "patient_id": entry.patient_id, "side": entry.side,
-            "path": _relative(manifest, entry.le_path),
+            "path": stored.get(entry.le_path) or _relative(manifest, entry.le_path),
             "reason": f"preprocessing failed ({entry.side} {entry.view}): {reason}",
             "kind": EXCLUSION_KIND,
         }

@@ -2,21 +2,27 @@
 
 A manifest folder holds four files:
 - images.csv: one row per image (dataset, patient_id, side, view, energy, path relative to the dataset
-  root, sha256, rows, cols, mask_path, and the file's size and mtime_ns when it was hashed: the cheap
-  check of ``changed_files`` that every use of the manifest runs);
+  root, sha256, rows, cols, mask_path, and the file's size, mtime_ns and sampled digest when it was
+  hashed: the cheap check of ``changed_files`` that every use of the manifest runs). Paths are stored as
+  ``cemlib.data.paths`` describes: a folder or file name that may be a patient's is a token
+  (``@GE1A2B3C4D5E/L_CC_LE.dcm``), which ``Manifest.image_path`` finds again on disk;
 - breasts.csv: one row per breast (dataset, patient_id, side, label 0/1, birads, pathology, age, density,
   split);
 - exclusions.csv: one row per excluded image or patient with a readable reason (dataset, patient_id,
   side, path, reason, kind). A row with a path is an image the adapter could not use; a row without a
   path excludes the whole patient. A patient counts as excluded when it has rows here and none in
   breasts.csv (an image-level row alone, say a stray file, does not exclude a complete exam);
-- manifest.json: dataset, absolute root, energies, split seed and ratios, cemlib version;
-- private/patient_names.csv (layouts that pseudonymise folder names: GE, MF_MODEL): pseudonym -> folder
-  name, for the user alone: no step of cemlib reads it, copy it nowhere, delete it if it is not needed.
+- manifest.json: dataset, root (relative to the manifest folder, so that a project moved or copied with
+  its data finds it; the absolute path as well, tried when the relative one is gone; a manifest written
+  before holds the absolute path only and is read as before), energies, split seed and ratios, version;
+- private/patient_names.csv and private/paths.csv (layouts that pseudonymise folder names: GE, MF_MODEL):
+  pseudonym -> folder name and stored path -> on-disk path, for the user alone: no step of cemlib reads
+  them, copy them nowhere, delete them if they are not needed.
 
 Source adapters (cemlib.data.sources) turn a folder into candidate tables; `assemble` applies the checks
-every dataset shares (complete views, one image per view, a 0/1 label per breast, readable files) and
-adds checksums. `split_patients` makes the patient-level split stratified by patient class.
+every dataset shares (complete views, one image per view, a 0/1 label per breast, readable files, no
+image stored twice, views whose pixels agree with their tags) and adds checksums.
+`split_patients` makes the patient-level split stratified by patient class.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,14 +42,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cemlib import __version__
-from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
+from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock
 from cemlib.core.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES, patient_classes
+from cemlib.data.integrity import FileFacts, duplicate_problems, error_text, inspect_file, view_problems
+from cemlib.data.paths import PathResolver, store_paths
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
-                 "mask_path", "size", "mtime_ns")
+                 "mask_path", "size", "mtime_ns", "sampled_digest")
 #: Columns a manifest written before they existed may lack (filled with -1: unknown).
 OPTIONAL_IMAGE_COLUMNS = ("size", "mtime_ns")
+#: Text columns a manifest written before they existed may lack (filled with "": unknown).
+OPTIONAL_TEXT_COLUMNS = ("sampled_digest",)
 BREAST_COLUMNS = ("dataset", "patient_id", "side", "label", "birads", "pathology", "age", "density", "split")
 EXCLUSION_COLUMNS = ("dataset", "patient_id", "side", "path", "reason", "kind")
 SPLITS = ("train", "val", "test")
@@ -54,6 +65,8 @@ MAX_IMAGE_SIZE = (5000, 5000)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
 #: The user's private map from pseudonymous patient ids back to on-disk folder names (never read by cemlib).
 PRIVATE_NAMES = "private/patient_names.csv"
+#: The user's private map from stored (pseudonymised) paths to on-disk paths (never read by cemlib).
+PRIVATE_PATHS = "private/paths.csv"
 
 
 def default_workers() -> int:
@@ -76,15 +89,24 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     #: pseudonymous patient_id -> on-disk folder name; written only to PRIVATE_NAMES, never to the tables
     private_names: dict[str, str] = field(default_factory=dict, repr=False)
+    #: stored path -> on-disk path where they differ; written only to PRIVATE_PATHS, never to the tables
+    private_paths: dict[str, str] = field(default_factory=dict, repr=False)
+    _resolver: PathResolver | None = field(default=None, init=False, repr=False, compare=False)
+
+    def resolve(self, stored: str) -> Path:
+        """The file a stored path (relative, maybe with tokens: cemlib.data.paths) names under the root."""
+        if self._resolver is None or self._resolver.root != Path(self.root):
+            self._resolver = PathResolver(self.root)
+        return self._resolver.resolve(stored)
 
     def image_path(self, row: pd.Series | dict) -> Path:
         """Absolute path of an image row."""
-        return Path(self.root) / str(row["path"])
+        return self.resolve(str(row["path"]))
 
     def mask_path(self, row: pd.Series | dict) -> Path | None:
         """Absolute path of an image row's lesion mask, or None when it has none."""
         rel = str(row.get("mask_path", "") or "")
-        return Path(self.root) / rel if rel else None
+        return self.resolve(rel) if rel else None
 
     @property
     def patients(self) -> list[str]:
@@ -112,7 +134,7 @@ class Manifest:
                 frame.to_csv(tmp, index=False, lineterminator="\n")
         meta = {
             "dataset": self.dataset,
-            "root": str(Path(self.root).resolve()),
+            **root_entries(Path(self.root), folder),
             "energies": list(self.energies),
             "split_seed": self.split_seed,
             "split_ratios": list(self.split_ratios) if self.split_ratios is not None else None,
@@ -120,11 +142,13 @@ class Manifest:
             **self.extra,
         }
         atomic_write_text(folder / "manifest.json", json.dumps(meta, indent=2) + "\n")
-        if self.private_names:
-            names = pd.DataFrame(sorted(self.private_names.items()), columns=["patient_id", "folder"])
-            (folder / PRIVATE_NAMES).parent.mkdir(exist_ok=True)
-            with atomic_path(folder / PRIVATE_NAMES) as tmp:
-                names.to_csv(tmp, index=False, lineterminator="\n")
+        for name, mapping, columns in ((PRIVATE_NAMES, self.private_names, ["patient_id", "folder"]),
+                                       (PRIVATE_PATHS, self.private_paths, ["path", "on_disk"])):
+            if mapping:
+                (folder / name).parent.mkdir(exist_ok=True)
+                with atomic_path(folder / name) as tmp:
+                    pd.DataFrame(sorted(mapping.items()), columns=columns).to_csv(
+                        tmp, index=False, lineterminator="\n")
         return folder
 
     @classmethod
@@ -144,11 +168,14 @@ class Manifest:
             if not path.is_file():
                 raise FileNotFoundError(f"manifest table missing: {path}")
             tables[name] = pd.read_csv(path, dtype=str, keep_default_na=False)
-        known = {"dataset", "root", "energies", "split_seed", "split_ratios", "cemlib_version"}
+        known = {"dataset", "root", "root_absolute", "energies", "split_seed", "split_ratios",
+                 "cemlib_version"}
         ratios = meta.get("split_ratios")
+        first = tables["images"].get("path", pd.Series(dtype=str))
+        probe = str(first.iloc[0]) if len(first) else ""
         return cls(
             dataset=meta["dataset"],
-            root=Path(meta["root"]),
+            root=saved_root(meta, folder, probe),
             images=_typed_images(tables["images"]),
             breasts=_typed_breasts(tables["breasts"]),
             exclusions=_typed_exclusions(tables["exclusions"]),
@@ -159,11 +186,48 @@ class Manifest:
         )
 
 
+def root_entries(root: Path, folder: Path) -> dict[str, str]:
+    """manifest.json's root entries: the root relative to the manifest folder, and absolute."""
+    absolute = Path(root).resolve()
+    try:
+        relative = Path(os.path.relpath(absolute, Path(folder).resolve())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return {"root": str(absolute)}
+    return {"root": relative, "root_absolute": str(absolute)}
+
+
+def saved_root(meta: dict[str, Any], folder: str | Path, probe: str = "") -> Path:
+    """The dataset root a manifest.json names: its relative root, from the manifest folder, when that holds
+    the image `probe` (a stored path; the folder itself when empty): a moved or copied project; else its
+    absolute root when that does; a manifest with one absolute root (written before relative roots) as
+    it is."""
+    recorded = Path(str(meta.get("root", "")))
+    if recorded.is_absolute():
+        return recorded
+    relative = Path(posixpath.normpath((Path(folder).resolve() / recorded).as_posix()))
+    for candidate in (relative, Path(str(meta.get("root_absolute") or relative))):
+        if (PathResolver(candidate).resolve(probe) if probe else candidate).exists():
+            return candidate
+    return relative
+
+
+def manifest_root(folder: str | Path) -> Path:
+    """The dataset root of the manifest saved in `folder` (see saved_root), reading one row of images.csv."""
+    folder = Path(folder)
+    images = folder / TABLE_FILES["images"]
+    first = pd.read_csv(images, dtype=str, keep_default_na=False, nrows=1) if images.is_file() else None
+    probe = str(first["path"].iloc[0]) if first is not None and len(first) and "path" in first else ""
+    return saved_root(json.loads((folder / "manifest.json").read_text()), folder, probe)
+
+
 def _typed_images(frame: pd.DataFrame) -> pd.DataFrame:
     """Images table with its columns in order and rows/cols as integers."""
     for column in OPTIONAL_IMAGE_COLUMNS:
         if column not in frame.columns:
             frame[column] = -1
+    for column in OPTIONAL_TEXT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
     frame = _with_columns(frame, IMAGE_COLUMNS, "images.csv")
     for column in ("rows", "cols", *OPTIONAL_IMAGE_COLUMNS):
         frame[column] = pd.to_numeric(frame[column].replace("", -1)).astype(np.int64)
@@ -253,81 +317,6 @@ def map_files(function: Callable[[Any], Any], items: Sequence[Any], workers: int
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         return list(tqdm(pool.map(guarded, items), total=len(items), desc=desc, unit="file",
                          disable=not progress))
-
-
-def hash_files(root: Path, rel_paths: Sequence[str], workers: int | None = None) -> list[str | Exception]:
-    """sha256 of each file (relative to `root`), in parallel; an exception where a file is unreadable."""
-    return map_files(sha256_file, [Path(root) / p for p in rel_paths], workers, desc="sha256")
-
-
-def file_record(path: str | os.PathLike) -> tuple[str, int, int]:
-    """(sha256, size, mtime_ns) of a file; the stat is taken first, so a change while hashing shows."""
-    stat = os.stat(path)
-    return sha256_file(path), stat.st_size, stat.st_mtime_ns
-
-
-def changed_files(manifest: Manifest, workers: int | None = None) -> pd.DataFrame:
-    """Images whose bytes differ from the manifest's sha256, or that vanished (empty when none).
-
-    Cheap on every run: one stat per image; only a file whose size or mtime differs from the manifest's
-    record (or a manifest without that record) is hashed again, and it counts as changed only when its
-    sha256 differs. Columns path, status ("changed", "missing", "unreadable ..."), expected_sha256,
-    actual_sha256.
-    """
-    images = manifest.images
-    suspects = []
-    for row in images.itertuples(index=False):
-        try:
-            stat = os.stat(Path(manifest.root) / str(row.path))
-        except OSError:
-            suspects.append(row)
-            continue
-        size, mtime = getattr(row, "size", -1), getattr(row, "mtime_ns", -1)
-        if size < 0 or mtime < 0 or stat.st_size != size or stat.st_mtime_ns != mtime:
-            suspects.append(row)
-    if not suspects:
-        return pd.DataFrame(columns=["path", "status", "expected_sha256", "actual_sha256"])
-    subset = Manifest(manifest.dataset, manifest.root, pd.DataFrame(suspects), manifest.breasts,
-                      manifest.exclusions)
-    return verify(subset, workers, progress=False)
-
-
-class SourceChangedError(RuntimeError):
-    """Image files changed since their manifest was written; the message names them."""
-
-
-def require_unchanged(manifest: Manifest, workers: int | None = None) -> None:
-    """SourceChangedError naming every image that changed or vanished since the manifest was written."""
-    problems = changed_files(manifest, workers)
-    if problems.empty:
-        return
-    # named by pseudonymous patient id and view: file and folder names may hold a patient's name
-    rows = problems.merge(manifest.images, on="path", how="left")
-    listed = "; ".join(f"{row.dataset}/{row.patient_id} {row.side} {row.view} {row.energy} ({row.status})"
-                       for row in rows.head(5).itertuples())
-    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
-    raise SourceChangedError(f"{len(problems)} image file(s) differ from the manifest's sha256 "
-                             f"(paths in images.csv): {listed}{more}. Run `cem manifest` on the dataset "
-                             "again (then `cem preprocess`) so the manifest and the tensor cache "
-                             "describe the files as they are now")
-
-
-def verify(manifest: Manifest, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Files whose bytes changed or that vanished since the manifest was written (empty when none)."""
-    images = manifest.images
-    paths = [Path(manifest.root) / p for p in images["path"].tolist()]
-    results = map_files(sha256_file, paths, workers, desc="sha256", progress=progress)
-    rows = []
-    for path, expected, actual in zip(images["path"], images["sha256"], results, strict=True):
-        if isinstance(actual, FileNotFoundError):
-            rows.append({"path": path, "status": "missing", "expected_sha256": expected, "actual_sha256": ""})
-        elif isinstance(actual, Exception):
-            rows.append({"path": path, "status": f"unreadable ({type(actual).__name__})",
-                         "expected_sha256": expected, "actual_sha256": ""})
-        elif actual != expected:
-            rows.append({"path": path, "status": "changed", "expected_sha256": expected,
-                         "actual_sha256": actual})
-    return pd.DataFrame(rows, columns=["path", "status", "expected_sha256", "actual_sha256"])
 
 
 # -------------------------------------------------------------------------------------------- assemble
@@ -442,7 +431,8 @@ def _records_by_patient(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str
 def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dict],
              breasts: pd.DataFrame | Iterable[dict], exclusions: pd.DataFrame | Iterable[dict] | None = None,
              energies: Sequence[str] = ENERGIES, workers: int | None = None,
-             max_size: tuple[int, int] = MAX_IMAGE_SIZE) -> Manifest:
+             max_size: tuple[int, int] = MAX_IMAGE_SIZE, stored_path: Callable[[str], str] | None = None,
+             check_views: bool = True) -> Manifest:
     """Validate an adapter's candidate tables into a Manifest and add a sha256 per kept image.
 
     `images` needs patient_id, side, view, energy, path (relative to root), rows, cols (mask_path
@@ -451,8 +441,14 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
     A patient is kept only with exactly one readable image per side x view x energy and a 0/1 label
     per breast; each failure becomes an exclusions row. An image whose header's Rows or Columns exceed
     ``max_size`` is excluded with its size (the check reads no pixel), and with it its patient.
+    Every file is read once (``cemlib.data.integrity.inspect_file``): an image stored twice (the same
+    pixel data or SOPInstanceUID) excludes every patient holding it, and, with ``check_views``, a view
+    whose pixels contradict its tag (``cemlib.pixels.geometry``) excludes its patient.
+    ``stored_path`` turns an on-disk relative path into the path the tables store and reasons show
+    (the layout's pseudonymised form, cemlib.data.paths); the identity when None.
     """
     root = Path(root)
+    stored = stored_path or str
     energies = tuple(energies)
     _check_values(pd.DataFrame({"energy": list(energies)}), "energy", ENERGIES, "energies")
     images = _frame(images, ("patient_id", "side", "view", "energy", "path", "rows", "cols", "mask_path"))
@@ -479,7 +475,8 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
 
     rows: list[dict[str, str]] = []
     keep: list[str] = []
-    images_by_patient = _records_by_patient(images, ("patient_id", "side", "view", "energy", "path"))
+    shown = images.assign(path=images["path"].map(stored))
+    images_by_patient = _records_by_patient(shown, ("patient_id", "side", "view", "energy", "path"))
     breasts_by_patient = _records_by_patient(breasts, ("patient_id", "side", "label"))
     for patient_id in sorted(set(images_by_patient) | set(breasts_by_patient)):
         if patient_id in dropped:
@@ -491,23 +488,36 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
         if not problems:
             keep.append(patient_id)
 
-    kept_images = images[images["patient_id"].isin(keep)].copy()
-    records = map_files(file_record, [root / p for p in kept_images["path"].tolist()], workers, desc="sha256")
-    digests = [r[0] if isinstance(r, tuple) else r for r in records]
-    unreadable = {}
-    for path, pid, digest in zip(kept_images["path"], kept_images["patient_id"], digests, strict=True):
-        if isinstance(digest, Exception):
-            unreadable.setdefault(pid, []).append(f"{path} ({type(digest).__name__}: {digest})")
+    # every candidate is read (a copy may sit under a patient excluded for another reason); kept patients'
+    # low-energy images are scored for their view
+    candidates = images.to_dict("records")
+    scored = [check_views and c["energy"] == "LE" and c["patient_id"] in keep for c in candidates]
+    facts = map_files(lambda pair: inspect_file(root / pair[0]["path"], pair[1]),
+                      list(zip(candidates, scored, strict=True)), workers, desc="sha256")
+    unreadable: dict[str, list[str]] = {}
+    for image, fact in zip(candidates, facts, strict=True):
+        if isinstance(fact, Exception) and image["patient_id"] in keep:
+            shown_path = f"{stored(image['path'])} ({error_text(fact)})"
+            unreadable.setdefault(image["patient_id"], []).append(shown_path)
     for pid, problems in unreadable.items():
         rows.append(exclusion(pid, f"file cannot be read: {'; '.join(problems)}", "unreadable",
                               dataset=dataset))
-    keep = [p for p in keep if p not in unreadable]
-    kept_images["sha256"] = digests
-    kept_images["size"] = [r[1] if isinstance(r, tuple) else -1 for r in records]
-    kept_images["mtime_ns"] = [r[2] if isinstance(r, tuple) else -1 for r in records]
-    kept_images = kept_images[kept_images["patient_id"].isin(keep)]
+    read = [{**image, "path": stored(image["path"]), "content": fact.content, "sop_uid": fact.sop_uid,
+             "pectoral": fact.pectoral}
+            for image, fact in zip(candidates, facts, strict=True) if isinstance(fact, FileFacts)]
+    screened = duplicate_problems(read)
+    if check_views:
+        screened += view_problems([item for item in read if item["patient_id"] in keep])
+    rows += [exclusion(pid, reason, kind, side, dataset=dataset) for pid, side, kind, reason in screened]
+    out = set(unreadable) | {pid for pid, _, _, _ in screened}
+    keep = [p for p in keep if p not in out]
 
-    return Manifest(
+    by_path = {image["path"]: fact for image, fact in zip(candidates, facts, strict=True)}
+    kept_images = images[images["patient_id"].isin(keep)].copy()
+    for column, attribute in (("sha256", "sha256"), ("size", "size"), ("mtime_ns", "mtime_ns"),
+                              ("sampled_digest", "sampled")):
+        kept_images[column] = [getattr(by_path[p], attribute) for p in kept_images["path"]]
+    manifest = Manifest(
         dataset=dataset,
         root=root.resolve(),
         images=_final_images(kept_images, dataset),
@@ -515,6 +525,10 @@ def assemble(dataset: str, root: str | Path, images: pd.DataFrame | Iterable[dic
         exclusions=_final_exclusions(pd.concat([adapter_rows, _frame(rows, EXCLUSION_COLUMNS)])),
         energies=energies,
     )
+    if stored_path is not None:
+        manifest.private_paths = store_paths([(manifest.images, ("path", "mask_path")),
+                                              (manifest.exclusions, ("path",))], stored)
+    return manifest
 
 
 def _size_cap(images: pd.DataFrame, max_size: tuple[int, int]) -> tuple[pd.DataFrame, list[dict]]:

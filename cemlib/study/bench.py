@@ -59,7 +59,7 @@ def bench_preprocess(profile: Settings, images: int = 200) -> dict[str, Any]:
     keys = ["patient_id", "side", "view"]
     by_energy = {e: manifest.images[manifest.images["energy"] == e] for e in ("LE", "DES")}
     joined = by_energy["LE"].merge(by_energy["DES"][[*keys, "path"]], on=keys, suffixes=("", "_des"))
-    pairs = [(Path(manifest.root) / row.path, Path(manifest.root) / row.path_des, row.side)
+    pairs = [(manifest.resolve(row.path), manifest.resolve(row.path_des), row.side)
              for row in joined.head(images // 2).itertuples()]
     pixels = timings.benchmark_preprocess(pairs, preprocess_settings(profile))
     batch_size, workers = profile.train.batch_size, profile.train.workers

@@ -151,7 +151,8 @@ def check_manifest(plan: DatasetPlan) -> None:
         return
     recorded = json.loads(path.read_text())
     wanted: dict[str, Any] = {_root_key(plan): str(plan.root.resolve())}
-    found: dict[str, Any] = {_root_key(plan): str(Path(recorded.get("root", "")).resolve())}
+    saved = manifest_mod.manifest_root(plan.manifest_dir)  # a relative root: from the manifest folder
+    found: dict[str, Any] = {_root_key(plan): str(saved.resolve())}
     if recorded.get("split_seed") is not None:  # internal data (an external set is not split)
         ratios = manifest_mod.normalise_ratios(plan.ratios)
         wanted |= {"seed": plan.seed, "data.split": [float(r) for r in ratios]}

@@ -108,14 +108,18 @@ def scan(root: str | Path, layout: str | None = None, **options) -> Manifest:
 
 def build(root: str | Path, layout: str | None = None, seed: int = 0,
           ratios: Sequence[float] = DEFAULT_RATIOS, workers: int | None = None,
-          dataset: str | None = None) -> tuple[Manifest, str]:
-    """Scan a dataset folder (layout auto-detected when None) and split it; returns (manifest, layout)."""
+          dataset: str | None = None, check_views: bool = True) -> tuple[Manifest, str]:
+    """Scan a dataset folder (layout auto-detected when None) and split it; returns (manifest, layout).
+
+    ``check_views=False`` keeps views whose pixels seem to contradict their tags (manifest.assemble)."""
     root = Path(root)
     ratios = normalise_ratios(ratios)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     layout = layout or detect_layout(root)
     options = {"workers": workers} | ({"dataset": dataset} if dataset else {})
+    if not check_views:
+        options["check_views"] = False
     manifest = scan(root, layout, **options)
     if layout in EXTERNAL:
         manifest.breasts = mark_external(manifest.breasts)

@@ -426,11 +426,13 @@ def scan(
     dataset: str | None = None,
     mask_dir: str | Path | None = None,
     write_masks: bool = True,
+    check_views: bool = True,
 ) -> Manifest:
     """Turn a CDD-CESM release folder into a Manifest (energies LE and DES, split left to the caller).
 
     Lesion masks go to `mask_dir` (default `default_mask_dir(root)`, beside the release); with
-    `write_masks=False` no file is written and mask_path stays empty.
+    `write_masks=False` no file is written and mask_path stays empty. ``check_views``: exclude views
+    whose pixels contradict their tags (see manifest.assemble).
     """
     root = Path(root)
     images_parent = _image_dir_parent(root) if root.is_dir() else None
@@ -527,6 +529,7 @@ def scan(
         exclusions,
         energies=("LE", "DES"),
         workers=workers,
+        check_views=check_views,
     )
     manifest.extra.update(
         {

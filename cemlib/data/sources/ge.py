@@ -9,28 +9,30 @@ Patient ids: a folder name may be a patient's name, so the manifest's patient_id
 "GE" + the first 10 hex digits of the sha256 of the folder name (stable; anyone holding the folder names
 can recompute it), and labels.csv's patient_id column (the folder names) is mapped the same way. Only
 names of the form SYN0001 (four or more digits), the ids `cem synth` gives its phantom patients, are kept
-as they are. The on-disk names appear only in the path columns of images.csv and exclusions.csv (the
-manifest of real data stays on the site's machines) and in the private mapping
-``<manifest>/private/patient_names.csv`` (pseudonym, folder) that ``Manifest.save`` writes, for the user
-to keep or delete. The header's PatientID is never read. Files not ending in .dcm are ignored; a .dcm
-file with any other name is excluded with its reason (the name itself is not repeated in the reason).
+as they are. The path columns of images.csv and exclusions.csv store such a folder as its token
+(``@GE1A2B3C4D5E/L_CC_LE.dcm``, cemlib.data.paths), and so any file name the layout does not define; the
+on-disk names appear only in the private mappings ``<manifest>/private/patient_names.csv`` (pseudonym,
+folder) and ``private/paths.csv`` that ``Manifest.save`` writes, for the user to keep or delete. The
+header's PatientID is never read. Files not ending in .dcm are ignored; a .dcm file with any other name
+is excluded with its reason (the name itself is not repeated in the reason).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from cemlib.core.views import NamedView
+from cemlib.data import paths
 from cemlib.data.manifest import Manifest, assemble, exclusion
 from cemlib.data.sources.dicom import Candidate, check_candidates, dicom_files, rel
 
 NAME = re.compile(r"^(?P<side>[LR])_(?P<view>CC|MLO)_(?P<energy>LE|DES)\.dcm$", re.IGNORECASE)
 #: The layout as shown to users (one-exam reports).
 DISPLAY_NAME = "GE/synthetic"
+MASK_NAME = re.compile(r"^[LR]_(CC|MLO)\.png$")
 LABELS_FILE = "labels.csv"
 REQUIRED_LABEL_COLUMNS = ("patient_id", "side", "label")
 OPTIONAL_LABEL_COLUMNS = ("birads", "pathology", "age", "density")
@@ -44,7 +46,13 @@ def pseudonym(folder_name: str) -> str:
     """Patient id of a folder: SYN#### as it is, any other name "GE" + 10 hex digits of its sha256."""
     if SYNTHETIC_ID.match(folder_name):
         return folder_name
-    return "GE" + hashlib.sha256(folder_name.encode("utf-8")).hexdigest()[:10].upper()
+    return paths.pseudonym(folder_name, "GE")
+
+
+def stored_path(rel_path: str) -> str:
+    """How the tables store a path: each folder or file name the layout does not define as a token."""
+    return paths.tokenise(rel_path, "GE", lambda part: bool(
+        part in RESERVED or SYNTHETIC_ID.match(part) or NAME.match(part) or MASK_NAME.match(part)))
 
 
 def patient_folders(root: Path) -> list[Path]:
@@ -91,7 +99,8 @@ def find_candidates(root: Path) -> tuple[list[Candidate], list[dict]]:
             match = NAME.match(path.name)
             if not match:
                 rejected.append(exclusion(pseudonym(folder.name), "a .dcm file whose name is not "
-                                          "SIDE_VIEW_ENERGY.dcm (e.g. L_CC_LE.dcm; see the path column)",
+                                          "SIDE_VIEW_ENERGY.dcm (e.g. L_CC_LE.dcm; the path column holds it, "
+                                          "private/paths.csv its name)",
                                           "unrecognised_name", path=rel(path, root)))
                 continue
             side, view = match["side"].upper(), match["view"].upper()
@@ -101,8 +110,11 @@ def find_candidates(root: Path) -> tuple[list[Candidate], list[dict]]:
     return candidates, rejected
 
 
-def scan(root: str | Path, workers: int | None = None, dataset: str | None = None) -> Manifest:
-    """Manifest of a GE-layout folder (split left empty); dataset 'synthetic' when cohort.json exists."""
+def scan(root: str | Path, workers: int | None = None, dataset: str | None = None,
+         check_views: bool = True) -> Manifest:
+    """Manifest of a GE-layout folder (split left empty); dataset 'synthetic' when cohort.json exists.
+
+    ``check_views``: exclude views whose pixels contradict their tags (see manifest.assemble)."""
     root = Path(root)
     labels_path = root / LABELS_FILE
     if not labels_path.is_file():
@@ -111,7 +123,7 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     candidates, rejected = find_candidates(root)
     images, bad_headers = check_candidates(root, candidates, workers)
     manifest = assemble(dataset, root, images, read_labels(labels_path), rejected + bad_headers,
-                        workers=workers)
+                        workers=workers, stored_path=stored_path, check_views=check_views)
     manifest.private_names = {pseudonym(f.name): f.name for f in patient_folders(root)
                               if pseudonym(f.name) != f.name}
     return manifest

@@ -430,11 +430,13 @@ def scan(
     dataset: str | None = None,
     mask_dir: str | Path | None = None,
     write_masks: bool = True,
+    check_views: bool = True,
 ) -> Manifest:
     """Turn an INbreast release folder into a Manifest (energies ("LE",), split left to the caller).
 
     Lesion masks go to `mask_dir` (default `default_mask_dir(root)`, beside the release); with
-    `write_masks=False` no file is written and mask_path stays empty.
+    `write_masks=False` no file is written and mask_path stays empty. ``check_views``: exclude views
+    whose pixels contradict their tags (see manifest.assemble).
     """
     root = Path(root)
     if not (root / DICOM_DIR).is_dir():
@@ -459,7 +461,8 @@ def scan(
     for image in images:
         image.pop("_file_name")
     manifest = assemble(
-        dataset or DATASET, root, images, breasts, exclusions, energies=("LE",), workers=workers
+        dataset or DATASET, root, images, breasts, exclusions, energies=("LE",), workers=workers,
+        check_views=check_views,
     )
     tables = [p.name for p in (csv_path, xls_path) if p.is_file()]
     manifest.extra.update({"layout": DATASET, "tables": tables})

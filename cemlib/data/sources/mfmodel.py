@@ -14,18 +14,19 @@ Patient ids: folder names in this layout may be patients' names, so the manifest
 pseudonym, "MF" + the first 10 hex digits of the sha256 of the folder name. It is stable (the same folder
 always gets the same id) and anyone holding the folder names can recompute it; it keeps names out of
 predictions, tables and reports. Exclusion reasons name images by pseudonym, energy, view and side
-(e.g. "MF1A2B3C4D5E LE CC L"), never by file name. The path columns still hold the on-disk names, so a
-manifest of real data stays on the site's machines; the folder names are also written to the private
-mapping ``<manifest>/private/patient_names.csv`` for the user alone.
+(e.g. "MF1A2B3C4D5E LE CC L"), never by file name. The path columns store the patient folder and the
+file name as tokens (``@MF1A2B3C4D5E/@MF9F8E7D6C5B``, cemlib.data.paths), which cemlib finds again on
+disk; the on-disk names are written to the private mappings ``<manifest>/private/patient_names.csv`` and
+``private/paths.csv`` for the user alone.
 
 Problems with the workbook as a whole (unreadable, no names in column D, no labels in column E, a
-row that is not an image name) raise ValueError naming the file and row; a bad label of one exam
+row that is not an image name) raise ValueError naming the workbook (``label.xlsx``, or ``label.xlsx``
+of a patient by pseudonym) and the row, never the cell's text or the folder; a bad label of one exam
 (not 0/1, breasts' images disagreeing, a breast with no listed image) excludes that patient.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
 from collections import defaultdict
@@ -35,6 +36,7 @@ from pathlib import Path
 import openpyxl
 
 from cemlib.core.views import SIDES, NamedView
+from cemlib.data import paths
 from cemlib.data.manifest import Manifest, assemble, exclusion, parse_label
 from cemlib.data.sources.dicom import Candidate, check_candidates, dicom_files, rel
 
@@ -47,11 +49,35 @@ LABEL_FILE = "label.xlsx"
 SHEET = "Sheet1"
 NAME_COLUMN, LABEL_COLUMN = 4, 5  # D and E, 1-based
 DATASET = "mfmodel"
+NUMBER = re.compile(r"^[-+]?\d{1,6}([.,]\d{1,6})?$")
 
 
 def pseudonym(folder_name: str) -> str:
     """Stable pseudonymous patient id for a folder name."""
-    return "MF" + hashlib.sha256(folder_name.encode("utf-8")).hexdigest()[:10].upper()
+    return paths.pseudonym(folder_name, "MF")
+
+
+def stored_path(rel_path: str) -> str:
+    """How the tables store a path: the patient folder and the file name (both may hold a name) as tokens."""
+    return paths.tokenise(rel_path, "MF", lambda part: part == "data")
+
+
+def shown_value(raw: object) -> str:
+    """A workbook cell as a reason shows it: a number or a text of one or two characters as it is, any
+    longer text withheld (it may hold a name: column D's image names do)."""
+    if raw is None:
+        return "empty"
+    text = str(raw).strip()
+    if isinstance(raw, int | float) or NUMBER.match(text) or len(text) <= 2:
+        return repr(raw)
+    return f"a text of {len(text)} characters (not shown: it may hold a name)"
+
+
+def shown_workbook(path: Path, root: Path | None = None) -> str:
+    """How messages name a workbook: label.xlsx at the root, or of a patient folder by its pseudonym."""
+    if root is not None and path.parent != root:
+        return f"{path.name} of patient {pseudonym(path.parent.name)}"
+    return path.name
 
 
 @dataclass
@@ -77,46 +103,52 @@ def _cell(row: tuple, column: int) -> object:
     return value
 
 
-def _sheet(path: Path):
-    """The label worksheet of a workbook: Sheet1, or the only sheet; ValueError naming the file."""
+def _sheet(path: Path, shown: str):
+    """The label worksheet of a workbook: Sheet1, or the only sheet; ValueError naming it as `shown`."""
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{shown}: not a readable .xlsx workbook ({type(exc).__name__})") from exc
     if SHEET in workbook.sheetnames:
         return workbook[SHEET]
     if len(workbook.sheetnames) == 1:
         return workbook.worksheets[0]
-    raise ValueError(f"{path}: no sheet named {SHEET!r} (sheets: {workbook.sheetnames})")
+    raise ValueError(f"{shown}: no sheet named {SHEET!r} ({len(workbook.sheetnames)} sheets)")
 
 
-def read_label_sheet(path: Path, into: LabelSheet | None = None) -> LabelSheet:
-    """Image labels from one workbook (column D name, column E label); ValueError for a malformed sheet."""
+def read_label_sheet(path: Path, into: LabelSheet | None = None, root: Path | None = None) -> LabelSheet:
+    """Image labels from one workbook (column D name, column E label); ValueError for a malformed sheet.
+
+    Messages name the workbook by ``shown_workbook`` (relative to `root`) and never show column D's text
+    (image names hold the patient's name) nor a text label."""
     sheet = into or LabelSheet()
     seen_names = seen_labels = 0
     first_content_row = True
-    for number, row in enumerate(_sheet(path).iter_rows(values_only=True), start=1):
+    shown = shown_workbook(path, root)
+    for number, row in enumerate(_sheet(path, shown).iter_rows(values_only=True), start=1):
         name, raw = _cell(row, NAME_COLUMN), _cell(row, LABEL_COLUMN)
         if name is None and raw is None:
             continue
         header_candidate, first_content_row = first_content_row, False
         if name is None:
-            raise ValueError(f"{path} row {number}: label {raw!r} in column E but no image name in column D")
+            raise ValueError(f"{shown} row {number}: label {shown_value(raw)} in column E but no image name "
+                             "in column D")
         stem = str(name)
         stem = stem[:-4] if stem.lower().endswith(".dcm") else stem
         if not STEM.match(stem):
             if header_candidate and parse_label(raw) is None:
                 continue  # a header row such as "image | label"
-            raise ValueError(f"{path} row {number}: column D holds {name!r}, not an image name like "
-                             "<name>_LOW_ENERGY_CC_R (are the columns shifted?)")
+            raise ValueError(f"{shown} row {number}: column D holds {shown_value(name)}, not an image name "
+                             "like <name>_LOW_ENERGY_CC_R (are the columns shifted?)")
         seen_names += 1
         seen_labels += raw is not None
-        sheet.add(stem, f"{path.name} row {number}", raw)
+        sheet.add(stem, f"{shown} row {number}", raw)
     if seen_names == 0:
-        raise ValueError(f"{path}: column D of sheet {SHEET} holds no image names "
+        raise ValueError(f"{shown}: column D of sheet {SHEET} holds no image names "
                          "(expected <name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L, one per row)")
     if seen_labels == 0:
-        raise ValueError(f"{path}: column E of sheet {SHEET} holds no labels (expected '1' or '0' per image)")
+        raise ValueError(f"{shown}: column E of sheet {SHEET} holds no labels "
+                         "(expected '1' or '0' per image)")
     return sheet
 
 
@@ -171,8 +203,7 @@ def _breast_label(side: str, stems: list[str], sheet: LabelSheet) -> tuple[int |
                                        f"({listed}) is listed in {LABEL_FILE}")
     for stem, source, raw in rows:
         if parse_label(raw) is None:
-            shown = "empty" if raw is None else repr(raw)
-            reason = f"{source}: label of {shown_image(stem)} is {shown}, expected '1' or '0'"
+            reason = f"{source}: label of {shown_image(stem)} is {shown_value(raw)}, expected '1' or '0'"
             return None, "bad_label", reason
     values = {parse_label(raw) for _, _, raw in rows}
     if len(values) > 1:
@@ -181,15 +212,16 @@ def _breast_label(side: str, stems: list[str], sheet: LabelSheet) -> tuple[int |
     return values.pop(), "", ""
 
 
-def scan(root: str | Path, workers: int | None = None, dataset: str | None = None) -> Manifest:
-    """Manifest of an MF_MODEL-layout folder (split left empty)."""
+def scan(root: str | Path, workers: int | None = None, dataset: str | None = None,
+         check_views: bool = True) -> Manifest:
+    """Manifest of an MF_MODEL-layout folder (split left empty); ``check_views`` as in manifest.assemble."""
     root = Path(root)
     workbooks = label_files(root)
     if not workbooks:
         raise FileNotFoundError(f"{root}: no {LABEL_FILE} (MF_MODEL layout needs the label workbook)")
     sheet = LabelSheet()
     for workbook in workbooks:
-        read_label_sheet(workbook, sheet)
+        read_label_sheet(workbook, sheet, root)
 
     candidates: list[Candidate] = []
     rows: list[dict] = []
@@ -202,7 +234,8 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
             match = STEM.match(path.stem)
             if not match:
                 rows.append(exclusion(patient_id, "a .dcm file whose name is not "
-                                      "<name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm (see the path column)",
+                                      "<name>_LOW_ENERGY|RECOMBINED_CC|MLO_R|L.dcm (the path column holds "
+                                      "it, private/paths.csv its name)",
                                       "unrecognised_name", path=rel(path, root)))
                 continue
             side = match["side"].upper()
@@ -222,7 +255,8 @@ def scan(root: str | Path, workers: int | None = None, dataset: str | None = Non
     for row in bad_headers:  # header reasons start with the file name, which may be the patient's name
         stem = Path(row["path"]).stem
         row["reason"] = row["reason"].replace(Path(row["path"]).name, shown_image(stem))
-    manifest = assemble(dataset or DATASET, root, images, breasts, rows + bad_headers, workers=workers)
+    manifest = assemble(dataset or DATASET, root, images, breasts, rows + bad_headers, workers=workers,
+                        stored_path=stored_path, check_views=check_views)
     manifest.private_names = {pseudonym(f.name): f.name for f in patient_folders(root)}
     return manifest
 

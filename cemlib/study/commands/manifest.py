@@ -8,7 +8,8 @@ from pathlib import Path
 from cemlib.core.fileio import remove_stale_temporaries
 from cemlib.core.outputs import check_output_folder
 from cemlib.core.settings import non_negative_int
-from cemlib.data.manifest import DEFAULT_RATIOS, PRIVATE_NAMES, Manifest, describe, verify
+from cemlib.data.freshness import verify
+from cemlib.data.manifest import DEFAULT_RATIOS, PRIVATE_NAMES, Manifest, describe
 from cemlib.data.sources import ADAPTERS, build
 
 
@@ -25,7 +26,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="dataset name written into the tables (default: from the layout)")
     parser.add_argument("--workers", type=non_negative_int, default=None, help="threads for reading files")
     parser.add_argument("--verify", metavar="MANIFEST_DIR",
-                        help="check the files of an existing manifest against its sha256 column")
+                        help="check the files of an existing manifest against its sha256 column (the full "
+                             "check; every use of a manifest runs a sampled one)")
+    parser.add_argument("--no-view-check", action="store_true",
+                        help="keep views whose pixels seem to contradict their CC/MLO tag (the check is "
+                             "calibrated on synthetic images only)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -45,7 +50,8 @@ def run_cli(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out if args.out else root / "manifest")
     for folder in (out, out / Path(PRIVATE_NAMES).parent):  # what a killed earlier run left
         remove_stale_temporaries(folder)
-    manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset)
+    manifest, layout = build(root, layout, args.seed, args.split, args.workers, args.dataset,
+                             check_views=not args.no_view_check)
     manifest.save(out)
     print(f"layout {layout} at {manifest.root}")
     print(describe(manifest))
@@ -54,13 +60,17 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def _run_verify(folder: Path, workers: int | None) -> int:
-    """Print the files of a manifest that changed or vanished; 0 when all match."""
+    """Print the images of a manifest that changed or vanished; 0 when all match.
+
+    Images are named by dataset, pseudonymous patient id, side, view and energy: a path may hold a
+    patient's name (a manifest written before paths were pseudonymised stores the on-disk names)."""
     manifest = Manifest.load(folder)
     problems = verify(manifest, workers)
     if problems.empty:
         print(f"all {len(manifest.images)} files of {folder} match their sha256")
         return 0
     print(f"{len(problems)} of {len(manifest.images)} files differ from {folder} (root {manifest.root}):")
-    for row in problems.itertuples():
-        print(f"  {row.status}: {row.path}")
+    named = problems.merge(manifest.images.drop(columns=["sha256"]), on="path", how="left")
+    for row in named.itertuples():
+        print(f"  {row.status}: {row.dataset}/{row.patient_id} {row.side} {row.view} {row.energy}")
     return 1
