@@ -123,15 +123,15 @@ def _view_panels(view: QcView, settings: PreprocessSettings, record: dict | None
         try:
             raw.append(read_pixels(path, expected_range=settings.checked_range()))
         except (PreprocessError, FileNotFoundError) as exc:
-            raw.append(_short(exc))
+            raw.append(_short(exc, path, view.label))
     le, des = raw
     if isinstance(le, str):
         return [le, le, des, "no LE image" if not isinstance(des, str) else des]
     try:
         le01, des01 = preprocess_pair(le, des if not isinstance(des, str) else None, view.side, settings,
-                                      source=str(view.le_path), record=record, des_bounds=des_bounds)
+                                      source=view.label, record=record, des_bounds=des_bounds)
     except PreprocessError as exc:
-        reason = _short(exc)
+        reason = _short(exc, view.le_path, view.label)
         return [le, reason, des, reason if not isinstance(des, str) else des]
     return [le, le01, des, des01 if des01 is not None else des]
 
@@ -141,6 +141,7 @@ def _display_range(pixels: np.ndarray) -> tuple[float, float]:
     return float(low), float(max(high, low + 1e-6))
 
 
-def _short(exc: Exception, width: int = 40) -> str:
-    text = str(exc)
+def _short(exc: Exception, path: Path, label: str, width: int = 40) -> str:
+    """A panel's reason in lines of `width`, the file named by the view's label (a path may hold a name)."""
+    text = str(exc).replace(str(path), label)
     return "\n".join(text[i:i + width] for i in range(0, min(len(text), 4 * width), width))
