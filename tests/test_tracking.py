@@ -84,3 +84,22 @@ def test_training_writes_event_files_matching_its_log(tmp_path):
     assert [step for step, _ in scalars["loss/validation"]] == log["epoch"].tolist()
     assert [v for _, v in scalars["loss/validation"]] == pytest.approx(log["val_loss"].tolist(), rel=1e-6)
     assert [v for _, v in scalars["learning_rate"]] == pytest.approx(log["lr"].tolist())
+
+
+def test_a_full_disk_stops_the_event_files_with_a_warning_not_the_training(tmp_path, monkeypatch):
+    """TensorBoard's writer failing (ENOSPC) is a warning; the next epochs go on without event files."""
+    import errno
+
+    class FullDisk:
+        def add_scalar(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setitem(tracking._writers, tmp_path, FullDisk())
+    with pytest.warns(UserWarning, match="TensorBoard event files stopped"):
+        tracking.write_scalars(tmp_path, {"epoch": 1, "train_loss": 0.5})
+    assert tmp_path not in tracking._writers
+    tracking.write_scalars(tmp_path, {"epoch": 2, "train_loss": 0.4})  # no new writer, no second warning
+    assert tmp_path not in tracking._writers

@@ -26,6 +26,7 @@ SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "val_auc":
            "lr": "learning_rate"}
 
 _writers: dict[Path, Any] = {}
+_stopped: set[Path] = set()  # run folders whose event files stopped (a full disk): not retried
 _tensorboard_missing = False
 
 
@@ -66,7 +67,7 @@ def _writer(run_dir: Path):
     run_dir = Path(run_dir)
     if run_dir in _writers:
         return _writers[run_dir]
-    if _tensorboard_missing:
+    if _tensorboard_missing or run_dir in _stopped:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -83,11 +84,17 @@ def write_scalars(run_dir: Path, row: Mapping[str, float]) -> None:
     writer = _writer(run_dir)
     if writer is None:
         return
-    for column, tag in SCALARS.items():
-        value = row.get(column)
-        if value is not None and math.isfinite(float(value)):
-            writer.add_scalar(tag, float(value), int(row["epoch"]))
-    writer.flush()
+    try:
+        for column, tag in SCALARS.items():
+            value = row.get(column)
+            if value is not None and math.isfinite(float(value)):
+                writer.add_scalar(tag, float(value), int(row["epoch"]))
+        writer.flush()
+    except OSError as exc:  # a full disk: TensorBoard is a view, log.csv and the checkpoints are the record
+        _writers.pop(Path(run_dir), None)
+        _stopped.add(Path(run_dir))
+        warnings.warn(f"{run_dir}: TensorBoard event files stopped ({exc.strerror or exc}); log.csv goes on",
+                      stacklevel=2)
 
 
 def epoch_logged(run_dir: str | os.PathLike, row: Mapping[str, float], epochs: int) -> None:
