@@ -2,5 +2,6 @@
 fusions and models (`views`, `vocab`); the typed, frozen settings tree read from a profile (`settings`);
 atomic file writes and checksums (`fileio`); where the kit's own files are (`resources`); output-location
 checks (`outputs`); the machine and software of a run (`environment`); torch devices, seeds and the process
-group (`devices`); worker processes (`processes`). May import: nothing of cemlib but its version.
+group (`devices`); worker processes (`processes`); the progress of long loops (`progress`). May import:
+nothing of cemlib but its version.
 """

@@ -394,9 +394,12 @@ def run_ablations(cfg: Settings) -> pd.DataFrame:
 
 def _internal_scores(cfg: Settings, manifest: Manifest, cache: TensorCache) -> pd.DataFrame:
     """The eight models of one replicate trained (or reused) and scored on the internal test set."""
-    frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
-                          cache, "test", "internal")
-              for inputs in INPUTS for fusion in FUSIONS]
+    models = [(fusion, inputs) for inputs in INPUTS for fusion in FUSIONS]
+    frames = []
+    for k, (fusion, inputs) in enumerate(models, start=1):
+        tracking.note(f"model {k} of {len(models)}: {model_label(fusion, inputs)}, internal test set")
+        frames.append(score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs,
+                                  manifest, cache, "test", "internal"))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -518,7 +521,9 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
     """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
     internal = prepare.prepare_data(cfg)
     compositions, frames = [], []
-    for name, (fusion, inputs) in EXTERNAL_MODELS.items():
+    for k, (name, (fusion, inputs)) in enumerate(EXTERNAL_MODELS.items(), start=1):
+        count = len(EXTERNAL_MODELS)
+        tracking.note(f"model {k} of {count}: {model_label(fusion, inputs)}, {EXTERNAL_NAMES[name]}")
         manifest, cache = prepare_external(cfg, name)
         composition = class_composition(manifest)
         composition.insert(0, "dataset", EXTERNAL_NAMES[name])
