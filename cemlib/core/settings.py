@@ -240,6 +240,12 @@ def _check_minimum(dotted: str, value: Any, where: str) -> None:
         raise SettingsError(f"{where}: setting '{dotted}' must be at least {least}, got {value!r}")
 
 
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """"; did you mean 'smoke'?" for the choice closest to a mistyped word, "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean '{prefix}{close[0]}'?" if close else ""
+
+
 def _unknown_key_message(key: str, names: tuple[str, ...], prefix: str, where: str) -> str:
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
     hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
@@ -307,7 +313,8 @@ def profile_path(name_or_path: str | Path) -> Path:
     named = folder / f"{name_or_path}.yaml"
     if not named.exists():
         known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise FileNotFoundError(f"unknown profile {name_or_path!r}; known profiles: {known}")
+        raise SettingsError(f"unknown profile '{name_or_path}'{did_you_mean(str(name_or_path), known)} "
+                            f"(profiles: {', '.join(known)}, or a path to a .yaml file)")
     return named
 
 
@@ -394,4 +401,5 @@ def non_negative_int(text: str) -> int:
 def add_override_option(parser: argparse.ArgumentParser, example: str = "train.stage2_epochs=2") -> None:
     """The repeatable `--set KEY=VALUE` profile override shared by the CLIs (parsed into args.overrides)."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a profile value, e.g. --set {example} (repeatable)")
+                        help=f"override a profile value, e.g. --set {example} (repeatable; default: none, "
+                        "the profile as written)")
