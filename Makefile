@@ -87,8 +87,11 @@ GPU_STUDY_REPORTS  = $(or $(GPU_STUDY_WORKDIR),.)/reports/gpu_study
 gpu-study: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 	mkdir -p $(GPU_STUDY_REPORTS)
 	@# The log keeps the terminal's progress (every epoch, every step's seconds); the exit status is cem's.
+	@# Settings that differ from the profile (GPU_STUDY_EXTRA) give a run its own data and runs folders;
+	@# its reports stay in reports/gpu_study, beside run.log.
 	{ $(CEM) reproduce --profile gpu_study $(if $(GPU_STUDY_WORKDIR),--workdir $(GPU_STUDY_WORKDIR)) \
-		--set preprocess.workers=$(shell nproc) $(GPU_STUDY_EXTRA); echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
+		--set preprocess.workers=$(shell nproc) --set reports=reports/gpu_study $(GPU_STUDY_EXTRA); \
+		echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
 		2>&1 | tee $(GPU_STUDY_REPORTS)/run.log
 	@status=$$(cat $(GPU_STUDY_REPORTS)/.status); rm -f $(GPU_STUDY_REPORTS)/.status; exit $$status
 

@@ -17,7 +17,7 @@ from cemlib import __version__
 from cemlib.core.environment import git_commit
 from cemlib.core.outputs import describe_write_failure
 from cemlib.core.resources import clone_root
-from cemlib.core.settings import SettingsError, did_you_mean
+from cemlib.core.settings import SettingsError, describe_variant, did_you_mean, load_profile, parse_overrides
 
 #: Where each verb's module lives: cemlib/study/commands/<verb>.py.
 COMMANDS_PACKAGE = "cemlib.study.commands"
@@ -119,6 +119,20 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def announce_variant(args: argparse.Namespace) -> None:
+    """On stderr, first: where a verb run with --set writes when its settings differ from the profile file
+    (`cem reproduce` says it itself, with its --replicates; `cem preprocess --manifest` reads no profile)."""
+    if not getattr(args, "overrides", None) or args.command == "reproduce":
+        return
+    profile = getattr(args, "profile", None)
+    if profile is None and (args.command != "preprocess" or getattr(args, "manifest", None)):
+        return
+    workdir = getattr(args, "workdir", None)
+    settings = load_profile(profile or "smoke", parse_overrides(args.overrides), workdir)
+    if (line := describe_variant(settings)) is not None:
+        print(f"cem {args.command}: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cem` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -132,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     try:
+        announce_variant(args)
         return int(args._run(args) or 0)
     except SettingsError as exc:  # a usage error, as argparse's own: exit code 2
         print(f"cem {args.command}: error: {exc}", file=sys.stderr)

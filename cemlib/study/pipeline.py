@@ -27,7 +27,7 @@ from cemlib.core.devices import use_threads
 from cemlib.core.environment import ENVIRONMENT_FILE, describe_environment
 from cemlib.core.fileio import atomic_write_text
 from cemlib.core.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
-from cemlib.core.settings import Settings, did_you_mean, load_profile, profile_path
+from cemlib.core.settings import Settings, describe_variant, did_you_mean, load_profile, profile_path
 from cemlib.results import report as report_files
 from cemlib.study import prepare
 from cemlib.study.steps import write_index
@@ -330,6 +330,8 @@ def run_pipeline(
 
     notebook_dir = Path(notebook_dir) if notebook_dir is not None else notebooks_dir()
     profile = load_profile(profile_name, overrides, workdir)
+    if (variant := describe_variant(profile)) is not None:
+        print(variant, flush=True)
     check_data_roots(profile, tuple(steps))
     reports = Path(profile.reports)
     out_dir = executed_dir(profile)

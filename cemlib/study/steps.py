@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from cemlib import training
 from cemlib.core.devices import init_distributed, use_threads
 from cemlib.core.fileio import atomic_write_text, save_figure
-from cemlib.core.settings import Settings, load_profile
+from cemlib.core.settings import Settings, describe_variant, load_profile
 from cemlib.core.views import VIEW_ORDER
 from cemlib.core.vocab import FUSION_LABELS, FUSIONS, INPUTS, model_name, patient_classes
 from cemlib.data import datasets as data
@@ -57,7 +57,10 @@ def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None)
 
 
 def show_profile(cfg: Settings) -> None:
-    """Print the settings that shape the results (no paths, which differ per machine)."""
+    """Print the settings that shape the results (no paths, which differ per machine), and, for settings
+    that differ from the profile file, the folders this run keeps for itself (relative to the project)."""
+    if (variant := describe_variant(cfg)) is not None:
+        print(variant)
     model, train, pre = cfg.model, cfg.train, cfg.preprocess
     size = list(pre.size) if pre.size is not None else None
     print(

@@ -55,20 +55,19 @@ def _positive_int(text: str) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
-    written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    overrides = parse_overrides(args.overrides)
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
+    written = load_profile(args.profile, overrides, args.workdir)
     for folder in () if args.report_only else (written.data.manifest, written.preprocess.cache):
         check_output_folder(folder)
     for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
         remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
-        profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
-        for path in export_finished_report(profile).values():
+        for path in export_finished_report(written).values():
             print(f"report: {path}", flush=True)
         return 0
     steps = resolve_steps([step for named in args.steps for step in named]) if args.steps else STEPS
-    overrides = parse_overrides(args.overrides)
-    if args.replicates is not None:
-        overrides["replicates"] = args.replicates
     started = time.perf_counter()
     try:
         run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,
