@@ -46,8 +46,11 @@ STATE_FILE = "pipeline_state.json"
 OUTPUTS_KEY = "outputs"
 #: Key of the state file holding the data and model files each step wrote, with a digest of their stats.
 ARTIFACTS_KEY = "artifacts"
-#: The venv's own interpreter (ipykernel's native kernel), so papermill needs no kernelspec install.
+#: The kernel papermill runs the notebooks on: the running interpreter's own (ipykernel's native kernel,
+#: python3), so `cem reproduce` needs no installed kernelspec and runs them where cemlib itself runs. The
+#: notebooks' metadata name the `cemlib` kernel that `make lab` installs into the venv for JupyterLab.
 KERNEL_NAME = "python3"
+NOTEBOOK_KERNEL = "cemlib"
 
 
 #: The steps that read the external validation sets (the others read the internal cohort only).
