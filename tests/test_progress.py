@@ -40,14 +40,14 @@ def test_a_line_gives_count_share_time_and_time_left():
 
 
 def test_lines_come_every_few_seconds_and_at_the_end(progress_file, monkeypatch):
-    clock = iter([0.0, 1.0, 6.0, 7.0, 12.0, 13.0, 14.0])
+    clock = iter([0.0, 6.0, 7.0, 8.0, 12.0, 13.0, 14.0])
     monkeypatch.setattr(progress, "clock", lambda: next(clock))
     with progress.Progress(5, "demo", "item", bar=False) as counter:
         for _ in range(5):
             counter.update()
     assert lines(progress_file) == [
-        "demo: 2/5 items (40%), 6 s, about 9 s left",
-        "demo: 4/5 items (80%), 12 s, about 3 s left",
+        "demo: 1/5 items (20%), 6 s",
+        "demo: 4/5 items (80%), 12 s, about 2 s left",
         "demo: 5 items in 14 s",
     ]
 

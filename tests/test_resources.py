@@ -79,8 +79,13 @@ def test_every_package_folder_is_listed_for_the_wheel():
 def test_the_wheel_ships_the_notebooks_profiles_and_reference_and_runs_from_an_empty_folder(tmp_path):
     """`pip wheel --no-deps .`, then the wheel alone (no clone on the path) runs the first notebook."""
     source = tmp_path / "source"  # a copy, so the build leaves nothing in the clone
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "data", "runs", "reports", "build", "*.egg-info", "__pycache__", ".*_cache"))
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".*_cache")
+    top = {".git", ".venv", "data", "runs", "reports", "build"}  # the clone's own, not cemlib/data
+
+    def skipped(folder: str, names: list[str]) -> set[str]:
+        return set(anywhere(folder, names)) | (top & set(names) if Path(folder) == REPO else set())
+
+    shutil.copytree(REPO, source, ignore=skipped)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
                     "-w", str(tmp_path / "dist"), "."], check=True, cwd=source)
     [wheel] = (tmp_path / "dist").glob("cemlib-*.whl")
@@ -101,3 +106,6 @@ def test_the_wheel_ships_the_notebooks_profiles_and_reference_and_runs_from_an_e
     assert (work / "data" / f"synthetic-{tag}" / "manifest" / "breasts.csv").is_file()
     assert (work / "reports" / f"smoke-{tag}" / "tables" / "table2_patient_classes.csv").is_file()
     assert (work / "runs" / f"smoke-{tag}").is_dir()
+    version = subprocess.run([sys.executable, "-m", "cemlib.cli", "--version"], cwd=work, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("cem ") and "(installed package" in version

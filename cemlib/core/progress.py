@@ -46,17 +46,21 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def progress_line(desc: str, done: int, total: int, unit: str, elapsed: float) -> str:
-    """'synth: 120/450 patients (26%), 31 s, about 1 min 25 s left'; done: 'synth: 450 patients in 2 min'."""
+def progress_line(desc: str, done: int, total: int, unit: str, elapsed: float, left: float | None = None
+                  ) -> str:
+    """'synth: 120/450 patients (26%), 31 s, about 1 min 25 s left'; done: 'synth: 450 patients in 2 min'.
+
+    The time left is `left`, else estimated from the mean time per step so far.
+    """
     units = unit if unit.endswith("s") else unit + ("es" if unit.endswith(("ch", "sh", "x")) else "s")
     if total and done >= total:
         return f"{desc}: {total:,} {units} in {duration(elapsed)}"
     if not total:
         return f"{desc}: {done:,} {units}, {duration(elapsed)}"
     line = f"{desc}: {done:,}/{total:,} {units} ({100 * done // total}%), {duration(elapsed)}"
-    if done:
-        line += f", about {duration(elapsed / done * (total - done))} left"
-    return line
+    if left is None and done:
+        left = elapsed / done * (total - done)
+    return line + (f", about {duration(left)} left" if left is not None else "")
 
 
 class Progress:
@@ -73,6 +77,7 @@ class Progress:
         self.done = 0
         self._bar = tqdm(total=total, desc=desc, unit=unit, disable=disable or not bar, **tqdm_options)
         self._start = self._noted = clock()
+        self._first: tuple[float, int] | None = None  # when the first step ended, and how many it counted
         self._closed = False
 
     def update(self, n: int = 1) -> None:
@@ -80,9 +85,20 @@ class Progress:
         self.done += n
         self._bar.update(n)
         now = clock()
+        if self._first is None:
+            self._first = (now, self.done)
         if not self.disabled and now - self._noted >= self.every and self.done < self.total:
             self._noted = now
-            note(progress_line(self.desc, self.done, self.total, self.unit, now - self._start))
+            elapsed = now - self._start
+            note(progress_line(self.desc, self.done, self.total, self.unit, elapsed, self.left(now)))
+
+    def left(self, now: float) -> float | None:
+        """Seconds still to go at the pace since the first step ended (which carries the start-up: worker
+        processes, imports); None until a second step ends."""
+        if self._first is None or self.done <= self._first[1]:
+            return None
+        since, counted = self._first
+        return (now - since) / (self.done - counted) * (self.total - self.done)
 
     def close(self) -> None:
         """Close the bar; the last line says how many steps took how long."""
