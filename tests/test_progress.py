@@ -32,7 +32,7 @@ def lines(path) -> list[str]:
 
 
 def test_a_line_gives_count_share_time_and_time_left():
-    assert progress.progress_line("synth", 120, 450, "patient", 31.0) == \
+    assert progress.progress_line("synth", 120, 450, "patient", 31.0, 85.2) == \
         "synth: 120/450 patients (26%), 31 s, about 1 min 25 s left"
     assert progress.progress_line("preprocess", 1840, 1840, "view", 3725.0) == \
         "preprocess: 1,840 views in 1 h 02 min"

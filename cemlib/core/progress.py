@@ -50,7 +50,7 @@ def progress_line(desc: str, done: int, total: int, unit: str, elapsed: float, l
                   ) -> str:
     """'synth: 120/450 patients (26%), 31 s, about 1 min 25 s left'; done: 'synth: 450 patients in 2 min'.
 
-    The time left is `left`, else estimated from the mean time per step so far.
+    The time left, `left` in seconds, is left out when None (not yet known).
     """
     units = unit if unit.endswith("s") else unit + ("es" if unit.endswith(("ch", "sh", "x")) else "s")
     if total and done >= total:
@@ -58,8 +58,6 @@ def progress_line(desc: str, done: int, total: int, unit: str, elapsed: float, l
     if not total:
         return f"{desc}: {done:,} {units}, {duration(elapsed)}"
     line = f"{desc}: {done:,}/{total:,} {units} ({100 * done // total}%), {duration(elapsed)}"
-    if left is None and done:
-        left = elapsed / done * (total - done)
     return line + (f", about {duration(left)} left" if left is not None else "")
 
 
