@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lint lab tensorboard report bench gpu-check gpu-study gpu-bench clean-venv
+.PHONY: reproduce test test-all lint lab kernel tensorboard report bench gpu-check gpu-study gpu-bench clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	@# The PDF report renders with WeasyPrint, which needs Pango from the system.
@@ -31,8 +31,21 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+# JupyterLab at the project root (notebooks/, reports/ and the executed notebooks within reach), with
+# the venv's own kernel installed under the name the notebooks ask for, `cemlib`; as root too.
+KERNEL_NAME := cemlib
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL_NAME)/kernel.json
+KERNEL_ARGS := install --sys-prefix --name $(KERNEL_NAME) --display-name "Python (cemlib)"
+USER_ID     ?= $(shell id -u)
+LAB_ARGS    ?= --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(USER_ID)),--allow-root)
+
+$(KERNEL_SPEC): $(STAMP)
+	$(BIN)/python -m ipykernel $(KERNEL_ARGS)
+
+kernel: $(KERNEL_SPEC)
+
+lab: $(KERNEL_SPEC)
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 # Training curves of a profile's models (loss, validation AUC, learning rate), live while a run trains.
 tensorboard: $(STAMP)
@@ -87,8 +100,11 @@ GPU_STUDY_REPORTS  = $(or $(GPU_STUDY_WORKDIR),.)/reports/gpu_study
 gpu-study: $(if $(filter $(BIN)/cem,$(CEM)),$(STAMP))
 	mkdir -p $(GPU_STUDY_REPORTS)
 	@# The log keeps the terminal's progress (every epoch, every step's seconds); the exit status is cem's.
+	@# Settings that differ from the profile (GPU_STUDY_EXTRA) give a run its own data and runs folders;
+	@# its reports stay in reports/gpu_study, beside run.log.
 	{ $(CEM) reproduce --profile gpu_study $(if $(GPU_STUDY_WORKDIR),--workdir $(GPU_STUDY_WORKDIR)) \
-		--set preprocess.workers=$(shell nproc) $(GPU_STUDY_EXTRA); echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
+		--set preprocess.workers=$(shell nproc) --set reports=reports/gpu_study $(GPU_STUDY_EXTRA); \
+		echo $$? > $(GPU_STUDY_REPORTS)/.status; } \
 		2>&1 | tee $(GPU_STUDY_REPORTS)/run.log
 	@status=$$(cat $(GPU_STUDY_REPORTS)/.status); rm -f $(GPU_STUDY_REPORTS)/.status; exit $$status
 

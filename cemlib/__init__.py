@@ -6,8 +6,13 @@ left-right and CC-MLO features to call each breast benign or malignant.
 """
 
 import os
+import warnings
 
 __version__ = "0.1.0"
+
+# The kit's progress bars are tqdm's text bars, which need no ipywidgets. Modules that import tqdm.auto
+# would otherwise warn in every notebook kernel that ipywidgets is missing, and then take the text bar.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 #: CPU kernel choices that give the same float results on every x86-64 machine. MKL takes another
 #: matrix-multiply path on AMD than on Intel processors unless told to be conditionally bitwise

@@ -102,6 +102,10 @@ def test_the_wheel_ships_the_notebooks_profiles_and_reference_and_runs_from_an_e
                            "00_cohort", "--set", "data.synth.patients=12"], cwd=work, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (work / "data" / "synthetic" / "manifest" / "breasts.csv").is_file()
-    assert (work / "reports" / "smoke" / "tables" / "table2_patient_classes.csv").is_file()
-    assert (work / "runs" / "smoke").is_dir()
+    tag = load_profile("smoke", {"data.synth.patients": 12}).variant  # a run of its own (--set)
+    assert (work / "data" / f"synthetic-{tag}" / "manifest" / "breasts.csv").is_file()
+    assert (work / "reports" / f"smoke-{tag}" / "tables" / "table2_patient_classes.csv").is_file()
+    assert (work / "runs" / f"smoke-{tag}").is_dir()
+    version = subprocess.run([sys.executable, "-m", "cemlib.cli", "--version"], cwd=work, env=env,
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("cem ") and "(installed package" in version

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from cemlib.core import variants
 from cemlib.core.resources import profiles_dir, work_root
 from cemlib.core.vocab import PAPER_HEAD
 
@@ -196,10 +197,11 @@ class Settings(Section):
     runs: str | None = None
     source: str | None = None  # the YAML file read (set by load_profile, not by the YAML)
     root: str | None = None  # the work folder relative paths resolved against (likewise)
+    variant: str | None = None  # the suffix of this run's own folders when settings differ from the file
 
 
 #: Keys a profile cannot set: load_profile fills them in.
-DERIVED_KEYS = {("source",), ("root",)}
+DERIVED_KEYS = {("source",), ("root",), ("variant",)}
 #: Values that are paths; relative ones resolve against the work folder.
 PATH_KEYS = {("data", "root"), ("data", "manifest"), ("preprocess", "cache"), ("reports",), ("runs",)}
 
@@ -239,6 +241,12 @@ def _check_minimum(dotted: str, value: Any, where: str) -> None:
     least = MINIMUMS.get(dotted)
     if least is not None and value is not None and value < least:
         raise SettingsError(f"{where}: setting '{dotted}' must be at least {least}, got {value!r}")
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """"; did you mean 'smoke'?" for the choice closest to a mistyped word, "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean '{prefix}{close[0]}'?" if close else ""
 
 
 def _unknown_key_message(key: str, names: tuple[str, ...], prefix: str, where: str) -> str:
@@ -308,7 +316,8 @@ def profile_path(name_or_path: str | Path) -> Path:
     named = folder / f"{name_or_path}.yaml"
     if not named.exists():
         known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise FileNotFoundError(f"unknown profile {name_or_path!r}; known profiles: {known}")
+        raise SettingsError(f"unknown profile '{name_or_path}'{did_you_mean(str(name_or_path), known)} "
+                            f"(profiles: {', '.join(known)}, or a path to a .yaml file)")
     return named
 
 
@@ -320,14 +329,43 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
         tree = _yaml_value(fh.read(), str(path))
     if not isinstance(tree, dict):
         raise SettingsError(f"{path}: a profile must be a YAML mapping")
-    build_settings(tree, str(path))  # the file alone first, so its own mistakes name the file
+    root = work_root(path, workdir)
+    written = copy.deepcopy(tree)
+    _resolve_paths(written, root)
+    written = build_settings(written, str(path))  # the file alone first, so its own mistakes name the file
     # Copies of the override values: a later "a.b.c" override must not write into the caller's "a.b" dict.
     for dotted, value in copy.deepcopy(dict(overrides or {})).items():
         _set_dotted(tree, dotted, value)
-    root = work_root(path, workdir)
     _resolve_paths(tree, root)
-    settings = build_settings(tree, f"{path} with --set {', '.join(overrides)}" if overrides else str(path))
-    return dataclasses.replace(settings, source=str(path), root=str(root))
+    where = f"{path} with --set {', '.join(overrides)}" if overrides else str(path)
+    settings = build_settings(tree, where)
+    # Settings that differ from the file's: the folders they affect get their own name (cemlib.core.variants).
+    tree, tag = variants.fork(written.as_dict(), settings.as_dict(), {".".join(k) for k in PATH_KEYS})
+    if tag is not None:
+        settings = build_settings(tree, where)
+    return dataclasses.replace(settings, source=str(path), root=str(root), variant=tag)
+
+
+def describe_variant(settings: Settings) -> str | None:
+    """Where a run whose settings differ from its profile file writes, in one line; None for the file's run.
+
+    'settings differ from profile smoke (data.synth.patients=40): this run keeps its own folders, suffix
+    -3fa9c1: data/synthetic-3fa9c1, ...; other folders are only read'.
+    """
+    if not settings.variant or not settings.source:
+        return None
+    written = load_profile(settings.source, None, settings.root)
+    changed, _ = variants.changes(written.as_dict(), settings.as_dict(), {".".join(k) for k in PATH_KEYS})
+    changed.pop("variant", None)
+    root = Path(settings.root or ".")
+    shown = [Path(v) for k, v in variants.flatten(settings.as_dict()).items()
+             if variants.is_path(k, {".".join(p) for p in PATH_KEYS}) and f"-{settings.variant}" in str(v)]
+    outer = sorted({p for p in shown if not any(p != q and p.is_relative_to(q) for q in shown)})
+    folders = ", ".join(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
+                        for p in outer)
+    said = ", ".join(f"{key}={value}" for key, value in changed.items())
+    return (f"settings differ from profile {settings.name} ({said}): this run keeps its own folders, suffix "
+            f"-{settings.variant}: {folders}; other folders are only read")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -395,4 +433,5 @@ def non_negative_int(text: str) -> int:
 def add_override_option(parser: argparse.ArgumentParser, example: str = "train.stage2_epochs=2") -> None:
     """The repeatable `--set KEY=VALUE` profile override shared by the CLIs (parsed into args.overrides)."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a profile value, e.g. --set {example} (repeatable)")
+                        help=f"override a profile value, e.g. --set {example} (repeatable; default: none, "
+                        "the profile as written)")

@@ -53,10 +53,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock, sha256_file
 from cemlib.core.processes import exit_with_parent
+from cemlib.core.progress import Progress
 from cemlib.data.freshness import SourceChangedError, require_unchanged
 from cemlib.data.manifest import EXCLUSION_COLUMNS, Manifest
 from cemlib.data.tensorfile import CacheError, encode_entry, read_entry_file
@@ -519,7 +519,7 @@ class TensorCache:
     def _build(self, todo: list[Entry], workers: int, progress: bool
                ) -> Iterable[tuple[str, Entry, str, dict[str, Any]]]:
         tasks = [_Task(e, self.path_for(e), self.marker_for(e), self.settings) for e in todo]
-        bar = tqdm(total=len(tasks), desc="preprocess", unit="view", disable=not progress or not tasks)
+        bar = Progress(len(tasks), "preprocess", "view", disable=not progress or not tasks)
         with bar:
             if workers <= 1 or len(tasks) <= 1:
                 for task in tasks:

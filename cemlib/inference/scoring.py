@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from cemlib.core.progress import track
 from cemlib.core.views import SIDES, VIEW_ORDER
 from cemlib.core.vocab import IMAGE_MODEL
 from cemlib.data.cache import TensorCache
@@ -90,7 +90,8 @@ def predict_tables(
     patients: list[str] = []
     breast_probs: list[np.ndarray] = []
     image_probs: list[np.ndarray] = []
-    for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+    scored = f"scoring {name} on {manifest.dataset}" + (f" {split}" if split else "")
+    for batch in track(loader, desc=scored, unit="batch", disable=not progress, leave=False):
         breast, views = score_batch(loaded.model, batch["x"].to(loaded.device))
         patients += [str(p) for p in batch["patient_id"]]
         breast_probs.append(breast.cpu().numpy())

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from cemlib.core.devices import inference_device
+from cemlib.core.progress import note
 from cemlib.core.settings import Settings
 from cemlib.core.vocab import FUSIONS, INPUTS, model_label, model_name
 from cemlib.data import datasets as data
@@ -47,9 +48,12 @@ CAPTIONS = {
 def validation_scores(cfg: Settings) -> pd.DataFrame:
     """Every internal model's scores on the validation split (scored once, then reused)."""
     manifest, cache = prepare.prepare_data(cfg)
-    frames = [steps.score_model(cfg, steps.train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs,
-                                manifest, cache, "val", "internal_val")
-              for inputs in INPUTS for fusion in FUSIONS]
+    models = [(fusion, inputs) for inputs in INPUTS for fusion in FUSIONS]
+    frames = []
+    for k, (fusion, inputs) in enumerate(models, start=1):
+        note(f"validation scores: model {k} of {len(models)}, {model_name(fusion, inputs)}")
+        frames.append(steps.score_model(cfg, steps.train_model(cfg, fusion, inputs, manifest, cache), fusion,
+                                        inputs, manifest, cache, "val", "internal_val"))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -52,10 +52,11 @@ def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     test breasts before and after their lesions are covered with the breast's median (internal test set)."""
     manifest, cache = prepare.prepare_data(cfg)
     rows = []
-    for inputs in INPUTS:
-        for fusion in FUSIONS:
-            checkpoint = train_model(cfg, fusion, inputs, manifest, cache)
-            rows.append(_occlusion_row(cfg, checkpoint, fusion, inputs, manifest, cache, threshold))
+    models = [(fusion, inputs) for inputs in INPUTS for fusion in FUSIONS]
+    for k, (fusion, inputs) in enumerate(models, start=1):
+        tracking.note(f"occlusion: model {k} of {len(models)}, {model_label(fusion, inputs)}")
+        checkpoint = train_model(cfg, fusion, inputs, manifest, cache)
+        rows.append(_occlusion_row(cfg, checkpoint, fusion, inputs, manifest, cache, threshold))
     table = pd.DataFrame(rows)
     results.write_table(table, tables_dir(cfg), "occlusion",
                         "Lesion occlusion of correctly called malignant breasts (internal test set)")
@@ -112,7 +113,8 @@ def _pointing_rows(cfg: Settings, manifest: Manifest, cache: TensorCache, thresh
     rows = []
     cem_items = data.PatientDataset(manifest, cache, "test", inputs="cem", return_masks=True)
     index = {patient_id: i for i, patient_id in enumerate(cem_items.patients)}
-    for inputs in INPUTS:
+    for k, inputs in enumerate(INPUTS, start=1):
+        tracking.note(f"pointing game: model {k} of {len(INPUTS)}, {model_label('mf_concat', inputs)}")
         maps, masks, des, breasts = [], [], [], []
         checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
         for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):

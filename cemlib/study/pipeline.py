@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from cemlib.core.devices import use_threads
 from cemlib.core.environment import ENVIRONMENT_FILE, describe_environment
 from cemlib.core.fileio import atomic_write_text
 from cemlib.core.resources import WORKDIR_ENV, notebooks_dir, profiles_dir
-from cemlib.core.settings import Settings, load_profile, profile_path
+from cemlib.core.settings import Settings, describe_variant, did_you_mean, load_profile, profile_path
 from cemlib.results import report as report_files
 from cemlib.study import prepare
 from cemlib.study.steps import write_index
@@ -45,12 +46,87 @@ STATE_FILE = "pipeline_state.json"
 OUTPUTS_KEY = "outputs"
 #: Key of the state file holding the data and model files each step wrote, with a digest of their stats.
 ARTIFACTS_KEY = "artifacts"
-#: The venv's own interpreter (ipykernel's native kernel), so papermill needs no kernelspec install.
+#: The kernel papermill runs the notebooks on: the running interpreter's own (ipykernel's native kernel,
+#: python3), so `cem reproduce` needs no installed kernelspec and runs them where cemlib itself runs. The
+#: notebooks' metadata name the `cemlib` kernel that `make lab` installs into the venv for JupyterLab.
 KERNEL_NAME = "python3"
+NOTEBOOK_KERNEL = "cemlib"
+
+
+#: The steps that read the external validation sets (the others read the internal cohort only).
+READS_EXTERNAL = ("01_preprocessing", "03_ablations", "04_external_validation", "05_cams")
 
 
 class StepFailed(RuntimeError):
     """A notebook failed; the message names the executed notebook to open."""
+
+
+class MissingData(ValueError):
+    """A dataset the profile expects to find on disk is not there; the message names the setting and path."""
+
+
+def short_name(step: str) -> str:
+    """'02_training' -> 'training'."""
+    return step.split("_", 1)[1]
+
+
+def steps_help() -> str:
+    """'0 cohort, 1 preprocessing, 2 training, ...': how steps can be named."""
+    return ", ".join(f"{int(step[:2])} {short_name(step)}" for step in STEPS)
+
+
+def _match_step(text: str) -> list[str]:
+    """The steps one word names: a number (2, 02), a range (2-4), a full or short name or its unique start."""
+    if re.fullmatch(r"\d+", text) and int(text) < len(STEPS):
+        return [STEPS[int(text)]]
+    span = re.fullmatch(r"(\d+)-(\d+)", text)
+    if span and int(span[1]) <= int(span[2]) < len(STEPS):
+        return list(STEPS[int(span[1]):int(span[2]) + 1])
+    word = text.lower().replace("-", "_")
+    exact = [s for s in STEPS if word in (s, short_name(s))]
+    started = [s for s in STEPS if short_name(s).startswith(word) or s.startswith(word)]
+    if exact or len(started) == 1:
+        return exact or started
+    names = [short_name(s) for s in STEPS] + list(STEPS)
+    raise ValueError(f"unknown step '{text}'{did_you_mean(word, names)} (steps: {steps_help()}; "
+                     "by number, name or full notebook name)")
+
+
+def resolve_steps(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The steps named by `words` ('2,3', '02', 'training', '2-4', '02_training'), in pipeline order."""
+    wanted = {step for word in words for part in str(word).split(",") if part.strip()
+              for step in _match_step(part.strip())}
+    if not wanted:
+        raise ValueError(f"no step named (steps: {steps_help()})")
+    return tuple(step for step in STEPS if step in wanted)
+
+
+def check_data_roots(profile: Settings, steps: tuple[str, ...] = STEPS) -> None:
+    """MissingData, in one line naming the setting and the path, when a dataset the profile expects to find
+    (a real dataset, not a synthetic one written when missing) has no folder; before any kernel starts.
+
+    The internal cohort is checked for every run, the external sets when a step that reads them runs.
+    """
+    names = [prepare.INTERNAL] + ([*profile.external] if set(steps) & set(READS_EXTERNAL) else [])
+    problems = []
+    for name in names:
+        label = (f"internal dataset (data.dataset: {profile.data.dataset})" if name == prepare.INTERNAL
+                 else f"{prepare.DATASET_NAMES.get(name, name)} dataset")
+        key = "data.root" if name == prepare.INTERNAL else f"external.{name}.root"
+        synthetic = (profile.data.dataset == "synthetic" if name == prepare.INTERNAL
+                     else profile.external[name].synth is not None)
+        try:
+            plan = prepare.plan_dataset(profile, name)
+        except ValueError as exc:
+            if not synthetic:
+                problems.append(f"{exc} (the {label} is read from it)")
+            continue
+        if plan.synth is None and not plan.root.is_dir():
+            what = "is a file, not a folder" if plan.root.exists() else "not found"
+            problems.append(f"{key} {plan.root} {what} (profile {profile.name!r} reads an existing {label} "
+                            f"there; set {key} to its folder)")
+    if problems:
+        raise MissingData("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -257,6 +333,9 @@ def run_pipeline(
 
     notebook_dir = Path(notebook_dir) if notebook_dir is not None else notebooks_dir()
     profile = load_profile(profile_name, overrides, workdir)
+    if (variant := describe_variant(profile)) is not None:
+        print(variant, flush=True)
+    check_data_roots(profile, tuple(steps))
     reports = Path(profile.reports)
     out_dir = executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from cemlib import training
 from cemlib.core.devices import init_distributed, use_threads
 from cemlib.core.fileio import atomic_write_text, save_figure
-from cemlib.core.settings import Settings, load_profile
+from cemlib.core.settings import Settings, describe_variant, load_profile
 from cemlib.core.views import VIEW_ORDER
 from cemlib.core.vocab import FUSIONS, INPUTS, model_name, patient_classes
 from cemlib.data import datasets as data
@@ -56,7 +56,10 @@ def load(profile: str | Path = "smoke", overrides: dict[str, Any] | None = None)
 
 
 def show_profile(cfg: Settings) -> None:
-    """Print the settings that shape the results (no paths, which differ per machine)."""
+    """Print the settings that shape the results (no paths, which differ per machine), and, for settings
+    that differ from the profile file, the folders this run keeps for itself (relative to the project)."""
+    if (variant := describe_variant(cfg)) is not None:
+        print(variant)
     model, train, pre = cfg.model, cfg.train, cfg.preprocess
     size = list(pre.size) if pre.size is not None else None
     print(
@@ -344,9 +347,12 @@ def run_ablations(cfg: Settings) -> pd.DataFrame:
 
 def _internal_scores(cfg: Settings, manifest: Manifest, cache: TensorCache) -> pd.DataFrame:
     """The eight models of one replicate trained (or reused) and scored on the internal test set."""
-    frames = [score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs, manifest,
-                          cache, "test", "internal")
-              for inputs in INPUTS for fusion in FUSIONS]
+    models = [(fusion, inputs) for inputs in INPUTS for fusion in FUSIONS]
+    frames = []
+    for k, (fusion, inputs) in enumerate(models, start=1):
+        tracking.note(f"model {k} of {len(models)}: {model_label(fusion, inputs)}, internal test set")
+        frames.append(score_model(cfg, train_model(cfg, fusion, inputs, manifest, cache), fusion, inputs,
+                                  manifest, cache, "test", "internal"))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -445,7 +451,9 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
     """Score the LE model on INbreast and the CEM model on CDD-CESM; tables and ROC curves."""
     internal = prepare.prepare_data(cfg)
     compositions, frames = [], []
-    for name, (fusion, inputs) in EXTERNAL_MODELS.items():
+    for k, (name, (fusion, inputs)) in enumerate(EXTERNAL_MODELS.items(), start=1):
+        count = len(EXTERNAL_MODELS)
+        tracking.note(f"model {k} of {count}: {model_label(fusion, inputs)}, {EXTERNAL_NAMES[name]}")
         manifest, cache = prepare_external(cfg, name)
         composition = class_composition(manifest)
         composition.insert(0, "dataset", EXTERNAL_NAMES[name])

@@ -15,11 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from cemlib import __version__
 from cemlib.core.fileio import atomic_write_text, remove_stale_temporaries
 from cemlib.core.processes import exit_with_parent
+from cemlib.core.progress import track
 
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
 #: written by an earlier generator is never reused silently.
@@ -38,16 +37,19 @@ def default_workers(workers: int | None) -> int:
 
 def write_patients(task: Callable[[Task], Any], items: Sequence[Task], workers: int | None,
                    desc: str) -> list[Any]:
-    """Run `task` on every item, serially or in a process pool, results in item order."""
+    """Run `task` on every item, serially or in a process pool, results in item order.
+
+    A bar counts the patients written, and `cem reproduce` prints the count and time left.
+    """
     workers = default_workers(workers)
     progress = {"total": len(items), "desc": desc, "unit": "patient"}
     if workers <= 1 or len(items) <= 1:
-        return [task(item) for item in tqdm(items, **progress)]
+        return [task(item) for item in track(items, **progress)]
     # Workers end with this process, even when it is killed with SIGKILL.
     pool = ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),))
     with pool:
         chunk = max(1, len(items) // (workers * 8))
-        return list(tqdm(pool.map(task, items, chunksize=chunk), **progress))
+        return list(track(pool.map(task, items, chunksize=chunk), **progress))
 
 
 def prepare_cohort_dir(out: Path, keep: set[str], marker: str = "cohort.json") -> None:

@@ -20,7 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-PROGRESS_ENV = "CEM_PROGRESS_FILE"
+from cemlib.core.progress import PROGRESS_ENV, note
+
 #: TensorBoard scalar tag per log.csv column.
 SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "val_auc": "auc/validation",
            "lr": "learning_rate"}
@@ -28,15 +29,6 @@ SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "val_auc":
 _writers: dict[Path, Any] = {}
 _stopped: set[Path] = set()  # run folders whose event files stopped (a full disk): not retried
 _tensorboard_missing = False
-
-
-def note(message: str) -> None:
-    """Append one line to the progress file named by CEM_PROGRESS_FILE (nothing when it is unset)."""
-    target = os.environ.get(PROGRESS_ENV)
-    if not target:
-        return
-    with open(target, "a", encoding="utf-8") as fh:
-        fh.write(message.rstrip("\n") + "\n")
 
 
 def run_label(run_dir: Path) -> str:

@@ -14,9 +14,10 @@ from cemlib.study.bench import COMPILE_MODES, TARGETS, run_benchmarks
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem bench`."""
-    parser.add_argument("target", nargs="?", default="all", choices=(*TARGETS, "all"))
+    parser.add_argument("target", nargs="?", default="all", choices=(*TARGETS, "all"), help="what to time")
     parser.add_argument("--profile", default="smoke", help="profile name or YAML path")
-    parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
+    parser.add_argument("--json", dest="json_out",
+                        help="also write the results to this JSON file (default: printed only)")
     add_override_option(parser, "data.synth.patients=16")
     train = parser.add_argument_group("train")
     train.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
@@ -35,7 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                        help="also time bf16 + channels_last with deterministic kernels (train.deterministic)")
     train.add_argument("--torch-profile", metavar="DIR",
                        help="write a one-step torch.profiler summary (top kernels, time per kind) of bf16 + "
-                            "channels_last, eager and compiled, into DIR")
+                            "channels_last, eager and compiled, into DIR (default: none)")
 
 
 def train_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-replicates", type=int, default=MIN_REFERENCE_REPLICATES,
                         help=f"with --make-reference: the fewest replicates accepted "
                         f"(default {MIN_REFERENCE_REPLICATES})")
-    parser.add_argument("--workdir", help="folder holding the run's data, runs and reports")
+    parser.add_argument("--workdir", help="folder holding the run's data, runs and reports (default: the "
+                        "clone's root, or the current folder when cemlib is installed)")
     add_override_option(parser)
 
 

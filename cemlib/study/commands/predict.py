@@ -26,19 +26,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem predict`."""
     parser.add_argument("study", nargs="?", metavar="STUDY_DIR",
                         help="one exam folder to score (instead of --manifest): its 8 CEM images, or 4 FFDM "
-                             "images for an LE model; prints each breast's probability and writes a report")
+                             "images for an LE model; prints each breast's probability and writes a report "
+                             "(default: none, --manifest is scored)")
     parser.add_argument("--checkpoint", required=True, help="a best.pt written by `cem train`")
-    parser.add_argument("--manifest", help="manifest folder whose patients are scored")
+    parser.add_argument("--manifest",
+                        help="manifest folder whose patients are scored (default: none, STUDY_DIR is scored)")
     parser.add_argument("--out", help="with --manifest: per-breast CSV to write (default: print the table); "
                                       "with STUDY_DIR: report folder (default: cem_report_<exam pseudonym> "
                                       "in the current folder, never inside the exam)")
     parser.add_argument("--no-cams", action="store_true",
                         help="with STUDY_DIR: skip the Grad-CAM++ maps (scores and report only)")
-    parser.add_argument("--split", help="score only this split (train, val, test, external)")
+    parser.add_argument("--split",
+                        help="score only this split (train, val, test, external; default: every split)")
     parser.add_argument("--cache", help="tensor cache folder (default: the one the model was trained with)")
-    parser.add_argument("--inputs", choices=INPUTS, help="default: the model's own inputs")
+    parser.add_argument("--inputs", choices=INPUTS, help="the model's inputs (default: its own)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="patients scored together")
     parser.add_argument("--workers", type=non_negative_int, default=2, help="processes filling the cache")
 
 

@@ -9,14 +9,23 @@ import time
 from cemlib.core.fileio import remove_stale_temporaries
 from cemlib.core.outputs import check_output_folder
 from cemlib.core.settings import add_override_option, load_profile, parse_overrides
-from cemlib.study.pipeline import STEPS, StepFailed, export_finished_report, run_pipeline
+from cemlib.study.pipeline import (
+    STEPS,
+    StepFailed,
+    export_finished_report,
+    resolve_steps,
+    run_pipeline,
+    steps_help,
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem reproduce`."""
-    parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper) or YAML path")
+    parser.add_argument("--profile", default="smoke", help="profile name (smoke, paper, ...) or YAML path")
     parser.add_argument("--force", action="store_true", help="rerun every step, even unchanged ones")
-    parser.add_argument("--steps", nargs="+", choices=STEPS, help="run only these notebooks")
+    parser.add_argument("--steps", nargs="+", type=_steps, metavar="STEP",
+                        help=f"run only these notebooks, by number, name or range: --steps 2,3 or 02 "
+                        f"training or 2-4 ({steps_help()}; default: all, skipping unchanged ones)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML/PDF report export")
     parser.add_argument("--workdir", help="folder for data, runs and reports (default: the clone's root, or "
                         "the current folder when cemlib is installed)")
@@ -26,6 +35,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="train every model under N training seeds (the profile key replicates; "
                         "default: the profile's, 1)")
     add_override_option(parser)
+
+
+def _steps(text: str) -> tuple[str, ...]:
+    """An argparse type: the steps one word names (see pipeline.resolve_steps)."""
+    try:
+        return resolve_steps([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -38,20 +55,19 @@ def _positive_int(text: str) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run `cem reproduce`."""
-    written = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
+    overrides = parse_overrides(args.overrides)
+    if args.replicates is not None:
+        overrides["replicates"] = args.replicates
+    written = load_profile(args.profile, overrides, args.workdir)
     for folder in () if args.report_only else (written.data.manifest, written.preprocess.cache):
         check_output_folder(folder)
     for folder in (written.reports,) if args.report_only else (written.runs, written.reports):
         remove_stale_temporaries(check_output_folder(folder), recursive=True)  # a killed run's leftovers
     if args.report_only:
-        profile = load_profile(args.profile, parse_overrides(args.overrides), args.workdir)
-        for path in export_finished_report(profile).values():
+        for path in export_finished_report(written).values():
             print(f"report: {path}", flush=True)
         return 0
-    steps = tuple(args.steps) if args.steps else STEPS
-    overrides = parse_overrides(args.overrides)
-    if args.replicates is not None:
-        overrides["replicates"] = args.replicates
+    steps = resolve_steps([step for named in args.steps for step in named]) if args.steps else STEPS
     started = time.perf_counter()
     try:
         run_pipeline(args.profile, steps, force=args.force, report=not args.no_report,

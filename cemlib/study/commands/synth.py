@@ -27,7 +27,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-images", action="store_true",
                         help="write labels.csv and lesions.csv only, without rendering pixels (ge format)")
     parser.add_argument("--qc-sheet", metavar="PNG", default=None,
-                        help="write the phantom's QC sheet (an exam per density and finding kind) and stop")
+                        help="write the phantom's QC sheet (an exam per density and finding kind) and stop "
+                             "(default: none, the cohort is written)")
     parser.add_argument("--format", choices=("ge", "cddcesm", "inbreast"), default="ge",
                         help="ge: GE DICOM layout; cddcesm / inbreast: replicas of the public datasets")
 

@@ -21,7 +21,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=Path,
         default=[],
-        help="manifest folder (its breasts.csv); repeat for external datasets",
+        help="manifest folder (its breasts.csv); repeat for external datasets (default: none, the tables "
+        "of the cohort are left out)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for tables and figures")
     parser.add_argument("--split", default="test", help="internal split to evaluate (default: test)")

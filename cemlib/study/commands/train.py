@@ -34,7 +34,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="run folder (default: runs/<profile>/models/<inputs>_<fusion>, "
                         "with stage 1 shared in models/<inputs>_stage1)")
     parser.add_argument("--stage1", metavar="CKPT",
-                        help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one")
+                        help="reuse this stage-1 checkpoint (same inputs, encoder) instead of training one "
+                        "(default: the shared stage 1 in models/<inputs>_stage1, trained when missing)")
     parser.add_argument("--stage1-only", action="store_true", help="train stage 1 only (into RUN/stage1)")
     add_override_option(parser)
 
