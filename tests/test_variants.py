@@ -59,6 +59,15 @@ def test_a_training_change_reads_the_studys_data_and_writes_its_own_runs(tmp_pat
                     "read")
 
 
+def test_more_replicates_reuse_the_studys_runs_and_write_their_own_report(tmp_path):
+    """Replicate 0 is the study's run and the others train in runs/<profile>/replicates/<k>: only the
+    report, which summarises all of them, gets its own folder."""
+    profile = load_profile("smoke", {"replicates": 5}, tmp_path)
+    tag = profile.variant
+    assert folders(profile) == {key: f"{value}-{tag}" if key == "reports" else value
+                                for key, value in SMOKE.items()}
+
+
 def test_a_preprocessing_or_split_change_gets_its_own_cache_and_manifest(tmp_path):
     size = load_profile("smoke", {"preprocess.size": [64, 32]}, tmp_path)
     assert folders(size)["preprocess.cache"] == f"data/cache-{size.variant}"

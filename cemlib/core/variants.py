@@ -8,7 +8,8 @@ short tag, and each output folder the changes can affect gets the tag as a suffi
 overrides give the same tag, so a rerun (or `cem check` with the same `--set`) finds the run again.
 
 Which folders a change affects:
-- runs and reports: every change;
+- runs and reports: every change, except `replicates`, which forks the report only (the extra seeds train
+  in runs/<profile>/replicates/<k>, replicate 0 is the study's own run);
 - the internal cohort's manifest (data.manifest): a change of `data.*` or of `seed` (the split); its
   folder (data.root, when synthetic) only for a change of the cohort itself (`data.synth.*`,
   `data.dataset`): a real dataset's folder, or a cohort split anew, is only read;
@@ -34,6 +35,9 @@ from typing import Any
 NEUTRAL_KEYS = frozenset({"preprocess.workers", "train.workers", "train.progress"})
 #: The output folders that every change forks.
 RUN_FOLDERS = ("runs", "reports")
+#: Settings that add to a run without changing what it already trained: they fork the report only
+#: (replicate k >= 1 trains in runs/<profile>/replicates/<k>, replicate 0 is the study's own run).
+REPORT_ONLY_KEYS = frozenset({"replicates"})
 _EXTERNAL_ROOT = re.compile(r"external\.([^.]+)\.root")
 
 
@@ -74,7 +78,7 @@ def _forked_keys(new: Mapping[str, Any], changed: Mapping[str, Any]) -> list[str
     data = any(key.startswith("data.") or key == "seed" for key in changed)
     cohort = any(key.startswith(("data.synth", "data.dataset")) for key in changed)
     inherited = any(key.startswith("data.synth") for key in changed)
-    keys = list(RUN_FOLDERS)
+    keys = ["reports"] if set(changed) <= REPORT_ONLY_KEYS else list(RUN_FOLDERS)
     if data:
         keys.append("data.manifest")
     if cohort and (new.get("data") or {}).get("dataset", "synthetic") == "synthetic":
