@@ -85,10 +85,12 @@ def test_report_html_has_title_page_contents_and_only_what_a_study_shows(tmp_pat
         assert fact in page
     headings = re.findall(r'<h([12]) id="(s\d+)">([^<]*)</h\1>', page)
     assert [text for _, _, text in headings] == ["00_cohort", "Table 1: patients", "01_preprocessing",
-                                                 "Table 1: patients"]
+                                                 "Table 1: patients", "Appendix: run log"]
     for _, anchor, text in headings:
         assert f'<a href="#{anchor}">{text}</a>' in page
+    # printed lines never open a section: they are kept for the run-log appendix, after every section
     assert page.count("patients kept: 12") == 2 and "<td>0.92</td>" in page
+    assert page.index("patients kept: 12") > page.index('<h1 id="s5">Appendix: run log</h1>')
     for unwanted in ("PosixPath", "10%|", "only in the notebook", "anchor-link", 'profile = "smoke"'):
         assert unwanted not in page
 
