@@ -175,3 +175,13 @@ def test_claim_2024_items_are_numbered_one_to_44_with_their_source():
               if guideline == checklist.CLAIM}
     assert topics[13].startswith("Image acquisition") and topics[34].startswith("Clinical trial")
     assert "e240300" in checklist.CLAIM_SOURCE and "2024" in checklist.CLAIM_SOURCE
+
+
+def test_the_notebooks_prose_names_a_replica_as_such_outside_code():
+    run = _run("CEM")  # its profile writes CDD-CESM from the phantom and points at a real INbreast
+    prose = ("<p>The LE model on INbreast and the CEM model on CDD-CESM; point <code>external.cddcesm.root"
+             "</code> at the download.</p><h2>Failure analysis on CDD-CESM</h2>")
+    named = sections.name_sets(prose, run)
+    assert "the CEM model on the synthetic replica of CDD-CESM;" in named
+    assert "<h2>Failure analysis on the synthetic replica of CDD-CESM</h2>" in named
+    assert "on INbreast" in named and "<code>external.cddcesm.root</code>" in named

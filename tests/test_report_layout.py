@@ -24,7 +24,7 @@ CHECKED_TAGS = ("table", "img", "figure", "pre")
 
 
 def overflowing_boxes(html_path: Path) -> tuple[int, list[tuple[int, str, float]]]:
-    """(pages, [(page, tag, points past the right edge of the page's content box)]) of a laid-out HTML file."""
+    """(pages, [(page, tag, points past the right edge of the content box)]) of a laid-out HTML file."""
     import weasyprint
 
     document = weasyprint.HTML(filename=str(html_path)).render()

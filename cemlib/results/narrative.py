@@ -425,12 +425,13 @@ def _check_limitations(run: RunFacts) -> list[str]:
     blind = headline[~headline["informative"].astype(bool)]
     if blind.empty:
         return []
-    names = ", ".join(f"{_metric_words(r.metric)} of {model_label(r.model)}" for r in blind.itertuples())
+    names = ", ".join(f"{_metric_words(run, r.metric)} of {model_label(r.model)}"
+                      for r in blind.itertuples())
     chance = pd.to_numeric(blind["chance"], errors="coerce").dropna()
-    odds = (f" with probability {chance.min():.2f} to {chance.max():.2f}" if len(chance) > 1 else
-            f" with probability {chance.iloc[0]:.2f}" if len(chance) else "")
+    odds = (f" with probability {chance.min():.3g} to {chance.max():.3g}" if len(chance) > 1 else
+            f" with probability {chance.iloc[0]:.3g}" if len(chance) else "")
     checked = headline[headline["informative"].astype(bool)]
-    rest = ("; only " + ", ".join(f"{_metric_words(r.metric)} of {model_label(r.model)}"
+    rest = ("; only " + ", ".join(f"{_metric_words(run, r.metric)} of {model_label(r.model)}"
                                   for r in checked.itertuples()) + " is checked" if len(checked) else
             "; no headline metric is checked")
     return [f"Reference bands that check nothing: {len(blind)} of the {len(headline)} headline metrics of "
@@ -439,14 +440,15 @@ def _check_limitations(run: RunFacts) -> list[str]:
             "them."]
 
 
-def _metric_words(metric: str) -> str:
-    """'cddcesm auc' -> 'the AUC on the CDD-CESM set', 'internal sen' -> 'the internal SEN'."""
+def _metric_words(run: RunFacts, metric: str) -> str:
+    """'cddcesm auc' -> 'the AUC on the synthetic replica of CDD-CESM', 'internal sen' -> 'the internal
+    SEN'."""
     where, _, name = str(metric).rpartition(" ")
     label = name.upper() if name in ("auc", "sen", "spe") else name
     key = dataset_key(where) if where else None
     if key in (None, "internal"):
         return f"the {where + ' ' if where else ''}{label}".replace("  ", " ")
-    return f"the {label} on the {DATASET_LABELS[key]} set"
+    return f"the {label} on the {dataset_text(run, key)}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -558,10 +560,10 @@ def figure_caption(stem: str, run: RunFacts) -> str:
                 f"the legend. {model_label(cem)}: AUC {_auc_of(run, cem)}; {model_label(le)}: "
                 f"{_auc_of(run, le)}.")
     if stem == "external_roc":
-        parts = [f"{dataset_text(run, k)}, {model_label(EXTERNAL_MODELS[k])}: AUC "
+        parts = [f"the {dataset_text(run, k)} scored with {model_label(EXTERNAL_MODELS[k])}, AUC "
                  f"{_auc_of(run, EXTERNAL_MODELS[k], k)}"
                  for k in run.external_sets() if k in EXTERNAL_MODELS]
-        return "ROC curves on the external sets, per breast. " + "; ".join(parts) + "."
+        return "ROC curves on the external sets, per breast: " + "; ".join(parts) + "."
     if stem == "replicates_auc":
         return (f"Internal test AUC of each model under each of the {run.replicate_count} training seeds "
                 "(points), with their mean and SD.")

@@ -189,6 +189,33 @@ def normalise_cells(table: str, run: RunFacts | None) -> str:
     return re.sub(r"(<td[^>]*>)([^<]*)</td>", replace, table)
 
 
+#: A release's name in the notebooks' prose ('INbreast', 'CDD-CESM'), with an article before it if any.
+RELEASE_NAME = re.compile(r"(?<![\w./-])(?:(?:the|The) )?(INbreast|CDD-CESM)(?![\w/-])")
+
+
+def name_sets(text: str, run: RunFacts | None) -> str:
+    """The notebooks' prose (HTML) with each external set the run used named as the report names it
+    ('the synthetic replica of CDD-CESM'), outside code spans and tags."""
+    if run is None:
+        return text
+    parts, code = [], False
+    for part in re.split(r"(<[^>]+>)", text):
+        if part.startswith("<"):
+            code = {"<code": True, "</code": False}.get(part.split(">")[0].split()[0], code)
+            parts.append(part)
+            continue
+
+        def rename(match: re.Match) -> str:
+            key = dataset_key(match.group(1))
+            if key is None or not run.replicas.get(key):
+                return match.group(0)
+            article = "The " if match.group(0).startswith("The ") else "the "
+            return article + narrative.dataset_text(run, key)
+
+        parts.append(part if code else RELEASE_NAME.sub(rename, part))
+    return "".join(parts)
+
+
 # ---------------------------------------------------------------------------------------------------
 # the notebooks
 
@@ -216,6 +243,7 @@ class Assembly:
         parts = ['<section class="notebook">']
         for index, (heading, lead, outputs) in enumerate(blocks):
             key = (number, None if index == 0 else heading)
+            lead = name_sets(lead, self.run)
             printed = [o for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stdout"]
             for output in printed:
                 shown = collapse_carriage_returns(output.get("text", "")).strip("\n")
