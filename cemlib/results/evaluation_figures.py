@@ -85,13 +85,12 @@ def decision_curve_figure(curves: pd.DataFrame, title: str = "", names: Mapping[
 
 
 def forest_plot(subgroups: pd.DataFrame, title: str = "", names: Mapping[str, str] | None = None) -> Figure:
-    """AUC with its 95% CI per subgroup, one panel per set and model; a subgroup too small is labelled, not
-    dropped."""
+    """AUC with its 95% CI per subgroup, one panel per set and model (stacked); a subgroup too small is
+    labelled, not dropped."""
     sets = list(dict.fromkeys(zip(subgroups["Dataset"], subgroups["Model"], strict=True))) or [("", "")]
-    longest = max((len(subgroups[(subgroups["Dataset"] == d) & (subgroups["Model"] == m)]) for d, m in sets),
-                  default=1)
-    figure = Figure(figsize=(7.2, 0.2 * max(longest, 1) + 1.3), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(sets), squeeze=False).ravel())
+    sizes = [max(int(((subgroups["Dataset"] == d) & (subgroups["Model"] == m)).sum()), 1) for d, m in sets]
+    figure = Figure(figsize=(7.2, 0.19 * sum(sizes) + 0.75 * len(sets) + 0.5), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(len(sets), 1, squeeze=False, height_ratios=sizes).ravel())
     for ax, (dataset, model) in zip(axes, sets, strict=True):
         chosen = (subgroups["Dataset"] == dataset) & (subgroups["Model"] == model)
         rows = subgroups[chosen].reset_index(drop=True)
