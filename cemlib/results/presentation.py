@@ -166,7 +166,10 @@ def table_note(stem: str, run: RunFacts) -> str:
     if kind == "decision_curve":
         return ("Unit: breast. Net benefit NB = TP/n - FP/n × pt / (1 - pt) at threshold probability pt "
                 "(Vickers & Elkin 2006). n/a: the model was not scored on this set.")
-    if kind in ("subgroups", "subgroups_recorded"):
+    if kind == "subgroups_recorded":
+        return ("Finding kind, lesion size and background enhancement come from a dataset's lesions table "
+                "(the phantom's truth); a characteristic a dataset does not record is not a subgroup of it.")
+    if kind == "subgroups":
         return ("Unit: breast. AUC with its DeLong 95% CI; not estimable: fewer than two malignant or two "
                 "benign breasts in the subgroup.")
     if kind == "clustering":
@@ -283,6 +286,24 @@ def wide_decision(table: pd.DataFrame) -> Shown:
     return Shown(out, groups=groups)
 
 
+def wide_subgroups(table: pd.DataFrame) -> Shown:
+    """Subgroups of several sets side by side: one row per characteristic and subgroup, under each set
+    (dataset and model) its breasts (malignant) and AUC."""
+    keys = ["Characteristic", "Subgroup"]
+    sets = list(dict.fromkeys(zip(table["Dataset"], table["Model"], strict=True)))
+    out = table[keys].drop_duplicates().reset_index(drop=True)
+    groups = [("", len(keys))]
+    for k, (dataset, model) in enumerate(sets):
+        part = table[(table["Dataset"] == dataset) & (table["Model"] == model)].set_index(keys)
+        index = pd.MultiIndex.from_frame(out[keys])
+        counts = (part["Breasts"] + " (" + part["Malignant"] + ")").reindex(index)
+        auc = part["AUC"].map(lambda v: "not estimable" if str(v).startswith("not estimable") else v)
+        out[f"Breasts (malignant){' ' * k}"] = counts.fillna("").to_numpy()
+        out[f"AUC{' ' * k}"] = auc.reindex(index).fillna("").to_numpy()
+        groups.append((f"{dataset}, {model}", 2))
+    return Shown(out, groups=groups)
+
+
 def scorecard_shown(table: pd.DataFrame) -> Shown:
     """The claims without their count rows and repeated rule text; the counts go to the caption."""
     claims = table[table["Verdict"].astype(str).str.strip().ne("") & table["Verdict"].notna()].copy()
@@ -362,6 +383,8 @@ def shown_table(stem: str, table: pd.DataFrame, run: RunFacts) -> Shown:
         shown = scorecard_shown(out)
     elif kind == "decision_curve" and "Dataset" in out.columns and out["Dataset"].nunique() > 1:
         shown = wide_decision(out)
+    elif kind == "subgroups" and len(out[["Dataset", "Model"]].drop_duplicates()) > 1:
+        shown = wide_subgroups(out)
     else:
         shown = Shown(stack_cis(_drop_empty(out)))
     said: list[str] = []
