@@ -209,12 +209,22 @@ def verdict_sentences(run: RunFacts) -> list[str]:
             "(paired DeLong tests; a higher point estimate alone never holds)."]
     holding = [n for n in notes if n.verdict == HOLDS]
     if holding:
-        text.append("Holds: " + "; ".join(f"{n.claim} ({n.shown})" for n in holding) + ".")
-    for note in weak_holds(run):
+        detail = len(holding) <= 3  # the numbers of a few; the names alone of many, to keep one page
+        text.append("Holds: " + "; ".join(f"{n.claim} ({n.shown})" if detail else n.claim
+                                          for n in holding) + ".")
+    weak = weak_holds(run)
+    if len(weak) == 1:
+        note = weak[0]
         text.append(f"The verdict \"holds\" on \"{note.claim}\" rests on two weak models (AUC "
                     f"{note.first_auc:.2f} and {note.second_auc:.2f}, against at least 0.90 in the paper): a "
-                    f"small difference between models that both discriminate poorly says little about the "
+                    "small difference between models that both discriminate poorly says little about the "
                     "fusions the paper compared.")
+    elif weak:
+        text.append(f"{len(weak)} of the claims that hold rest on weak models (both AUCs below "
+                    f"{WEAK_AUC:.2f}, against at least 0.90 in the paper): "
+                    + "; ".join(f"{n.claim} (AUC {n.first_auc:.2f} and {n.second_auc:.2f})" for n in weak)
+                    + ". A difference between models that both discriminate poorly says little about the "
+                      "fusions the paper compared.")
     return text
 
 
