@@ -202,3 +202,15 @@ def test_the_notebooks_prose_names_a_replica_as_such_outside_code():
     assert "the CEM model on the synthetic replica of CDD-CESM;" in named
     assert "<h2>Failure analysis on the synthetic replica of CDD-CESM</h2>" in named
     assert "on INbreast" in named and "<code>external.cddcesm.root</code>" in named
+
+
+def test_training_logs_are_read_where_the_training_stages_write_them(tmp_path):
+    models = tmp_path / "models"
+    for folder in ("cem_stage1", "cem_mf_concat/stage2"):
+        (models / folder).mkdir(parents=True)
+        log = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.7, 0.6], "val_loss": [0.7, 0.65],
+                            "val_auc": [0.6, 0.7], "lr": [0.01, 0.01], "seconds": [1.0, 1.0]})
+        log.to_csv(models / folder / "log.csv", index=False)
+    logs = runfacts.training_logs(tmp_path)
+    assert set(zip(logs["model"], logs["stage"], strict=True)) == {("cem_stage1", "stage1"),
+                                                                   ("cem_mf_concat", "stage2")}

@@ -119,15 +119,23 @@ def _read(folder: Path, name: str) -> pd.DataFrame | None:
 
 
 def training_logs(runs: str | Path | None) -> pd.DataFrame | None:
-    """Every stage log under runs/<profile>/models (model folder, stage, epoch, losses, AUC), or None."""
-    if runs is None or not (Path(runs) / "models").is_dir():
+    """Every stage log under runs/<profile>/models (model folder, stage, epoch, losses, AUC), or None.
+
+    A stage-1 CNN keeps its log in models/<inputs>_stage1/log.csv, a fusion model its stage 2 in
+    models/<inputs>_<fusion>/stage2/log.csv (cemlib.training.stages).
+    """
+    models = Path(runs) / "models" if runs is not None else None
+    if models is None or not models.is_dir():
         return None
     frames = []
-    for path in sorted((Path(runs) / "models").glob("*/stage*/log.csv")):
+    for path in sorted([*models.glob("*/log.csv"), *models.glob("*/stage*/log.csv")]):
         log = pd.read_csv(path)
         if not set(LOG_COLUMNS) <= set(log.columns):
             continue
-        frames.append(log[list(LOG_COLUMNS)].assign(model=path.parents[1].name, stage=path.parent.name))
+        nested = path.parent.name.startswith("stage")
+        folder = path.parents[1].name if nested else path.parent.name
+        stage = path.parent.name if nested else ("stage1" if folder.endswith("_stage1") else "stage2")
+        frames.append(log[list(LOG_COLUMNS)].assign(model=folder, stage=stage))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
