@@ -390,7 +390,8 @@ def limitations(run: RunFacts) -> list[str]:
     flat = flat_training(run)
     if flat:
         names = ", ".join(f"{folder_label(c.model)} {c.stage.replace('stage', 'stage ')} (validation AUC "
-                          f"{c.auc_range[0]:.2f}-{c.auc_range[1]:.2f} over {c.epochs} epochs)" for c in flat)
+                          f"{c.auc_range[0]:.2f}-{c.auc_range[1]:.2f} over {_count(c.epochs, 'epoch')})"
+                          for c in flat)
         points.append(f"Flat learning curves: {names}. These stages learnt next to nothing; the models "
                       "built on them score near chance.")
     elif run.training is None:
@@ -599,15 +600,18 @@ def figure_caption(stem: str, run: RunFacts) -> str:
     if match:
         key, kind, k = match.groups()
         error = "false negative" if kind == "fn" else "false positive"
-        return (f"{main} on the {dataset_text(run, key)}: the {_ordinal(int(k))} most confident {error} "
-                f"at threshold {run.threshold:g}; LE, DES and Grad-CAM++ of each view.")
+        rank = "the most" if int(k) == 1 else f"the {_ordinal(int(k))} most"
+        return (f"{main} on the {dataset_text(run, key)}: {rank} confident {error} at threshold "
+                f"{run.threshold:g}; LE, DES and Grad-CAM++ of each view.")
     match = re.fullmatch(r"fig(5|6)_cams_(\w+?)_(\d+)", stem)
     if match:
         _, key, k = match.groups()
         model = MAIN_MODEL if key == "internal" else EXTERNAL_MODELS.get(key, MAIN_MODEL)
+        shown = "LE, DES and the map" if model.startswith("CEM") else "LE and the map"
+        under = "DES" if model.startswith("CEM") else "LE"
         return (f"Grad-CAM++ of {model_label(model)} on a correctly called malignant exam of the "
-                f"{dataset_text(run, key)} (case {k}): LE, DES and the map of each breast's malignancy score "
-                "over the DES image (inferno colour map, transparent where the map is low).")
+                f"{dataset_text(run, key)} (case {k}): {shown} of each breast's malignancy score over the "
+                f"{under} image (inferno colour map, transparent where the map is low).")
     return stem.replace("_", " ").capitalize() + "."
 
 
@@ -627,11 +631,11 @@ def _flow_text(run: RunFacts) -> str:
 
 
 def missing_figure_note(stem_prefix: str, run: RunFacts, present: list[str]) -> str:
-    """Why a figure family has no member for a dataset (e.g. no correctly called malignant exam)."""
-    if stem_prefix != "fig6_cams":
-        return ""
-    missing = [dataset_text(run, k) for k in run.external_sets()
-               if not any(s.startswith(f"fig6_cams_{k}_") for s in present)]
+    """Why a Grad-CAM++ figure family (fig5_cams: internal, fig6_cams: external) has no member for a
+    dataset: no malignant exam was called malignant there."""
+    keys = {"fig5_cams": ["internal"], "fig6_cams": run.external_sets()}.get(stem_prefix, [])
+    missing = [dataset_text(run, k) for k in keys
+               if not any(stem.startswith(f"{stem_prefix}_{k}_") for stem in present)]
     if not missing:
         return ""
     return (f"No Grad-CAM++ figure for the {' or the '.join(missing)}: no malignant exam was called "

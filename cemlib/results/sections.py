@@ -99,7 +99,7 @@ OUTLINE: dict[tuple[str, str | None], tuple[Item, ...]] = {
     ("04", "Failure analysis on CDD-CESM"): (T("errors_external"), F("errors_cddcesm_*")),
     ("05", None): (T("pointing_game"),),
     ("05", "Lesion occlusion"): (T("occlusion"),),
-    ("05", "Fig. 5: internal cases"): (F("fig5_cams_internal_*"),),
+    ("05", "Fig. 5: internal cases"): (F("fig5_cams_internal_*"), G("fig5_missing")),
     ("05", "Fig. 6: external cases"): (F("fig6_cams_*"), G("fig6_missing")),
 }
 
@@ -361,9 +361,10 @@ class Assembly:
             if path.is_file():
                 return narrative.clustering_sentence(named(pd.read_csv(path, dtype=str), self.run))
             return ""
-        if name == "fig6_missing":
-            present = [p.stem for p in (self.reports / "figures").glob("fig6_cams_*.png")]
-            return narrative.missing_figure_note("fig6_cams", self.run, present)
+        if name in ("fig5_missing", "fig6_missing"):
+            family = name.replace("_missing", "_cams")
+            present = [p.stem for p in (self.reports / "figures").glob(f"{family}_*.png")]
+            return narrative.missing_figure_note(family, self.run, present)
         return ""
 
     def _appendix(self, lead: str) -> str:
