@@ -15,6 +15,7 @@ from cemlib.core.views import SIDES, VIEW_ORDER
 from cemlib.inference import cams
 from cemlib.inference.cams import (
     cam_for_exam,
+    cam_overlay,
     default_target_layer,
     explain_exam,
     fusion_cams,
@@ -248,3 +249,16 @@ def test_pointing_game_baselines_find_a_bright_lesion_and_expect_its_area_share(
     assert expected == pytest.approx(36 / (30 * 16))
     points = [(rng.integers(5, 35), rng.integers(2, 18)) for _ in range(20000)]
     assert np.mean([masks[0][r, c] for r, c in points]) == pytest.approx(expected, abs=0.01)
+
+
+def test_the_overlay_is_perceptually_uniform_and_transparent_where_the_map_is_low():
+    heat = np.linspace(0, 1, 11)[None]
+    rgba = cam_overlay(heat, alpha=0.8)
+    assert rgba[0, 0, 3] == 0 and rgba[0, -1, 3] == pytest.approx(0.8)
+    assert np.all(np.diff(rgba[0, :, 3]) > 0)  # more opaque where the map is higher
+    luminance = rgba[0, :, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(luminance) > 0)  # inferno brightens monotonically, unlike jet
+    figure = plot_exam_cams(torch.rand(4, 2, 32, 16), np.random.default_rng(0).random((4, 32, 16)))
+    overlays = [image for ax in figure.axes for image in ax.get_images()
+                if np.asarray(image.get_array()).ndim == 3]
+    assert len(overlays) == 4 and all(np.asarray(o.get_array())[..., 3].max() <= 0.75 for o in overlays)

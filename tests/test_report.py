@@ -85,10 +85,12 @@ def test_report_html_has_title_page_contents_and_only_what_a_study_shows(tmp_pat
         assert fact in page
     headings = re.findall(r'<h([12]) id="(s\d+)">([^<]*)</h\1>', page)
     assert [text for _, _, text in headings] == ["00_cohort", "Table 1: patients", "01_preprocessing",
-                                                 "Table 1: patients"]
+                                                 "Table 1: patients", "Appendix: run log"]
     for _, anchor, text in headings:
         assert f'<a href="#{anchor}">{text}</a>' in page
+    # printed lines never open a section: they are kept for the run-log appendix, after every section
     assert page.count("patients kept: 12") == 2 and "<td>0.92</td>" in page
+    assert page.index("patients kept: 12") > page.index('<h1 id="s5">Appendix: run log</h1>')
     for unwanted in ("PosixPath", "10%|", "only in the notebook", "anchor-link", 'profile = "smoke"'):
         assert unwanted not in page
 
@@ -129,3 +131,22 @@ def test_pseudonym_is_stable_and_hides_the_patient_id():
     assert re.fullmatch(r"P-[0-9a-f]{8}", first)
     assert first != report.pseudonym("ge", "Doe^John_1960")
     assert "Doe" not in first
+
+
+def test_raw_qc_panels_are_windowed_on_the_breast_not_the_background():
+    from matplotlib.figure import Figure
+
+    from cemlib.results.figures import breast_display_range, tidy_qc_figure
+
+    rng = np.random.default_rng(0)
+    des = np.full((64, 48), 250.0)  # the detector's background
+    des[8:56, :30] = 2000 + rng.normal(0, 20, (48, 30))  # the breast, in a narrow band far above it
+    low, high = breast_display_range(des)
+    assert 1900 < low < 2000 < high < 2100
+    figure = Figure()
+    ax = figure.subplots()
+    ax.imshow(des, vmin=des.min(), vmax=des.max())
+    ax.set_title("P-1 LCC\nDES raw")
+    tidy_qc_figure(figure, "P-1")
+    assert ax.get_title() == "LCC\nDES raw" and figure.get_suptitle() == "P-1"
+    assert ax.get_images()[0].get_clim() == pytest.approx((low, high))

@@ -39,8 +39,8 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     env = json.loads((root / "reports" / "environment.json").read_text())
     assert env["torch"]["version"] in page and env["cpu"]["model"] in page  # the title page shows it
     assert env["kernel_variables"]["MKL_CBWR"] == "COMPATIBLE" and "numpy" in env["packages"]
-    figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing",
-               "intensity_histograms")
+    figures = ("fig1_flow", "fig4_roc", "external_roc", "learning_curves_cem_mf_concat", "qc_preprocessing_1",
+               "qc_preprocessing_2", "intensity_histograms")
     for figure in figures:
         assert (root / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
         assert (root / "reports" / "figures" / f"{figure}.pdf").exists()

@@ -228,9 +228,9 @@ def test_scorecard_and_comparison(built):
     assert all(c.endswith("of 16 assessable") for c in three) and sum(int(c.split()[0]) for c in three) == 16
     comp = built["table_comparison"]
     assert len(comp) == 8 * 6 + 2 * 4
-    inside = comp[comp["Paper value within this run's CI"] != "missing"]
+    inside = comp[comp["Paper value within this run's CI"] != tables.MISSING]
     assert set(inside["Paper value within this run's CI"]) <= {"yes", "no"}
-    assert (comp[comp["Dataset"] != "internal"]["This run"] == "missing").all()
+    assert (comp[comp["Dataset"] != "internal"]["This run"] == tables.MISSING).all()
 
 
 def test_scorecard_reports_claims_that_fail(predictions):
@@ -251,13 +251,13 @@ def test_scorecard_reports_claims_that_fail(predictions):
 def test_subset_of_models_marks_missing(breasts, tmp_path):
     subset = make_predictions(breasts, models=("LE mf_concat", "CEM mf_concat"))
     written = results.write_all(subset, breasts, tmp_path)
-    t3 = pd.read_csv(written["table3_le.csv"], dtype=str).set_index("Model")
+    t3 = pd.read_csv(written["table3_le.csv"], dtype=str, keep_default_na=False).set_index("Model")
     assert (
-        t3.loc["LE No fusion", "AUC"] == "missing"
-        and t3.loc["LE MF fusion (concatenation)", "AUC"] != "missing"
+        t3.loc["LE No fusion", "AUC"] == tables.MISSING
+        and t3.loc["LE MF fusion (concatenation)", "AUC"] != tables.MISSING
     )
-    t5 = pd.read_csv(written["table5_delong.csv"], dtype=str)
-    assert (t5["P"] == "missing").sum() == 7 and t5.loc[7, "P"] != "missing"
+    t5 = pd.read_csv(written["table5_delong.csv"], dtype=str, keep_default_na=False)
+    assert (t5["P"] == tables.MISSING).sum() == 7 and t5.loc[7, "P"] != tables.MISSING
     card = pd.read_csv(written["scorecard.csv"], dtype=str, keep_default_na=False)
     # of the 16 claims only "CEM beats LE (MF concatenation)" has both its models here
     assert (card["Verdict"] == "not assessable").sum() == 15
@@ -277,7 +277,7 @@ def test_external_rows_and_youden(breasts):
     ext = built["table_external"]
     assert ext["Dataset"].tolist() == ["CDD-CESM"] and ext.loc[0, "Breasts"] == "80"
     comp = built["table_comparison"]
-    assert (comp[comp["Dataset"] == "CDD-CESM"]["This run"] != "missing").all()
+    assert (comp[comp["Dataset"] == "CDD-CESM"]["This run"] != tables.MISSING).all()
     val = internal[internal["split"] == "val"]
     youden = stats.youden_threshold(val["label"], val["score"])
     assert (
@@ -345,7 +345,7 @@ def test_roc_figure_legend_has_auc(predictions):
     assert [ax.get_title() for ax in axes] == ["(a) LE models", "(b) CEM models"]
     labels = [t.get_text() for t in axes[1].get_legend().get_texts()]
     test = predictions[(predictions["model"] == "CEM none") & (predictions["split"] == "test")]
-    assert labels[0] == f"No fusion (AUC = {roc_auc_score(test['label'], test['score']):.2f})"
+    assert labels[0] == f"CEM No fusion (AUC = {roc_auc_score(test['label'], test['score']):.2f})"
     assert len(labels) == 4
 
 

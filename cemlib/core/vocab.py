@@ -1,8 +1,10 @@
-"""The study's words, defined once: fusions, inputs and their energies, patient classes, model names.
+"""The study's words, defined once: fusions, inputs and their energies, patient classes, model names,
+dataset names.
 
 Views, sides and energies live in `cemlib.core.views`. Every table, figure, log line, folder and
 predictions file names a model through `model_name`, so the same model is spelled the same way
-everywhere it appears (in the form that place needs).
+everywhere it appears (in the form that place needs). What a reader sees (the report, figure titles and
+legends) names a model in its "label" form and a dataset through `dataset_name`.
 """
 
 from __future__ import annotations
@@ -130,3 +132,35 @@ def patient_classes(breasts: pd.DataFrame, by: Sequence[str] = ("patient_id",),
     patients["patient_class"] = [patient_class(m, n) for m, n in
                                  zip(patients["n_malignant"], counts, strict=True)]
     return patients
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+#: The study's datasets by key (the manifest's `dataset` of the external releases), in report order.
+DATASETS = ("internal", "inbreast", "cddcesm")
+#: How a reader reads each dataset's name; an external set written by the kit is a "synthetic replica of".
+DATASET_LABELS = {"internal": "internal test set", "inbreast": "INbreast", "cddcesm": "CDD-CESM"}
+REPLICA_PREFIX = "synthetic replica of "
+
+
+def dataset_key(name: str) -> str | None:
+    """The key of a dataset however it is spelt ('CDD-CESM', 'cddcesm', 'synthetic replica of INbreast');
+    None for text that names no dataset of the study."""
+    text = str(name).strip().lower()
+    if text.startswith(REPLICA_PREFIX):
+        text = text[len(REPLICA_PREFIX):]
+    squeezed = "".join(ch for ch in text if ch.isalnum())
+    for key, label in DATASET_LABELS.items():
+        if squeezed in (key, "".join(ch for ch in label.lower() if ch.isalnum())):
+            return key
+    return "internal" if squeezed in ("internal", "synthetic") else None
+
+
+def dataset_name(name: str, replica: bool = False) -> str:
+    """A dataset as a reader reads it: 'internal test set', 'CDD-CESM', or with `replica` (an external
+    set the kit wrote from the phantom) 'synthetic replica of CDD-CESM'. Unknown names come back as given."""
+    key = dataset_key(name)
+    if key is None:
+        return str(name)
+    label = DATASET_LABELS[key]
+    return REPLICA_PREFIX + label if replica and key != "internal" else label

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -289,19 +290,35 @@ def random_point_hit_rate(breasts: np.ndarray, masks: np.ndarray) -> float:
     return float(np.mean(inside / area))
 
 
+#: The overlay's colour map: perceptually uniform, dark where the map is low, and readable in grey.
+CAM_COLOURS = "inferno"
+
+
+def cam_overlay(heat: np.ndarray, cmap: str = CAM_COLOURS, alpha: float = 0.75) -> np.ndarray:
+    """An RGBA image of a map in [0, 1]: colour from `cmap`, opacity rising with the value up to `alpha`
+    (transparent at 0), to draw over the grey image it explains."""
+    values = np.clip(np.asarray(heat, dtype=np.float64), 0.0, 1.0)
+    rgba = colormaps[cmap](values)
+    rgba[..., 3] = alpha * values
+    return rgba
+
+
 def plot_exam_cams(
     x: torch.Tensor | np.ndarray,
     cams: np.ndarray,
     scores: dict[str, float] | None = None,
-    alpha: float = 0.45,
+    alpha: float = 0.75,
     mirror_right: bool = False,
+    cmap: str = CAM_COLOURS,
 ) -> Figure:
     """Figure like the paper's Figs. 5/6: per breast, LE, DES and the Grad-CAM++ overlay for CC and MLO.
 
     x: one exam (4, C, H, W) in VIEW_ORDER (channel 0 LE, channel 1 DES when C = 2); cams: (4, H, W), each
     view's map (e.g. own_breast_maps). scores: optional malignancy probability per side for the column titles.
-    The overlay is drawn on DES when present (where enhancement shows), on LE otherwise. mirror_right flips
-    right-breast views back to the radiological orientation. Titles carry no patient identifier.
+    The overlay is drawn on DES when present (where enhancement shows), on LE otherwise, in a perceptually
+    uniform colour map (`cmap`, inferno) whose opacity grows with the map's value up to `alpha`: where the
+    map is low the image shows through, so the overlay never hides the tissue it explains. mirror_right
+    flips right-breast views back to the radiological orientation. Titles carry no patient identifier.
     """
     images = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     cams = np.asarray(cams)
@@ -326,12 +343,13 @@ def plot_exam_cams(
                 ax = axes[r, s * len(columns) + c]
                 ax.imshow(panels[min(c, len(panels) - 1)], cmap="gray", vmin=0, vmax=1)
                 if name == "Grad-CAM++":
-                    ax.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=alpha)
+                    ax.imshow(cam_overlay(heat, cmap, alpha))
                 title = f"{side}{view} {name}"
                 if scores is not None and r == 0 and c == 0:
                     title = f"p(malignant) {side} = {scores[side]:.2f}\n{title}"
                 ax.set_title(title, fontsize=8)
                 ax.axis("off")
-    scale = ScalarMappable(norm=Normalize(0, 1), cmap="jet")
-    fig.colorbar(scale, ax=axes, location="right", shrink=0.7, label="Grad-CAM++ (scaled 0-1 per view)")
+    scale = ScalarMappable(norm=Normalize(0, 1), cmap=cmap)
+    fig.colorbar(scale, ax=axes, location="right", shrink=0.7,
+                 label="Grad-CAM++ (scaled 0-1 per view; more opaque where higher)")
     return fig

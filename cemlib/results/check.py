@@ -28,6 +28,7 @@ in data_manifest/reference_smoke.csv; `--make-reference` writes a replicated run
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,30 @@ def verdict_summary(comparison: pd.DataFrame, promise: int | None) -> tuple[bool
     if told < promise:
         return False, f"{head}; the reference promises {promise} at its test-set sizes"
     return True, f"{head}; all {told} within their bands"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What `cem check` says of a run: passed or not, its summary line, the comparison behind it, and why
+    the reference could not check the run (`problems`, then nothing was compared)."""
+
+    passed: bool
+    line: str
+    comparison: pd.DataFrame | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    reference: str = ""
+
+
+def check_tables(tables_dir: str | Path, reference: str | Path, profile_name: str) -> CheckOutcome:
+    """The check of a run's tables against a reference file, as `cem check` makes it (exit code 0 when
+    `passed`): refused when the reference cannot check the run, else compared metric by metric."""
+    run, expected = run_metrics(tables_dir), read_reference(reference)
+    problems = reference_problems(run, expected, profile_name)
+    if problems:
+        return CheckOutcome(False, "refused: " + "; ".join(problems), None, tuple(problems), str(reference))
+    comparison = compare(run, expected, run_sizes(tables_dir))
+    passed, line = verdict_summary(comparison, promised(expected))
+    return CheckOutcome(passed, line, comparison, (), str(reference))
 
 
 def format_comparison(comparison: pd.DataFrame) -> str:

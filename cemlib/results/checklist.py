@@ -1,9 +1,12 @@
 """The reporting checklists a radiology journal asks for, each item with where this study answers it.
 
-CLAIM 2024 (Checklist for Artificial Intelligence in Medical Imaging, 2024 update; Tejani et al., Radiol
-Artif Intell 2024) and TRIPOD+AI (Collins et al., BMJ 2024;385:e078378). Item wording is abbreviated; the
-item numbers follow the published lists as far as the authors of this module had them at hand, so check
-them against the journal's own copy before a submission.
+CLAIM 2024 (Checklist for Artificial Intelligence in Medical Imaging: 2024 Update; Tejani et al., Radiol
+Artif Intell 2024;6(4):e240300) has 44 items: the 2020 list's 42 renumbered, with image acquisition
+(13), evaluation on internal data (32), clinical trial registration (34) and the availability of software,
+trained model and data (43) added or split out, and "ground truth" named "reference standard". The item
+numbers and short names here follow the published checklist as RSNA's CLAIM site prints it
+(`CLAIM_SOURCE`). TRIPOD+AI: Collins et al., BMJ 2024;385:e078378 (`TRIPOD_SOURCE`). Item wording is
+abbreviated.
 
 Each item is answered by references: a notebook section (`section`, the notebook's number and a heading
 of it), a table (`table`, a file stem in reports/<profile>/tables) or a figure (`figure`, a stem in
@@ -47,57 +50,73 @@ EXTERNAL_SUBGROUPS = ("section", "04", "Subgroups of the external sets")
 CLAIMS = ("section", "04", "The paper's claims against this run")
 CAMS = ("section", "05", "Fig. 5: internal cases")
 
+CLAIM = "CLAIM 2024"
+CLAIM_SOURCE = ("Tejani AS, Klontzas ME, Gatti AA, et al. Checklist for Artificial Intelligence in Medical "
+                "Imaging (CLAIM): 2024 Update. Radiol Artif Intell 2024;6(4):e240300. "
+                "doi:10.1148/ryai.240300 (44 items; numbering as in the checklist on RSNA's CLAIM site)")
+TRIPOD_SOURCE = ("Collins GS, Moons KGM, Dhiman P, et al. TRIPOD+AI statement. BMJ 2024;385:e078378. "
+                 "doi:10.1136/bmj-2023-078378")
 STUDY = "a reproduction kit: the manuscript's own text, not a run, answers this"
 PHANTOM = "the embedded cohort is a synthetic phantom; on a user's data the user's records answer this"
 
 #: (guideline, item, topic, status, references or reason)
 ITEMS: tuple[tuple[str, str, str, str, Sequence[Ref] | str], ...] = (
-    ("CLAIM 2024", "1", "Title identifies an AI study and its technique", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "2", "Structured abstract", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "3", "Background, intended use and clinical role", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "4", "Objectives and hypotheses", PARTLY, [CLAIMS]),
-    ("CLAIM 2024", "5", "Prospective or retrospective design", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "6", "Study goal (model creation, validation, ...)", ANSWERED, [TABLE3, EXTERNAL]),
-    ("CLAIM 2024", "7", "Data sources", PARTLY, [FLOW, EXTERNAL]),
-    ("CLAIM 2024", "8", "Eligibility criteria", ANSWERED, [FLOW]),
-    ("CLAIM 2024", "9", "Data preprocessing", ANSWERED, [QC, WINDOW]),
-    ("CLAIM 2024", "10", "Selection of data subsets", ANSWERED, [TABLE2]),
-    ("CLAIM 2024", "11", "Definitions of data elements", PARTLY, [TABLE1]),
-    ("CLAIM 2024", "12", "De-identification", PARTLY, "cases are named by pseudonym in every output; the "
-                                                      "source data's de-identification is the provider's"),
-    ("CLAIM 2024", "13", "Missing data", PARTLY, [FLOW, SUBGROUPS]),
-    ("CLAIM 2024", "14", "Reference standard (ground truth)", NOT_FROM_RUN, PHANTOM),
-    ("CLAIM 2024", "15", "Rationale for the reference standard", NOT_FROM_RUN, PHANTOM),
-    ("CLAIM 2024", "16", "Annotators and their qualifications", NOT_FROM_RUN, PHANTOM),
-    ("CLAIM 2024", "17", "Annotation tools", NOT_FROM_RUN, PHANTOM),
-    ("CLAIM 2024", "18", "Inter- and intra-rater variability", NOT_FROM_RUN, PHANTOM),
-    ("CLAIM 2024", "19", "Intended sample size and how it was determined", NOT_FROM_RUN,
+    (CLAIM, "1", "Identification as a study of AI methodology and its technique", NOT_FROM_RUN, STUDY),
+    (CLAIM, "2", "Summary of study design, methods, results and conclusions", PARTLY,
+     "the report's first page summarises this run from its own numbers; the manuscript's abstract is the "
+     "authors'"),
+    (CLAIM, "3", "Scientific and clinical background, intended use and role of the AI", NOT_FROM_RUN, STUDY),
+    (CLAIM, "4", "Study aims, objectives and hypotheses", PARTLY, [CLAIMS]),
+    (CLAIM, "5", "Prospective or retrospective study", NOT_FROM_RUN, STUDY),
+    (CLAIM, "6", "Study goal (model creation, validation, ...)", ANSWERED, [TABLE3, EXTERNAL]),
+    (CLAIM, "7", "Data sources", PARTLY, [FLOW, EXTERNAL]),
+    (CLAIM, "8", "Inclusion and exclusion criteria", ANSWERED, [FLOW]),
+    (CLAIM, "9", "Data pre-processing", ANSWERED, [QC, WINDOW]),
+    (CLAIM, "10", "Selection of data subsets", ANSWERED, [TABLE2]),
+    (CLAIM, "11", "De-identification methods", PARTLY, "cases are named by pseudonym in every output; the "
+                                                       "source data's de-identification is the provider's"),
+    (CLAIM, "12", "How missing data were handled", PARTLY, [FLOW, SUBGROUPS]),
+    (CLAIM, "13", "Image acquisition protocol", PARTLY,
+     "the phantom's simulated detectors are described in cemlib/synthetic/CARD.md; on a user's data the "
+     "user's records answer this"),
+    (CLAIM, "14", "Definition of the method(s) used to obtain the reference standard", NOT_FROM_RUN, PHANTOM),
+    (CLAIM, "15", "Rationale for choosing the reference standard", NOT_FROM_RUN, PHANTOM),
+    (CLAIM, "16", "Source of reference standard annotations", NOT_FROM_RUN, PHANTOM),
+    (CLAIM, "17", "Annotation of the test set", NOT_FROM_RUN, PHANTOM),
+    (CLAIM, "18", "Inter- and intra-rater variability of the annotators", NOT_FROM_RUN, PHANTOM),
+    (CLAIM, "19", "How data were assigned to partitions", ANSWERED, [TABLE2]),
+    (CLAIM, "20", "Level at which partitions are disjoint (patient)", ANSWERED, [TABLE2, CLUSTERING]),
+    (CLAIM, "21", "Intended sample size of the test data", NOT_FROM_RUN,
      "the paper's cohort sizes are reproduced, not planned here"),
-    ("CLAIM 2024", "20", "How data were assigned to partitions", ANSWERED, [TABLE2]),
-    ("CLAIM 2024", "21", "Level at which partitions are disjoint (patient)", ANSWERED, [TABLE2, CLUSTERING]),
-    ("CLAIM 2024", "22", "Detailed model description", PARTLY, [CURVES]),
-    ("CLAIM 2024", "23", "Software libraries and versions", PARTLY,
+    (CLAIM, "22", "Detailed description of the model", PARTLY, [CURVES]),
+    (CLAIM, "23", "Software libraries, frameworks and packages", PARTLY,
      "the report's title page and environment.json list the versions of every package"),
-    ("CLAIM 2024", "24", "Initialisation of model parameters", PARTLY, [CURVES]),
-    ("CLAIM 2024", "25", "Training details (augmentation, hyperparameters)", ANSWERED, [CURVES]),
-    ("CLAIM 2024", "26", "Selection of the final model", ANSWERED, [CURVES]),
-    ("CLAIM 2024", "27", "Ensembling", NOT_APPLICABLE, "no ensemble: each model is one network"),
-    ("CLAIM 2024", "28", "Performance metrics", ANSWERED, [TABLE3, TABLE4, CALIBRATION, DECISION]),
-    ("CLAIM 2024", "29", "Statistical significance and uncertainty", ANSWERED, [TABLE5, CLUSTERING]),
-    ("CLAIM 2024", "30", "Robustness or sensitivity analysis", ANSWERED, [REPLICATES, SUBGROUPS]),
-    ("CLAIM 2024", "31", "Explainability or interpretability", ANSWERED, [CAMS, FAILURES]),
-    ("CLAIM 2024", "32", "Evaluation on external data", ANSWERED, [EXTERNAL, EXTERNAL_CALIBRATION]),
-    ("CLAIM 2024", "33", "Flow of participants or cases", ANSWERED, [FLOW]),
-    ("CLAIM 2024", "34", "Characteristics of cases in each partition", ANSWERED, [TABLE1, TABLE2]),
-    ("CLAIM 2024", "35", "Performance on all partitions", PARTLY, [TABLE3, EXTERNAL]),
-    ("CLAIM 2024", "36", "Diagnostic accuracy estimates with their precision", ANSWERED, [OPERATING]),
-    ("CLAIM 2024", "37", "Failure analysis of incorrectly classified cases", ANSWERED, [FAILURES]),
-    ("CLAIM 2024", "38", "Limitations, biases and generalisability", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "39", "Implications for practice", PARTLY, [DECISION]),
-    ("CLAIM 2024", "40", "Registration", NOT_FROM_RUN, STUDY),
-    ("CLAIM 2024", "41", "Protocol, data and code availability", PARTLY, "the code is this kit; the data's "
-                                                                         "availability is the provider's"),
-    ("CLAIM 2024", "42", "Funding", NOT_FROM_RUN, STUDY),
+    (CLAIM, "24", "Initialisation of model parameters", PARTLY, [CURVES]),
+    (CLAIM, "25", "Details of the training approach (augmentation, hyperparameters)", ANSWERED, [CURVES]),
+    (CLAIM, "26", "Method of selecting the final model", ANSWERED, [CURVES]),
+    (CLAIM, "27", "Ensembling techniques", NOT_APPLICABLE, "no ensemble: each model is one network"),
+    (CLAIM, "28", "Metrics of model performance", ANSWERED, [TABLE3, TABLE4, CALIBRATION, DECISION]),
+    (CLAIM, "29", "Statistical measures of significance and uncertainty", ANSWERED, [TABLE5, CLUSTERING]),
+    (CLAIM, "30", "Robustness or sensitivity analysis", ANSWERED, [REPLICATES, SUBGROUPS]),
+    (CLAIM, "31", "Methods for explainability or interpretability", ANSWERED, [CAMS, FAILURES]),
+    (CLAIM, "32", "Evaluation on internal data", ANSWERED, [TABLE3, TABLE4]),
+    (CLAIM, "33", "Testing on external data", ANSWERED, [EXTERNAL, EXTERNAL_CALIBRATION]),
+    (CLAIM, "34", "Clinical trial registration", NOT_FROM_RUN, STUDY),
+    (CLAIM, "35", "Numbers of patients or examinations included and excluded", ANSWERED, [FLOW]),
+    (CLAIM, "36", "Demographic and clinical characteristics of cases in each partition", ANSWERED,
+     [TABLE1, TABLE2]),
+    (CLAIM, "37", "Performance metrics and measures of statistical uncertainty", ANSWERED,
+     [TABLE3, TABLE4, EXTERNAL]),
+    (CLAIM, "38", "Estimates of diagnostic performance and their precision", ANSWERED, [OPERATING]),
+    (CLAIM, "39", "Failure analysis of incorrect results", ANSWERED, [FAILURES]),
+    (CLAIM, "40", "Study limitations", PARTLY,
+     "the report's limitations are generated from this run; the manuscript's discussion is the authors'"),
+    (CLAIM, "41", "Implications for practice, intended use and clinical role", PARTLY, [DECISION]),
+    (CLAIM, "42", "Reference to the full study protocol or technical details", PARTLY,
+     "the kit's documentation and the methods paragraph of each section of this report"),
+    (CLAIM, "43", "Availability of software, trained model and data", PARTLY,
+     "the code is this kit; the data's availability is the provider's"),
+    (CLAIM, "44", "Sources of funding and role of funders", NOT_FROM_RUN, STUDY),
     ("TRIPOD+AI", "1", "Title", NOT_FROM_RUN, STUDY),
     ("TRIPOD+AI", "2", "Abstract", NOT_FROM_RUN, STUDY),
     ("TRIPOD+AI", "3a-c", "Healthcare context, target population, health inequalities", NOT_FROM_RUN, STUDY),

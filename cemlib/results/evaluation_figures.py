@@ -1,17 +1,20 @@
 """Figures of the journal's evaluation: reliability diagrams, decision curves and subgroup forest plots.
 
-Each takes the numeric table `cemlib.results.evaluation` builds, so a figure shows what its table holds.
+Each takes the numeric table `cemlib.results.evaluation` builds, so a figure shows what its table holds;
+`names` maps a dataset key to the name a reader reads (a caller that knows the profile says "synthetic
+replica of CDD-CESM"), the vocabulary's name otherwise.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cemlib.core.vocab import model_label
+from cemlib.core.vocab import dataset_name, model_label
 from cemlib.results.evaluation import AS_TRAINED
 
 
@@ -25,7 +28,11 @@ def _grid(count: int, columns: int = 4, size: float = 2.6) -> tuple[Figure, list
     return figure, list(axes[:count])
 
 
-def reliability_figure(bins: pd.DataFrame, title: str = "") -> Figure:
+def _name(dataset: str, names: Mapping[str, str] | None) -> str:
+    return (names or {}).get(dataset) or dataset_name(dataset)
+
+
+def reliability_figure(bins: pd.DataFrame, title: str = "", names: Mapping[str, str] | None = None) -> Figure:
     """One panel per set and model: observed share malignant against mean predicted probability per bin,
     as trained and recalibrated, with the breasts per bin (as trained) as bars on the bottom."""
     panels = list(dict.fromkeys(zip(bins["dataset"], bins["model"], strict=True))) if not bins.empty else []
@@ -49,13 +56,14 @@ def reliability_figure(bins: pd.DataFrame, title: str = "") -> Figure:
         for row in trained[trained["n"] > 0].itertuples():
             counts.text((row.low + row.high) / 2, row.n, str(row.n), ha="center", va="bottom", fontsize=5)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted", ylabel="observed malignant")
-        ax.set_title(f"{model_label(model)} ({dataset})", fontsize=8)
+        ax.set_title(f"{model_label(model)}\n{_name(dataset, names)}", fontsize=8)
         ax.legend(fontsize=6, loc="upper left", frameon=False)
     figure.suptitle(title or "Reliability diagrams (10 equal-width bins; bars: breasts per bin)", fontsize=9)
     return figure
 
 
-def decision_curve_figure(curves: pd.DataFrame, title: str = "") -> Figure:
+def decision_curve_figure(curves: pd.DataFrame, title: str = "", names: Mapping[str, str] | None = None
+                          ) -> Figure:
     """Net benefit against threshold probability per set: treat all, treat none and each model."""
     datasets = list(dict.fromkeys(curves["dataset"])) if not curves.empty else []
     figure, axes = _grid(len(datasets) or 1, columns=2, size=4.2)
@@ -66,9 +74,9 @@ def decision_curve_figure(curves: pd.DataFrame, title: str = "") -> Figure:
             reference = strategy in ("treat all", "treat none")
             ax.plot(rows["threshold"], rows["net_benefit"], lw=1.6 if reference else 1.1,
                     color={"treat all": "black", "treat none": "gray"}.get(strategy),
-                    ls="-" if reference else "--", label=strategy)
+                    ls="-" if reference else "--", label=strategy if reference else model_label(strategy))
             top = max(top, float(rows["net_benefit"].max()))
-        ax.set(xlabel="threshold probability", ylabel="net benefit", title=dataset,
+        ax.set(xlabel="threshold probability", ylabel="net benefit", title=_name(dataset, names),
                ylim=(-0.05, max(top, 0.05) * 1.1))
         ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
         ax.legend(fontsize=6, frameon=False)
@@ -76,23 +84,28 @@ def decision_curve_figure(curves: pd.DataFrame, title: str = "") -> Figure:
     return figure
 
 
-def forest_plot(subgroups: pd.DataFrame, title: str = "") -> Figure:
-    """AUC with its 95% CI per subgroup (one model per set); a subgroup too small is labelled, not dropped."""
-    rows = subgroups.reset_index(drop=True)
-    height = 0.22 * max(len(rows), 1) + 1.0
-    figure = Figure(figsize=(7.5, height), layout="constrained")
-    ax = figure.subplots()
-    ys = np.arange(len(rows))[::-1]
-    labels = [f"{r.Dataset}, {r.Model}: {r.Characteristic}, {r.Subgroup} (n={r.Breasts})"
-              for r in rows.itertuples()]
-    for y, r in zip(ys, rows.itertuples(), strict=True):
-        if np.isfinite(r.auc):
-            ax.errorbar(r.auc, y, xerr=[[r.auc - r.low], [r.high - r.auc]], fmt="o", ms=3, color="tab:blue",
-                        capsize=2, lw=1)
-        else:
-            ax.text(0.5, y, "not estimable", va="center", ha="center", fontsize=6, color="dimgray")
-    ax.axvline(0.5, color="gray", lw=0.8, ls=":")
-    ax.set_yticks(ys, labels, fontsize=6)
-    ax.set(xlim=(0, 1), xlabel="AUC per breast (95% DeLong CI)")
-    ax.set_title(title or "AUC by subgroup", fontsize=9)
+def forest_plot(subgroups: pd.DataFrame, title: str = "", names: Mapping[str, str] | None = None) -> Figure:
+    """AUC with its 95% CI per subgroup, one panel per set and model (stacked); a subgroup too small is
+    labelled, not dropped."""
+    sets = list(dict.fromkeys(zip(subgroups["Dataset"], subgroups["Model"], strict=True))) or [("", "")]
+    sizes = [max(int(((subgroups["Dataset"] == d) & (subgroups["Model"] == m)).sum()), 1) for d, m in sets]
+    figure = Figure(figsize=(7.2, 0.19 * sum(sizes) + 0.75 * len(sets) + 0.5), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(len(sets), 1, squeeze=False, height_ratios=sizes).ravel())
+    for ax, (dataset, model) in zip(axes, sets, strict=True):
+        chosen = (subgroups["Dataset"] == dataset) & (subgroups["Model"] == model)
+        rows = subgroups[chosen].reset_index(drop=True)
+        ys = np.arange(len(rows))[::-1]
+        for y, r in zip(ys, rows.itertuples(), strict=True):
+            if np.isfinite(r.auc):
+                ax.errorbar(r.auc, y, xerr=[[r.auc - r.low], [r.high - r.auc]], fmt="o", ms=3,
+                            color="tab:blue", capsize=2, lw=1)
+            else:
+                ax.text(0.5, y, "not estimable", va="center", ha="center", fontsize=7, color="dimgray")
+        labels = [f"{r.Characteristic}: {r.Subgroup} (n={r.Breasts})" for r in rows.itertuples()]
+        ax.axvline(0.5, color="gray", lw=0.8, ls=":")
+        ax.set_yticks(ys, labels, fontsize=7.5)
+        ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+        ax.set(xlim=(0, 1), xlabel="AUC per breast (95% DeLong CI)")
+        ax.set_title(f"{_name(str(dataset), names)}\n{model_label(str(model))}", fontsize=8.5)
+    figure.suptitle(title or "AUC by subgroup", fontsize=9)
     return figure

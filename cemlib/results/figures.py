@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
 from cemlib.core.views import VIEW_ORDER
-from cemlib.core.vocab import FUSION_LABELS, FUSIONS, model_name
+from cemlib.core.vocab import FUSION_LABELS, FUSIONS, model_label, model_name
 from cemlib.results import stats
 
 FUSION_STYLES = {
@@ -39,7 +39,7 @@ def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", t
         rows = part[part["model"] == model]
         y = rows["label"].to_numpy()
         if rows.empty or y.min() == y.max():
-            missing.append(FUSION_LABELS[fusion])
+            missing.append(model_label(model))
             continue
         fpr, tpr, _ = roc_curve(y, rows["score"].to_numpy())
         auc = stats.roc_auc(y, rows["score"].to_numpy())
@@ -50,7 +50,7 @@ def roc_panel(ax, predictions: pd.DataFrame, inputs: str, split: str = "test", t
             color=colour,
             linestyle=style,
             linewidth=1.6,
-            label=f"{FUSION_LABELS[fusion]} (AUC = {auc:.2f})",
+            label=f"{model_label(model)} (AUC = {auc:.2f})",
         )
         drawn.append(model)
     ax.plot([0, 1], [0, 1], color="lightgray", linewidth=0.8, zorder=0)
@@ -185,4 +185,40 @@ def replicate_figure(values: pd.DataFrame | None) -> Figure | None:
     replicates = values["replicate"].nunique()
     figure.suptitle(f"AUC across {replicates} training seeds (points: replicates; diamond and bar: mean, SD)",
                     fontsize=10)
+    return figure
+
+
+#: Percentiles of a raw panel's breast pixels that bound its display range.
+RAW_DISPLAY = (1.0, 99.5)
+
+
+def breast_display_range(pixels: np.ndarray, percentiles: tuple[float, float] = RAW_DISPLAY
+                         ) -> tuple[float, float]:
+    """A raw image's display range from its breast alone: the percentiles of the pixels above the midpoint
+    between the background and the brightest tissue. A window over the whole image lets the detector
+    background set the low end, and a DES image, whose breast sits in a narrow band far above it, then
+    shows as a uniform white shape."""
+    values = np.asarray(pixels, dtype=np.float64)[::2, ::2].ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(values, percentiles)
+    tissue = values[values > (low + high) / 2.0]
+    if tissue.size >= 64:
+        low, high = np.percentile(tissue, percentiles)
+    return float(low), float(max(high, low + 1e-6))
+
+
+def tidy_qc_figure(figure: Figure, exam: str, title_size: float = 8.0) -> Figure:
+    """A raw-versus-preprocessed QC figure of one exam made readable: each raw panel windowed on its breast
+    (`breast_display_range`), the exam's name once above the panels instead of in every title."""
+    for ax in figure.axes:
+        title = ax.get_title()
+        if title.startswith(exam):
+            title = title[len(exam):].strip()
+        ax.set_title(title, fontsize=title_size)
+        if "raw" in title.split("\n")[-1]:
+            for image in ax.get_images():
+                image.set_clim(*breast_display_range(np.asarray(image.get_array())))
+    figure.suptitle(exam, fontsize=title_size + 1)
     return figure

@@ -1,10 +1,13 @@
-"""The study report as a reader gets it: HTML and PDF built from the executed notebooks, code hidden.
+"""The study report as a reader gets it: HTML and PDF built from the executed notebooks and the run's files.
 
-The report opens with a title page (study, profile, date, commit, environment) and a table of contents
-with page numbers; each notebook section follows with its text, tables and figures. Only what a study
-shows is kept: standard output, tables (HTML), figures (PNG) and Markdown. Standard error (progress bars,
-warnings) and bare Python reprs (`PosixPath(...)`, quoted strings) never reach the report. Tables are
-shown as the paper prints them (see `format_cell`), and the print stylesheet keeps headings with what
+The report opens with a title page (study, profile, date, commit, environment, `cem check`'s verdict) and a
+one-page summary written from the run's own numbers (cemlib.results.narrative), then a table of contents
+with page numbers. Each notebook section follows with its text, a methods paragraph, and its tables and
+figures as the run wrote them (cemlib.results.sections): tables with a note of their unit, CI method and
+threshold, figures at full resolution with a numbered caption. Limitations generated from the run close
+the report, before two appendices: the reporting checklists and the run log (the lines the notebooks
+printed). Standard error (progress bars, warnings) and bare Python reprs never reach the report. Tables
+are shown as the paper prints them (see `format_cell`), and the print stylesheet keeps headings with what
 follows, figures whole on their page, and table rows unsplit.
 
 Also here: the tidying of executed notebooks (stderr moved to a text file beside them, machine paths
@@ -14,7 +17,6 @@ to what the current run made.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 import json
@@ -29,17 +31,15 @@ import pandas as pd
 
 from cemlib.core.environment import ENVIRONMENT_FILE, describe_environment, environment_facts
 from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.core.vocab import model_label
+from cemlib.results import narrative
+from cemlib.results.runfacts import RunFacts, load_run
+from cemlib.results.sections import NUMERIC_CELL, SHORT_CELL, Assembly, collapse_carriage_returns, inline
 
 STUDY_TITLE = ("Multi-feature fusion of contrast-enhanced mammography for breast-cancer diagnosis: "
                "a reproduction of Qian et al.")
 STUDY_REFERENCE = "Qian et al., Eur Radiol 2024;34:917-927 (doi:10.1007/s00330-023-10170-9)"
-#: Cells holding only numbers as the paper prints them: '0.92 (0.88, 0.96)', '< .001', '138 (30.7%)'.
-NUMERIC_CELL = re.compile(r"^[\s\d.,:()%<>=±+\-–]*\d[\s\d.,:()%<>=±+\-–]*$|^n/a$")
-#: Text cells up to this length stay on one line ('AUC 0.93 vs 0.90', 'inconclusive'); longer ones wrap.
-SHORT_CELL = 18
 OUTPUT_DIRS = ("figures", "tables")
-#: Cells the report leaves out: papermill's parameters and the notebooks' "to explore" cells.
-HIDDEN_TAGS = {"parameters", "injected-parameters", "explore"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -64,8 +64,13 @@ def format_cell(value: Any) -> str:
 
 
 def printed_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with every cell formatted as text (`format_cell`), index dropped."""
-    return table.reset_index(drop=True).astype(object).map(format_cell)
+    """The table with every cell formatted as text (`format_cell`), index dropped; models in a model column
+    by their label form ('CEM MF fusion (concatenation)') and 'missing' as 'n/a', as the report names them."""
+    text = table.reset_index(drop=True).astype(object).map(format_cell)
+    for column in text.columns:
+        if str(column).lower() == "model":
+            text[column] = text[column].map(model_label)
+    return text.replace({"missing": "n/a"})
 
 
 def style_table(table: pd.DataFrame):
@@ -96,11 +101,6 @@ def pseudonym(dataset: str, patient_id: str) -> str:
 # executed notebooks
 
 
-def _collapse_carriage_returns(text: str) -> str:
-    """What a terminal would show of stream text: each line's last carriage-return segment."""
-    return "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in text.split("\n"))
-
-
 def clean_executed(path: Path, project_root: Path | None = None) -> str:
     """Move stderr (progress bars, warnings) out of an executed notebook into NAME.stderr.txt beside it.
 
@@ -117,7 +117,7 @@ def clean_executed(path: Path, project_root: Path | None = None) -> str:
         kept = []
         for output in cell.outputs:
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                removed.append(_collapse_carriage_returns(output.get("text", "")))
+                removed.append(collapse_carriage_returns(output.get("text", "")))
             else:
                 kept.append(output)
         cell.outputs = kept
@@ -196,35 +196,6 @@ def title_facts(profile: dict[str, Any], env: dict[str, Any], when: datetime | N
 # notebooks -> report HTML
 
 
-def _markdown(source: str) -> str:
-    from nbconvert.filters.markdown import markdown2html
-
-    return re.sub(r'<a class="anchor-link" href="[^"]*">[^<]*</a>', "", markdown2html(source))
-
-
-def _output_html(output: dict[str, Any]) -> str:
-    """One cell output as report HTML; '' for what a reader should not see (stderr, reprs)."""
-    kind = output.get("output_type")
-    if kind == "stream":
-        if output.get("name") != "stdout":
-            return ""
-        text = _collapse_carriage_returns(output.get("text", "")).strip("\n")
-        return f'<pre class="stdout">{html.escape(text)}</pre>' if text.strip() else ""
-    if kind == "error":
-        message = f'{output.get("ename", "")}: {output.get("evalue", "")}'
-        return f'<pre class="error">{html.escape(message)}</pre>'
-    data = output.get("data", {})
-    if "image/png" in data:
-        png = data["image/png"]
-        png = png if isinstance(png, str) else base64.b64encode(png).decode()
-        return f'<figure><img src="data:image/png;base64,{png.strip()}" alt="figure"></figure>'
-    if "text/html" in data:
-        return f'<div class="table">{data["text/html"]}</div>'
-    if "text/markdown" in data:
-        return f'<div class="note">{_markdown(data["text/markdown"])}</div>'
-    return ""  # text/plain alone is a Python repr
-
-
 def _number_headings(body: str, headings: list[tuple[int, str, str]]) -> str:
     """Give h1/h2 stable ids (s1, s2, ...) and record (level, id, text) for the table of contents."""
     def replace(match: re.Match) -> str:
@@ -236,42 +207,12 @@ def _number_headings(body: str, headings: list[tuple[int, str, str]]) -> str:
     return re.sub(r"<h([12])(\s[^>]*)?>(.*?)</h\1>", replace, body, flags=re.S)
 
 
-def notebook_sections(paths: list[Path]) -> str:
-    """The notebooks' Markdown and outputs as HTML blocks (code hidden, stderr and reprs left out).
-
-    Each Markdown cell opens a block; it and the first output after it are wrapped together so that a
-    heading is never left alone at a page foot.
-    """
-    import nbformat
-
-    parts = []
-    for path in paths:
-        notebook = nbformat.read(str(path), as_version=4)
-        parts.append('<section class="notebook">')
-        lead: str | None = None
-        for cell in notebook.cells:
-            if set(cell.metadata.get("tags", [])) & HIDDEN_TAGS:
-                continue
-            if cell.cell_type == "markdown":
-                if lead is not None:
-                    parts.append(f'<div class="keep">{lead}</div>')
-                lead = _markdown(cell.source)
-                continue
-            if cell.cell_type != "code":
-                continue
-            for output in cell.outputs:
-                shown = _output_html(output)
-                if not shown:
-                    continue
-                if lead is not None:
-                    parts.append(f'<div class="keep">{lead}{shown}</div>')
-                    lead = None
-                else:
-                    parts.append(f'<div class="block">{shown}</div>')
-        if lead is not None:
-            parts.append(f'<div class="keep">{lead}</div>')
-        parts.append("</section>")
-    return "\n".join(parts)
+def notebook_sections(paths: list[Path], reports: Path | None = None, run: RunFacts | None = None
+                      ) -> tuple[str, Assembly]:
+    """The notebooks' sections as HTML (code hidden, stderr and reprs left out) and what they set aside
+    (the run log, the appendix blocks); `reports` and `run` give the run's tables and figures."""
+    assembly = Assembly(reports, run)
+    return "\n".join(assembly.notebook(path) for path in paths), assembly
 
 
 def _title_page(profile: dict[str, Any], facts: dict[str, str]) -> str:
@@ -283,10 +224,56 @@ def _title_page(profile: dict[str, Any], facts: dict[str, str]) -> str:
         f'<b>{html.escape(str(profile.get("name", "")))}</b>.</p>'
         f'<table class="facts">{rows}</table>'
         '<p class="how">Generated by <code>cem reproduce</code> from the six study notebooks (executed with '
-        "papermill, code hidden). Tables as CSV, Markdown and LaTeX and figures as PNG and PDF are in the "
-        "<code>tables/</code> and <code>figures/</code> folders beside this report.</p>"
+        "papermill, code hidden) and the tables and figures they wrote. Tables as CSV, Markdown and LaTeX "
+        "and figures as PNG and PDF are in the <code>tables/</code> and <code>figures/</code> folders beside "
+        "this report.</p>"
         "</section>"
     )
+
+
+def run_facts(run: RunFacts | None) -> dict[str, str]:
+    """The title page's lines about the run's results: data, replicates and `cem check`'s verdict."""
+    if run is None:
+        return {}
+    facts = {"Data": "synthetic (the kit's phantom and replicas of the public releases)" if run.synthetic
+             else "the profile's datasets",
+             "Replicates": f"{run.replicate_count} (training seed{'s' if run.replicate_count > 1 else ''} "
+                           f"{', '.join(str(s) for s in run.seeds)})"}
+    facts["cem check"] = narrative.check_verdict(run).replace("`", "")
+    return facts
+
+
+def _summary(run: RunFacts) -> str:
+    blocks = []
+    for heading, lines in narrative.summary(run):
+        if not lines:
+            continue
+        if len(lines) > 1:
+            body = "<ul>" + "".join(f"<li>{inline(line)}</li>" for line in lines) + "</ul>"
+        else:
+            body = f"<p>{inline(lines[0])}</p>"
+        blocks.append(f"<h3>{html.escape(heading)}</h3>{body}")
+    return f'<section class="summary"><h1>Summary</h1>{"".join(blocks)}</section>'
+
+
+def _limitations(run: RunFacts) -> str:
+    items = "".join(f"<li>{inline(point)}</li>" for point in narrative.limitations(run))
+    return (f'<section class="limitations"><h1>Limitations</h1><p>Each point is written from this run\'s '
+            f"results.</p><ul>{items}</ul></section>")
+
+
+def _run_log(profile: dict[str, Any], assembly: Assembly) -> str:
+    if not assembly.run_log:
+        return ""
+    parts, last = [], None
+    for title, text in assembly.run_log:
+        if title != last:
+            parts.append(f"<h3>{html.escape(re.sub(r'<[^>]+>', '', title))}</h3>")
+            last = title
+        parts.append(f'<pre class="stdout">{html.escape(text)}</pre>')
+    return (f'<section class="appendix"><h1>Appendix: run log</h1><p>What the notebooks printed while the '
+            f"{html.escape(str(profile.get('name', '')))} profile ran: its settings, the tensor cache's "
+            f"counts and the checkpoints kept.</p>{''.join(parts)}</section>")
 
 
 def _contents(headings: list[tuple[int, str, str]]) -> str:
@@ -301,7 +288,7 @@ REPORT_CSS = """
         @top-right { content: string(section); font-size: 7.5pt; color: #777; } }
 @page :first { @bottom-center { content: none; } @top-right { content: none; } }
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 9pt; line-height: 1.35; color: #111;
-       max-width: 190mm; margin: 0 auto; }
+       max-width: 182mm; margin: 0 auto; }
 h1, h2, h3 { break-after: avoid; page-break-after: avoid; line-height: 1.2; }
 h1 { font-size: 15pt; margin: 0 0 6pt; string-set: section content(); }
 h2 { font-size: 11.5pt; margin: 12pt 0 4pt; }
@@ -313,6 +300,7 @@ h2 { font-size: 11.5pt; margin: 12pt 0 4pt; }
 .title-page .facts th { width: 32%; }
 .toc { break-after: page; page-break-after: always; }
 .toc ul { list-style: none; padding: 0; }
+.toc-title { string-set: section "Contents"; }
 .toc li { margin: 2pt 0; }
 .toc li.toc1 { font-weight: bold; margin-top: 7pt; }
 .toc li.toc2 { margin-left: 6mm; }
@@ -320,8 +308,21 @@ h2 { font-size: 11.5pt; margin: 12pt 0 4pt; }
 .toc a::after { content: leader('.') target-counter(attr(href), page); }
 .keep { break-inside: avoid; page-break-inside: avoid; }
 .block { margin: 4pt 0; }
-figure { margin: 4pt 0; break-inside: avoid; page-break-inside: avoid; text-align: center; }
-figure img { max-width: 100%; max-height: 235mm; width: auto; height: auto; }
+figure { margin: 4pt 0 8pt; break-inside: avoid; page-break-inside: avoid; text-align: center; }
+figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 8pt; text-align: left; margin-top: 3pt; }
+p.methods { font-size: 8.5pt; background: #f3f5f8; padding: 3pt 5pt; border-left: 2pt solid #9ab; }
+p.generated { margin: 3pt 0; }
+.table .caption { font-weight: bold; margin: 6pt 0 2pt; }
+.table .note { font-size: 7.5pt; color: #333; margin: 2pt 0 6pt; }
+table.data.wide { font-size: 7pt; }
+th.group { text-align: center; }
+.summary { break-after: page; page-break-after: always; font-size: 8.6pt; line-height: 1.3; }
+.summary h3 { font-size: 9.5pt; margin: 7pt 0 2pt; }
+.summary ul { margin: 2pt 0; padding-left: 12pt; }
+.summary p { margin: 2pt 0; }
+.limitations, .appendix { break-before: page; page-break-before: always; }
+.limitations li { margin: 3pt 0; }
 pre { white-space: pre-wrap; font-size: 8pt; background: #f6f6f6; padding: 4pt; margin: 4pt 0; }
 .table { margin: 4pt 0; }
 table { border-collapse: collapse; font-size: 7.5pt; max-width: 100%; margin: 2pt 0; }
@@ -336,16 +337,27 @@ code { font-size: 8pt; }
 
 
 def report_html(profile: dict[str, Any], executed: list[Path], when: datetime | None = None,
-                env: dict[str, Any] | None = None) -> str:
-    """The whole report as one HTML document (title page, contents, the notebooks' sections)."""
+                env: dict[str, Any] | None = None, run: RunFacts | None = None) -> str:
+    """The whole report as one HTML document: title page, summary, contents, the notebooks' sections,
+    limitations and the appendices. `run` (default: read from the profile's reports folder when it holds
+    a finished run's tables) gives the generated text and the tables and figures."""
     env = env if env is not None else describe_environment()
+    reports = Path(profile["reports"]) if profile.get("reports") else None
+    if run is None and reports is not None and (reports / "tables" / "metrics.csv").is_file():
+        run = load_run(reports, profile)
     headings: list[tuple[int, str, str]] = []
-    body = _number_headings(notebook_sections(executed), headings)
+    sections, assembly = notebook_sections(executed, reports, run)
+    summary = _summary(run) if run is not None else ""
+    closing = (_limitations(run) if run is not None else "") + "".join(assembly.appendix) + _run_log(
+        profile, assembly)
+    summary = _number_headings(summary, headings)
+    body = _number_headings(sections + closing, headings)
     title = f"{STUDY_TITLE} ({profile.get('name', '')} profile)"
+    facts = title_facts(profile, env, when) | run_facts(run)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{REPORT_CSS}</style></head><body>"
-        f"{_title_page(profile, title_facts(profile, env, when))}{_contents(headings)}{body}</body></html>\n"
+        f"{_title_page(profile, facts)}{summary}{_contents(headings)}{body}</body></html>\n"
     )
 
 

@@ -4,9 +4,11 @@ Predictions: one row per breast per model with columns dataset, patient_id, side
 split; model names are "<inputs> <fusion>", e.g. "CEM mf_concat" or "LE none". Breasts: the manifest's
 breasts table (dataset, patient_id, side, label, birads, pathology, age, density, split).
 
-Models that are absent are listed and marked "missing" instead of failing, so a partial run (two of
-eight models) still gets its tables. The paper's published values are compared in cemlib.results.claims; every
-table is built and written (CSV, Markdown, LaTeX) by cemlib.results.build.
+Models that are absent are listed and marked "n/a" instead of failing, so a partial run (two of eight
+models) still gets its tables; "n/a" also marks a rate without a denominator (PPV when no breast is
+called malignant): one mark for a value that is not there, whichever the reason. The paper's published
+values are compared in cemlib.results.claims; every table is built and written (CSV, Markdown, LaTeX) by
+cemlib.results.build.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ BIRADS_GROUPS = {"1, 2, 3, 5": ("1", "2", "3", "5"), "4 (3-4A, 4A, 4B, 4C)": ("3
 SPLIT_LABELS = {"train": "Training", "val": "Validation", "test": "Test", "external": "External"}
 PREDICTION_COLUMNS = ("dataset", "patient_id", "side", "label", "score", "model", "split")
 BREAST_KEY = ["dataset", "patient_id", "side"]
-MISSING = "missing"
 NOT_AVAILABLE = "n/a"
+MISSING = NOT_AVAILABLE
 SIGNIFICANCE = 0.05
 
 

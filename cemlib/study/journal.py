@@ -118,12 +118,13 @@ def journal_evaluation(cfg: Settings, where: str = "internal") -> dict[str, Any]
     for name, table in written.items():
         _write(cfg, table, name, where)
     results.write_table(curves, steps.tables_dir(cfg), f"decision_curve_full_{where}")
-    steps.keep_figure(cfg, plots.reliability_figure(bins), f"reliability_{where}")
-    steps.keep_figure(cfg, plots.decision_curve_figure(curves), f"decision_curve_{where}")
+    names = {"internal": "internal test set"} | {key: steps.dataset_label(cfg, key) for key in cfg.external}
+    steps.keep_figure(cfg, plots.reliability_figure(bins, names=names), f"reliability_{where}")
+    steps.keep_figure(cfg, plots.decision_curve_figure(curves, names=names), f"decision_curve_{where}")
     # Internal: the paper's main model; external: the one model each dataset is scored with.
     main = [ERRORS_MODEL] if where == "internal" else [model_name(*m) for m in steps.EXTERNAL_MODELS.values()]
     shown = subgroups[subgroups["Model"].isin({model_label(m) for m in main})]
-    steps.keep_figure(cfg, plots.forest_plot(shown, f"AUC by subgroup ({where})"), f"forest_{where}")
+    steps.keep_figure(cfg, plots.forest_plot(shown, f"AUC by subgroup ({where})", names), f"forest_{where}")
     return {**written, "subgroups_main": shown.drop(columns=["auc", "low", "high"]),
             "clustering_note": evaluation.clustering_summary(clustering), "errors_full": errors}
 

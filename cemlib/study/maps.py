@@ -22,8 +22,8 @@ from cemlib.results import report
 from cemlib.study import prepare
 from cemlib.study.steps import (
     EXTERNAL_MODELS,
-    EXTERNAL_NAMES,
     MAIN_MODEL,
+    dataset_label,
     keep_figure,
     model_label,
     prepare_external,
@@ -170,11 +170,12 @@ def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
             # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
             case = report.pseudonym(manifest.dataset, item["patient_id"])
-            figure.suptitle(f"{EXTERNAL_NAMES.get(name, 'internal test set')}: case {case}", fontsize=10)
+            where = "internal test set" if name == "internal" else dataset_label(cfg, name)
+            figure.suptitle(f"{where}: case {case}", fontsize=10)
             number = 5 if where == "internal" else 6
             figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
             shown += 1
         if shown == 0:
-            print(f"{EXTERNAL_NAMES.get(name, 'Internal test set')}: no correctly called malignant exam in "
-                  "this run, so no Grad-CAM++ figure.")
+            where = "Internal test set" if name == "internal" else dataset_label(cfg, name).capitalize()
+            print(f"{where}: no correctly called malignant exam in this run, so no Grad-CAM++ figure.")
     return figures

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from cemlib.core.devices import init_distributed, use_threads
 from cemlib.core.fileio import atomic_write_text, save_figure
 from cemlib.core.settings import Settings, describe_variant, load_profile
 from cemlib.core.views import VIEW_ORDER
-from cemlib.core.vocab import FUSIONS, INPUTS, model_name, patient_classes
+from cemlib.core.vocab import FUSIONS, INPUTS, dataset_name, model_name, patient_classes
 from cemlib.data import datasets as data
 from cemlib.data.cache import TensorCache
 from cemlib.data.manifest import Manifest
@@ -37,7 +36,7 @@ from cemlib.model.checkpoints import checkpoint_digest
 from cemlib.pixels import qc
 from cemlib.results import build as results
 from cemlib.results import figures as plots
-from cemlib.results import report, stats, tables
+from cemlib.results import report, runfacts, stats, tables
 from cemlib.study import prepare
 from cemlib.synthetic import qc as synthetic_qc
 from cemlib.training import tracking
@@ -90,6 +89,19 @@ def predictions_dir(cfg: Settings) -> Path:
 def model_label(fusion: str, inputs: str) -> str:
     """The name a model has in tables and figures, e.g. 'CEM mf_concat'."""
     return model_name(fusion, inputs)
+
+
+def dataset_label(cfg: Settings, name: str) -> str:
+    """A dataset as figures and tables name it: 'synthetic replica of CDD-CESM' when the kit writes it."""
+    spec = cfg.external.get(name) if name in cfg.external else None
+    return dataset_name(name, replica=spec is not None and spec.synth is not None)
+
+
+def show_note(text: str):
+    """A sentence of results for display in a notebook or the report (Markdown, not a printed line)."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
 
 
 def keep_figure(cfg: Settings, figure, name: str):
@@ -184,17 +196,21 @@ def prepare_cache(cfg: Settings):
     return manifest, cache, result.summary()
 
 
-def qc_figure(cfg: Settings, manifest, patients: int = 2):
-    """Raw vs preprocessed panels for a benign and a malignant exam of the training split."""
+def qc_figure(cfg: Settings, manifest, patients: int = 2) -> list[Figure]:
+    """Raw vs preprocessed panels for a benign and a malignant exam of the training split, one figure per
+    exam (qc_preprocessing_1, _2, ...: each fits a page at its drawn size)."""
     breasts = manifest.breasts[manifest.breasts["split"] == "train"]
     malignant = breasts.loc[breasts["label"] == 1, "patient_id"].drop_duplicates().head(patients - 1)
     benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:1]
-    chosen = [*benign, *malignant.tolist()]
-    # Panels name patients by the study's pseudonym (a manifest id can be a folder name).
-    views = [replace(view, label=f"{report.pseudonym(manifest.dataset, pid)} {key}") for view, (pid, key)
-             in zip(qc.manifest_views(manifest, chosen), product(chosen, VIEW_ORDER), strict=True)]
-    figure = qc.qc_figure_from_views(views, prepare.preprocess_settings(cfg))
-    return keep_figure(cfg, figure, "qc_preprocessing")
+    figures = []
+    for k, pid in enumerate([*benign, *malignant.tolist()], start=1):
+        # Panels name patients by the study's pseudonym (a manifest id can be a folder name).
+        exam = report.pseudonym(manifest.dataset, pid)
+        views = [replace(view, label=f"{exam} {key}") for view, key
+                 in zip(qc.manifest_views(manifest, [pid]), VIEW_ORDER, strict=True)]
+        figure = qc.qc_figure_from_views(views, prepare.preprocess_settings(cfg), panel_inches=1.45)
+        figures.append(keep_figure(cfg, plots.tidy_qc_figure(figure, exam), f"qc_preprocessing_{k}"))
+    return figures
 
 
 def window_rules(cache) -> pd.DataFrame:
@@ -210,12 +226,12 @@ def window_rules(cache) -> pd.DataFrame:
 
 def intensity_figure(cfg: Settings, manifest: Manifest, cache: TensorCache, images: int = 40):
     """Raw grey levels of the internal cohort and each external dataset side by side, then preprocessed."""
-    manifests, settings = {"internal": manifest}, {"internal": cache.settings}
+    manifests, settings = {"internal cohort": manifest}, {"internal cohort": cache.settings}
     for name in EXTERNAL_MODELS:
         if name in cfg.external:
             external_manifest, external_cache = prepare_external(cfg, name)
-            manifests[EXTERNAL_NAMES[name]] = external_manifest
-            settings[EXTERNAL_NAMES[name]] = external_cache.settings
+            manifests[dataset_label(cfg, name)] = external_manifest
+            settings[dataset_label(cfg, name)] = external_cache.settings
     figure = synthetic_qc.intensity_histograms(manifests, settings, n_images=images, seed=cfg.seed)
     return keep_figure(cfg, figure, "intensity_histograms")
 
@@ -269,6 +285,16 @@ def prior_loss(entropy: float, fusion: str, stage: str) -> float:
     """
     per_view = stage == "stage 1" or fusion in ("none", "left_right")
     return entropy if per_view else 2 * entropy
+
+
+def write_training_record(cfg: Settings) -> Path | None:
+    """tables/training_log.csv: every model's per-epoch log (model folder, stage), for the report."""
+    record = runfacts.training_logs(cfg.runs)
+    if record is None:
+        return None
+    path = tables_dir(cfg) / f"{runfacts.TRAINING_TABLE}.csv"
+    atomic_write_text(path, record.to_csv(index=False))
+    return path
 
 
 def learning_curves(cfg: Settings, fusion: str, inputs: str):
@@ -415,6 +441,7 @@ def ablation_tables(cfg: Settings) -> dict[str, pd.DataFrame]:
     built = results.build_tables(predictions, prepare.prepare_manifest(cfg).breasts, replicates=replicates,
                                  seeds=replicate_seeds(cfg) if replicates else None)
     results.write_tables(built, tables_dir(cfg))
+    write_training_record(cfg)
     keep_figure(cfg, plots.roc_figure(predictions, "test"), "fig4_roc")
     return {
         "table3": built["table3_le"], "table4": built["table4_cem"], "table5": built["table5_delong"],
@@ -456,7 +483,7 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
         tracking.note(f"model {k} of {count}: {model_label(fusion, inputs)}, {EXTERNAL_NAMES[name]}")
         manifest, cache = prepare_external(cfg, name)
         composition = class_composition(manifest)
-        composition.insert(0, "dataset", EXTERNAL_NAMES[name])
+        composition.insert(0, "dataset", dataset_label(cfg, name))
         compositions.append(composition)
         checkpoint = train_model(cfg, fusion, inputs, *internal)
         scores = score_model(cfg, checkpoint, fusion, inputs, manifest, cache, None, name)
@@ -471,7 +498,7 @@ def external_validation(cfg: Settings) -> dict[str, Any]:
     figure = Figure(figsize=(9, 4.2), layout="constrained")
     for ax, frame, name in zip(figure.subplots(1, 2), frames, EXTERNAL_MODELS, strict=True):
         inputs = "LE" if frame["model"].iloc[0].startswith("LE") else "CEM"
-        title = f"{frame['dataset'].iloc[0]} ({frame['model'].iloc[0]})"
+        title = f"{dataset_label(cfg, name)}\n{model_name(*EXTERNAL_MODELS[name], form='label')}"
         plots.roc_panel(ax, frame, inputs, "external", title, fusions=(EXTERNAL_MODELS[name][0],))
     keep_figure(cfg, figure, "external_roc")
     return {"composition": pd.concat(compositions, ignore_index=True), "table": results["external"],

@@ -176,8 +176,14 @@ def intensity_histograms(manifests: Mapping[str, object],
     else:
         per_dataset = {name: settings or default for name in manifests}
     names = list(manifests)
-    fig = Figure(figsize=(3.2 * (len(names) + 1), 3.0), layout="constrained")
-    axes = fig.subplots(1, len(names) + 1, squeeze=False)[0]
+    columns = 2
+    rows = (len(names) + 1 + columns - 1) // columns
+    fig = Figure(figsize=(7.0, 2.7 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False)
+    axes = list(grid.ravel())
+    for spare in axes[len(names) + 1:]:
+        spare.set_axis_off()
+    axes = axes[: len(names) + 1]
     for ax, name in zip(axes, names, strict=False):
         processed = {"LE": [], "DES": []}
         raw = {"LE": [], "DES": []}
@@ -202,9 +208,14 @@ def intensity_histograms(manifests: Mapping[str, object],
                 axes[-1].hist(np.concatenate(processed[energy]), bins=bins, range=(0, 1), histtype="step",
                               density=True, linestyle=style, label=f"{name} {energy}")
         ax.set_title(f"{name}: raw grey levels", fontsize=9)
-        ax.set_yticks([])
-        ax.legend(fontsize=7)
+        ax.set(xlabel="raw grey level (the detector's units)", ylabel="share of tissue pixels")
+        ax.legend(fontsize=8)
     axes[-1].set_title("after preprocessing (network input)", fontsize=9)
-    axes[-1].set_yticks([])
-    axes[-1].legend(fontsize=6)
+    axes[-1].set(xlabel="preprocessed value (0 to 1)", ylabel="share of tissue pixels")
+    axes[-1].legend(fontsize=7, framealpha=0.85)
+    for ax in axes:
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+        ax.set_yticks([])  # densities of different units: their shapes compare, their heights do not
     return fig
