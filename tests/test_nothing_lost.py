@@ -22,18 +22,10 @@ from cemlib.data.datasets import PatientDataset
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.settings import PreprocessSettings
 from tests.test_cache import make_manifest
+from tests.test_verb_outputs import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_FILES = ("images.csv", "breasts.csv", "exclusions.csv", "manifest.json")
-
-
-def one_line_error(capsys, verb: str) -> str:
-    """stderr of a failed verb, progress bars aside: exactly one line, `cem VERB: error: ...`; returned."""
-    lines = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.strip()]
-    shown = [line for line in lines if not re.match(r"^\w[\w ]*:\s+\d+%\|", line)]
-    assert len(shown) == 1, lines
-    assert shown[0].startswith(f"cem {verb}: error: "), shown
-    return shown[0]
 
 
 def digests(folder: Path) -> dict[str, str]:
