@@ -2,6 +2,7 @@
 enhancement where the findings are and loses it when told the wrong places."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -74,3 +75,16 @@ def test_ceiling_table_reports_both_inputs_at_both_sizes(cohort):
 
 def test_real_data_without_outlines_has_no_ceiling(tmp_path):
     assert ceiling.read_lesions(tmp_path) is None
+
+
+def test_a_split_too_small_to_cross_validate_gives_no_auc(cohort):
+    """One malignant breast cannot be cross-validated: the row says so (no AUC) instead of failing."""
+    manifest = cohort["manifest"]
+    breasts = manifest.breasts
+    malignant = breasts[breasts["label"] == 1]["patient_id"].iloc[0]
+    benign = sorted(set(breasts["patient_id"]) - set(breasts.loc[breasts["label"] == 1, "patient_id"]))[:2]
+    keep = breasts["patient_id"].isin([malignant, *benign])
+    small = replace(manifest, breasts=breasts.assign(split=np.where(keep, "test", "train")))
+    lesions = ceiling.read_lesions(cohort["root"])
+    table = ceiling.ceiling_table(small, lesions, PreprocessSettings(size=(128, 64)))
+    assert table["auc"].isna().all() and (table["malignant"] >= 1).all()

@@ -214,3 +214,28 @@ def test_training_logs_are_read_where_the_training_stages_write_them(tmp_path):
     logs = runfacts.training_logs(tmp_path)
     assert set(zip(logs["model"], logs["stage"], strict=True)) == {("cem_stage1", "stage1"),
                                                                    ("cem_mf_concat", "stage2")}
+
+
+def _ceiling(cem: float, le: float, half: float = 0.08) -> pd.DataFrame:
+    rows = [("network input 128 x 64", inputs, 180, 63, auc, auc - half, min(auc + half, 1.0))
+            for inputs, auc in (("LE", le), ("CEM", cem))]
+    columns = ["resolution", "inputs", "breasts", "malignant", "auc", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_the_ceiling_sentence_sets_the_best_model_against_what_the_images_allow(cem_wins):
+    """A phantom whose best reader stays far under real CEM reading is called harder than real exams; one
+    that reaches it is not; the best CEM model is placed below or within the reader's CI as it lies."""
+    from dataclasses import replace
+
+    hard = narrative.ceiling_sentence(replace(cem_wins, ceiling=_ceiling(0.74, 0.65)))
+    easy = narrative.ceiling_sentence(replace(cem_wins, ceiling=_ceiling(0.97, 0.90)))
+    assert "reaches a per-breast AUC of 0.74 (0.66-0.82) from LE and DES and 0.65" in hard
+    assert "harder than real exams" in hard and "harder than real exams" not in easy
+    best_auc = max(cem_wins.metric(m, "auc")["estimate"] for m in vocab.MODELS if m.startswith("CEM"))
+    assert 0.9 < best_auc < 0.98  # the learning CEM models of this run
+    assert f"reaches {best_auc:.2f}, above that reader's CI" in hard
+    assert f"reaches {best_auc:.2f}, within that reader's CI" in easy
+    tight = narrative.ceiling_sentence(replace(cem_wins, ceiling=_ceiling(0.995, 0.9, half=0.005)))
+    assert f"reaches {best_auc:.2f}, below that reader's CI" in tight
+    assert narrative.ceiling_sentence(cem_wins) == ""  # no ceiling table (real data): no sentence

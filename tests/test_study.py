@@ -35,7 +35,7 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     assert all(r.status == "ran" and r.output.exists() for r in results)
     assert (root / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
     page = (root / "reports" / "report.html").read_text()
-    assert "Table 4" in page
+    assert "Table 4" in page and "image-attainable ceiling" in page
     env = json.loads((root / "reports" / "environment.json").read_text())
     assert env["torch"]["version"] in page and env["cpu"]["model"] in page  # the title page shows it
     assert env["kernel_variables"]["MKL_CBWR"] == "COMPATIBLE" and "numpy" in env["packages"]
@@ -58,7 +58,7 @@ def test_tables_hold_sane_values(study_run):
     assert len(internal) >= 8
     for name in ("table1_characteristics", "table2_patient_classes", "table3_le", "table4_cem",
                  "table5_delong", "table_external", "table_birads_groups", "table_confusion",
-                 "table_density", "scorecard", "pointing_game", "fig1_flow_counts"):
+                 "table_density", "scorecard", "pointing_game", "fig1_flow_counts", "image_ceiling"):
         for suffix in ("csv", "md", "tex"):
             assert (root / "reports" / "tables" / f"{name}.{suffix}").exists(), (name, suffix)
 

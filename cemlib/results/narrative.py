@@ -18,6 +18,7 @@ import pandas as pd
 
 from cemlib.core.vocab import (
     DATASET_LABELS,
+    MODELS,
     PAPER_INPUT_SIZE,
     dataset_key,
     dataset_name,
@@ -397,6 +398,9 @@ def limitations(run: RunFacts) -> list[str]:
     elif run.training is None:
         points.append("The per-epoch training logs were not found beside this report, so whether a "
                       "learning curve stayed flat is not stated here (see the figure of notebook 02).")
+    ceiling = ceiling_sentence(run)
+    if ceiling:
+        points.append(ceiling)
     for note in weak_holds(run):
         points.append(f"\"{note.claim}\" holds between two weak models (AUC {note.first_auc:.2f} and "
                       f"{note.second_auc:.2f}, both below {WEAK_AUC:.2f}); the verdict says little about "
@@ -412,6 +416,39 @@ def limitations(run: RunFacts) -> list[str]:
                   "tuned on this run; the operating-point tables show thresholds fixed on the validation "
                   "split.")
     return [p for p in points if p]
+
+
+#: Per-breast AUC that reading real CEM reaches (the paper's model and published reader studies).
+REAL_CEM_AUC = (0.90, 0.96)
+
+
+def ceiling_sentence(run: RunFacts) -> str:
+    """The image-attainable ceiling beside the best CEM model, and what it says about the data ('' without
+    the ceiling table)."""
+    table = run.ceiling
+    if table is None or table.empty:
+        return ""
+    at_input = table[table["resolution"].str.startswith("network input")]
+    rows = {r.inputs: r for r in (at_input if not at_input.empty else table).itertuples()}
+    if "CEM" not in rows:
+        return ""
+    cem, le = rows["CEM"], rows.get("LE")
+    rows_auc = {m: run.metric(m, "auc") for m in MODELS if m.startswith("CEM")}
+    aucs = {m: float(r["estimate"]) for m, r in rows_auc.items() if r is not None}
+    best = max(aucs, key=aucs.get) if aucs else None
+    le_text = f" and {le.auc:.2f} ({le.ci_low:.2f}-{le.ci_high:.2f}) from LE alone" if le is not None else ""
+    text = (f"A reader told where every finding is, measuring contrast and area, reaches a per-breast AUC of "
+            f"{cem.auc:.2f} ({cem.ci_low:.2f}-{cem.ci_high:.2f}) from LE and DES{le_text} at the network's "
+            "input size on the internal test set")
+    if best is not None:
+        place = "below" if aucs[best] < cem.ci_low else ("above" if aucs[best] > cem.ci_high else "within")
+        text += (f"; the best CEM model, {model_label(best)}, reaches {aucs[best]:.2f}, {place} that "
+                 "reader's CI")
+    text += "."
+    if cem.ci_high < REAL_CEM_AUC[0]:
+        text += (f" Reading real CEM reaches {REAL_CEM_AUC[0]:.2f}-{REAL_CEM_AUC[1]:.2f}: these images are "
+                 "harder than real exams, so this run's AUCs cannot be set against the paper's.")
+    return text
 
 
 def _replicate_limitation(run: RunFacts) -> str:

@@ -345,6 +345,8 @@ CAPTIONS = {
     "clustering": "The unit of analysis: CIs that ignore and that respect the patient",
     "errors": "The most confident errors",
     "pointing_game": "Grad-CAM++ pointing game, internal test set",
+    "image_ceiling": ("Per-breast AUC (DeLong 95% CI) of a reader told where every finding is, from LE and "
+                      "DES contrast and area, cross-validated by patient, internal test set"),
     "occlusion": "Lesion occlusion of correctly called malignant breasts, internal test set",
     "replicates": "Spread of each metric across replicates (training seeds)",
 }

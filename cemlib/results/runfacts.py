@@ -57,6 +57,7 @@ class RunFacts:
     pointing: pd.DataFrame | None = None
     occlusion: pd.DataFrame | None = None
     flow: pd.DataFrame | None = None
+    ceiling: pd.DataFrame | None = None  # image_ceiling.csv: a reader told where every finding is
     ci_method: str = "clopper-pearson"
     level: float = 0.95
 
@@ -165,7 +166,8 @@ def load_run(reports: str | Path, profile: Mapping[str, Any] | None = None,
     base = setting(profile, "train.seed", setting(profile, "seed", 0)) or 0
     return facts_from_tables(
         {stem: _read(tables, stem) for stem in ("scorecard", "replicates", "table2_patient_classes",
-                                                 "pointing_game", "occlusion", "fig1_flow_counts")}
+                                                 "pointing_game", "occlusion", "fig1_flow_counts",
+                                                 "image_ceiling")}
         | {"metrics": metrics}, profile=profile, training=training, check_outcome=outcome,
         replicate_count=count, seeds=tuple(int(base) + k for k in range(count)))
 
@@ -187,7 +189,8 @@ def facts_from_tables(tables: Mapping[str, pd.DataFrame | None], profile: Mappin
         check=check_outcome, synthetic=setting(profile, "data.dataset", "synthetic") == "synthetic",
         replicas=replica_flags(profile), settings=profile_facts(profile),
         cohort=tables.get("table2_patient_classes"), pointing=tables.get("pointing_game"),
-        occlusion=tables.get("occlusion"), flow=tables.get("fig1_flow_counts"))
+        occlusion=tables.get("occlusion"), flow=tables.get("fig1_flow_counts"),
+        ceiling=tables.get("image_ceiling"))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -141,12 +141,21 @@ def _findings(lesions: pd.DataFrame, patient: str, side: str, view: str) -> pd.D
     return lesions[keep]
 
 
+def can_cross_validate(measures: pd.DataFrame) -> bool:
+    """Whether patient-grouped folds can each train on both classes: two patients with a malignant breast
+    and two with a benign one at least (fewer leave the row without an AUC)."""
+    if measures.empty:
+        return False
+    patients = measures.groupby("label")["patient_id"].nunique()
+    return len(patients) == 2 and int(patients.min()) >= 2
+
+
 def reader_scores(measures: pd.DataFrame, inputs: str, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold malignancy scores of a logistic-regression reader on the input type's measures."""
     columns = list(FEATURES[inputs])
     x, y = measures[columns].to_numpy(float), measures["label"].to_numpy(int)
     groups = measures["patient_id"].to_numpy()
-    splits = min(folds, int(np.bincount(y).min()))
+    splits = min(folds, int(measures.groupby("label")["patient_id"].nunique().min()))
     scores = np.full(len(y), np.nan)
     cv = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed)
     for train, test in cv.split(x, y, groups):
@@ -166,9 +175,11 @@ def ceiling_table(manifest: Manifest, lesions: pd.DataFrame, settings: Preproces
     rows = []
     for resolution, used in (("stored images", None), (f"network input {height} x {width}", settings)):
         measures = breast_measures(manifest, lesions, patients, used)
+        y = measures["label"].to_numpy(int) if len(measures) else np.zeros(0, int)
+        enough = can_cross_validate(measures)
         for inputs in FEATURES:
-            y = measures["label"].to_numpy(int)
-            interval = stats.auc_ci(y, reader_scores(measures, inputs, seed=seed))
+            interval = (stats.auc_ci(y, reader_scores(measures, inputs, seed=seed)) if enough
+                        else stats.Interval(*[np.nan] * 3))
             rows.append({"resolution": resolution, "inputs": inputs, "breasts": len(y),
                          "malignant": int(y.sum()), "auc": interval.estimate, "ci_low": interval.low,
                          "ci_high": interval.high})
