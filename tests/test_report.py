@@ -150,3 +150,22 @@ def test_raw_qc_panels_are_windowed_on_the_breast_not_the_background():
     tidy_qc_figure(figure, "P-1")
     assert ax.get_title() == "LCC\nDES raw" and figure.get_suptitle() == "P-1"
     assert ax.get_images()[0].get_clim() == pytest.approx((low, high))
+
+
+def test_the_summary_picture_is_the_report_page_it_names(tmp_path):
+    """page_picture renders the asked page of a PDF (pdfium), at the width asked, with its text dark on
+    white: the README's picture of a report page is the report's own page."""
+    import weasyprint
+    from PIL import Image
+
+    from cemlib.results.report import page_picture
+
+    html = ("<html><body><h1>Title page</h1><div style='page-break-after: always'></div>"
+            "<h1 style='font-size: 60pt'>Summary</h1><p>" + "line of text " * 200 + "</p></body></html>")
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(weasyprint.HTML(string=html).write_pdf())
+    first, second = (Image.open(page_picture(pdf, tmp_path / f"p{k}.png", page=k, width_px=600)).convert("L")
+                     for k in (0, 1))
+    assert first.size[0] == second.size[0] == 600 and first.size[1] > 800
+    dark = [sum(1 for v in image.getdata() if v < 128) for image in (first, second)]
+    assert dark[1] > 3 * dark[0] > 0  # the summary page holds far more text than the title page

@@ -34,6 +34,7 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     assert [r.name for r in results] == list(pipeline.STEPS)
     assert all(r.status == "ran" and r.output.exists() for r in results)
     assert (root / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert (root / "reports" / "report-summary.png").stat().st_size > 10_000  # the README's picture
     page = (root / "reports" / "report.html").read_text()
     assert "Table 4" in page and "image-attainable ceiling" in page
     env = json.loads((root / "reports" / "environment.json").read_text())

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cemlib.core.environment import ENVIRONMENT_FILE, describe_environment, environment_facts
-from cemlib.core.fileio import atomic_write_bytes, atomic_write_text
+from cemlib.core.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from cemlib.core.vocab import model_label
 from cemlib.results import narrative
 from cemlib.results.runfacts import RunFacts, load_run
@@ -369,8 +369,29 @@ def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
     return pdf_path
 
 
+#: The page of report.pdf a picture of the report shows (0: the title page, 1: the summary).
+SUMMARY_PAGE = 1
+SUMMARY_PICTURE = "report-summary.png"
+
+
+def page_picture(pdf_path: Path, png_path: Path, page: int = SUMMARY_PAGE, width_px: int = 900) -> Path:
+    """One page of a PDF as a PNG `width_px` wide (pdfium's rendering), e.g. the summary for a README."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(str(pdf_path))
+    try:
+        pdf_page = document[min(page, len(document) - 1)]
+        image = pdf_page.render(scale=width_px / pdf_page.get_width()).to_pil()
+    finally:
+        document.close()
+    with atomic_path(png_path) as tmp:
+        image.convert("RGB").save(tmp, format="PNG", optimize=True)
+    return png_path
+
+
 def export_report(profile: dict[str, Any], executed: list[Path]) -> dict[str, Path]:
-    """Write reports/<profile>/report.html and report.pdf from the executed notebooks."""
+    """Write reports/<profile>/report.html, report.pdf and a picture of its summary page from the executed
+    notebooks."""
     if not executed:
         raise FileNotFoundError("no executed notebooks to build a report from")
     reports = Path(profile["reports"])
@@ -379,4 +400,5 @@ def export_report(profile: dict[str, Any], executed: list[Path]) -> dict[str, Pa
     html_path = reports / "report.html"
     atomic_write_text(html_path, report_html(profile, executed, env=env))
     pdf_path = html_to_pdf(html_path, reports / "report.pdf")
-    return {"html": html_path, "pdf": pdf_path}
+    picture = page_picture(pdf_path, reports / SUMMARY_PICTURE)
+    return {"html": html_path, "pdf": pdf_path, "summary": picture}
