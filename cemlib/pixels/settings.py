@@ -83,18 +83,10 @@ class PreprocessSettings:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
         if self.des_window not in DES_WINDOWS:
             raise ValueError(f"des_window must be one of {DES_WINDOWS}, got {self.des_window!r}")
-        if self.des_window_range is not None:
-            des_range = tuple(float(v) for v in self.des_window_range)
-            if len(des_range) != 2 or not des_range[0] < des_range[1]:
-                raise ValueError(f"des_window_range must be (low, high) with low < high, got "
-                                 f"{self.des_window_range!r}")
-            object.__setattr__(self, "des_window_range", des_range)
-        if self.detector_range is not None:
-            detector = tuple(float(v) for v in self.detector_range)
-            if len(detector) != 2 or not detector[0] < detector[1]:
-                raise ValueError(f"detector_range must be (low, high) with low < high, got "
-                                 f"{self.detector_range!r}")
-            object.__setattr__(self, "detector_range", detector)
+        for name in ("des_window_range", "detector_range"):
+            given = getattr(self, name)
+            if given is not None:
+                object.__setattr__(self, name, _value_range(name, given))
         if self.window_source not in WINDOW_SOURCES:
             raise ValueError(f"window_source must be one of {WINDOW_SOURCES}, got {self.window_source!r}")
         if not 0.0 < float(self.peak_fraction) < 1.0:
@@ -137,3 +129,11 @@ class PreprocessSettings:
         section = dict(profile.get("preprocess") or {})
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in section.items() if k in names})
+
+
+def _value_range(name: str, given) -> tuple[float, float]:
+    """A (low, high) setting as floats; ValueError naming it unless low < high."""
+    values = tuple(float(v) for v in given)
+    if len(values) != 2 or not values[0] < values[1]:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {given!r}")
+    return values
