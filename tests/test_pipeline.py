@@ -160,3 +160,22 @@ def test_a_step_that_reused_its_files_still_answers_for_them(tiny_study, tmp_pat
     model.unlink()
     assert [r.status for r in run(notebooks, profile)] == ["ran", "ran"]
     assert model.exists() and log.read_text() == "ababab"
+
+
+def test_socket_folders_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    """A kill -9 of `cem reproduce` skips the cleanup of its kernel socket folder; the next run removes
+    the folders whose run is gone and leaves those of runs still alive (this process) alone."""
+    import os
+    import subprocess
+    import sys as _sys
+
+    gone = subprocess.run([_sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = tmp_path / f"{pipeline.SOCKET_PREFIX}{int(gone.stdout)}-abc"
+    alive = tmp_path / f"{pipeline.SOCKET_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "cem-kernel-notapid"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+    (dead / "k-1").write_text("")
+    assert pipeline.remove_orphan_socket_dirs(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()

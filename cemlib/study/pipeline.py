@@ -274,16 +274,43 @@ def _record_artifacts(state: dict[str, Any], name: str, before: dict[str, tuple[
     records[name] = {"files": sorted(mine), "digest": _stats_digest(mine)}
 
 
+#: Kernel socket folders in the temporary folder: cem-kernel-<pid of the run>-<random>.
+SOCKET_PREFIX = "cem-kernel-"
+
+
+def remove_orphan_socket_dirs(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Delete the kernel socket folders of runs that are gone (a kill -9 skips the cleanup); return them."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SOCKET_PREFIX}*-*"):
+        pid = path.name[len(SOCKET_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def ipc_kernel_manager() -> Iterator[type]:
     """A kernel manager class talking to the kernel over local sockets (not unencrypted TCP ports).
 
     The sockets live in a private temporary folder (not the working folder, which may be read-only),
-    removed when the block ends.
+    removed when the block ends; folders a killed run left behind are removed first.
     """
     from jupyter_client.manager import AsyncKernelManager
 
-    socket_dir = tempfile.mkdtemp(prefix="cem-kernel-")
+    remove_orphan_socket_dirs()
+    socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-")
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
