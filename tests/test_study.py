@@ -45,6 +45,8 @@ def test_every_notebook_ran_and_the_report_exists(study_run):
     for figure in figures:
         assert (root / "reports" / "figures" / f"{figure}.png").stat().st_size > 1000
         assert (root / "reports" / "figures" / f"{figure}.pdf").exists()
+    cams = [p.name for p in (root / "reports" / "figures").glob("fig[56]_cams_*.png")]
+    assert all(name.startswith("fig5_cams_internal") == ("_internal_" in name) for name in cams), cams
 
 
 def test_tables_hold_sane_values(study_run):

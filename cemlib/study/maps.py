@@ -170,12 +170,12 @@ def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
             figure = cams.plot_exam_cams(item["x"], explained["own"], explained["scores"])
             # Only the study's pseudonym: a manifest id can be a folder name (GE layout).
             case = report.pseudonym(manifest.dataset, item["patient_id"])
-            where = "internal test set" if name == "internal" else dataset_label(cfg, name)
-            figure.suptitle(f"{where}: case {case}", fontsize=10)
-            number = 5 if where == "internal" else 6
+            shown_as = "internal test set" if name == "internal" else dataset_label(cfg, name)
+            figure.suptitle(f"{shown_as}: case {case}", fontsize=10)
+            number = 5 if name == "internal" else 6
             figures.append(keep_figure(cfg, figure, f"fig{number}_cams_{name}_{shown + 1}"))
             shown += 1
         if shown == 0:
-            where = "Internal test set" if name == "internal" else dataset_label(cfg, name).capitalize()
-            print(f"{where}: no correctly called malignant exam in this run, so no Grad-CAM++ figure.")
+            shown_as = "Internal test set" if name == "internal" else dataset_label(cfg, name).capitalize()
+            print(f"{shown_as}: no correctly called malignant exam in this run, so no Grad-CAM++ figure.")
     return figures
