@@ -239,3 +239,10 @@ def test_the_ceiling_sentence_sets_the_best_model_against_what_the_images_allow(
     tight = narrative.ceiling_sentence(replace(cem_wins, ceiling=_ceiling(0.995, 0.9, half=0.005)))
     assert f"reaches {best_auc:.2f}, below that reader's CI" in tight
     assert narrative.ceiling_sentence(cem_wins) == ""  # no ceiling table (real data): no sentence
+
+
+def test_the_ceiling_table_is_shown_with_its_auc_and_ci_in_one_cell(cem_wins):
+    shown = presentation.shown_table("image_ceiling", _ceiling(0.74, 0.65), cem_wins)
+    assert list(shown.table.columns) == ["Images", "Inputs", "Breasts", "Malignant", "AUC (95% CI)"]
+    assert shown.table["AUC (95% CI)"].tolist() == ["0.65 (0.57, 0.73)", "0.74 (0.66, 0.82)"]
+    assert "reader told where every finding is" in shown.caption

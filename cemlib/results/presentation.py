@@ -19,7 +19,7 @@ from cemlib.core.vocab import dataset_key, model_label
 from cemlib.results.claims import EQUIVALENCE_MARGIN, IODINE, MIN_CASES, NOT_ESTIMABLE
 from cemlib.results.narrative import CI_METHODS, dataset_text
 from cemlib.results.runfacts import EXTERNAL_MODELS, MAIN_MODEL, RunFacts
-from cemlib.results.tables import NOT_AVAILABLE
+from cemlib.results.tables import NOT_AVAILABLE, format_ci
 
 #: Marks of a value that is not there, as the tables of earlier runs wrote them; all shown as NOT_AVAILABLE.
 ABSENT = {"", "missing", "nan", "NaN", "None", "n/a"}
@@ -364,10 +364,17 @@ def _main_models_only(stem: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return lambda out: out[out["Model"].isin(wanted)] if "Model" in out.columns else out
 
 
+def ceiling_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The image-attainable ceiling with its AUC and CI in one cell, as the paper prints AUCs."""
+    auc = [format_ci(r.auc, r.ci_low, r.ci_high) for r in table.itertuples()]
+    return pd.DataFrame({"Images": table["resolution"].str.capitalize(), "Inputs": table["inputs"],
+                         "Breasts": table["breasts"], "Malignant": table["malignant"], "AUC (95% CI)": auc})
+
+
 def shown_table(stem: str, table: pd.DataFrame, run: RunFacts) -> Shown:
     """A table of the run (its CSV, by file stem) as the report shows it."""
     kind = _kind(stem)
-    out = named(table, run)
+    out = named(ceiling_shown(table) if kind == "image_ceiling" else table, run)
     if kind == "subgroups":
         out = _main_models_only(stem)(out)
     if kind in ("pointing_game", "occlusion"):

@@ -67,7 +67,7 @@ OUTLINE: dict[tuple[str, str | None], tuple[Item, ...]] = {
     ("01", "QC: raw vs preprocessed"): (F("qc_preprocessing*"),),
     ("01", "Internal and external images"): (F("intensity_histograms"),),
     ("01", "What the loader serves"): (F("loader_batch"),),
-    ("01", "What a reader can see: the image-attainable ceiling"): (T("image_ceiling"), N),
+    ("01", "What a reader can see: the image-attainable ceiling"): (T("image_ceiling"),),
     ("02", "Learning curves"): (F("learning_curves_*"), N),
     ("03", "Table 3: LE inputs"): (T("table3_le"),),
     ("03", "Table 4: CEM inputs"): (T("table4_cem"),),
