@@ -242,7 +242,7 @@ def test_the_ceiling_sentence_sets_the_best_model_against_what_the_images_allow(
 
 
 def test_the_ceiling_table_is_shown_with_its_auc_and_ci_in_one_cell(cem_wins):
-    shown = presentation.shown_table("image_ceiling", _ceiling(0.74, 0.65), cem_wins)
+    shown = presentation.shown_table("image_ceiling", _ceiling(0.74, 0.65).astype(str), cem_wins)  # as read
     assert list(shown.table.columns) == ["Images", "Inputs", "Breasts", "Malignant", "AUC (95% CI)"]
     assert shown.table["AUC (95% CI)"].tolist() == ["0.65 (0.57, 0.73)", "0.74 (0.66, 0.82)"]
     assert "reader told where every finding is" in shown.caption

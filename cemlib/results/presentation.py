@@ -366,7 +366,8 @@ def _main_models_only(stem: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 def ceiling_shown(table: pd.DataFrame) -> pd.DataFrame:
     """The image-attainable ceiling with its AUC and CI in one cell, as the paper prints AUCs."""
-    auc = [format_ci(r.auc, r.ci_low, r.ci_high) for r in table.itertuples()]
+    values = table[["auc", "ci_low", "ci_high"]].apply(pd.to_numeric, errors="coerce")  # CSV cells are text
+    auc = [format_ci(*row) for row in values.itertuples(index=False)]
     return pd.DataFrame({"Images": table["resolution"].str.capitalize(), "Inputs": table["inputs"],
                          "Breasts": table["breasts"], "Malignant": table["malignant"], "AUC (95% CI)": auc})
 
