@@ -446,8 +446,10 @@ def ceiling_sentence(run: RunFacts) -> str:
                  "reader's CI")
     text += "."
     if cem.ci_high < REAL_CEM_AUC[0]:
-        text += (f" Reading real CEM reaches {REAL_CEM_AUC[0]:.2f}-{REAL_CEM_AUC[1]:.2f}: these images are "
-                 "harder than real exams, so this run's AUCs cannot be set against the paper's.")
+        low, high = REAL_CEM_AUC
+        text += (f" Reading real CEM reaches {low:.2f}-{high:.2f}, far above what this "
+                 "reader attains here (a lower bound on what the images allow): these images are harder than "
+                 "real exams, so this run's AUCs cannot be set against the paper's.")
     return text
 
 
