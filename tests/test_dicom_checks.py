@@ -211,18 +211,20 @@ def test_profile_section_takes_the_detector_range():
     assert section.detector_range == (1000.0, 5000.0)
 
 
-def _exam_files(folder: Path, phantom, lie: str | None) -> list[dict]:
+def _exam_files(folder: Path, phantom, lie: str | None, salt: int = 0) -> list[dict]:
+    """The eight images of one exam; one background pixel marks each (`salt`: the patient), so no two
+    images of the study are copies (the manifest excludes copies)."""
     rows = []
-    for side in "LR":
-        for view in ("CC", "MLO"):
-            for energy in ("LE", "DES"):
-                pixels = phantom[energy] if side == "L" else phantom[energy][:, ::-1]
-                path = folder / f"{side}_{view}_{energy}.dcm"
-                if lie and (side, view, energy) == ("L", "CC", "DES"):
-                    LIES[lie][0](path, pixels, energy)
-                else:
-                    write(path, pixels, energy, side, view)
-                rows.append({"side": side, "view": view, "energy": energy, "path": path})
+    views = [(side, view, energy) for side in "LR" for view in ("CC", "MLO") for energy in ("LE", "DES")]
+    for k, (side, view, energy) in enumerate(views):
+        pixels = (phantom[energy] if side == "L" else phantom[energy][:, ::-1]).copy()
+        pixels[0, 8 * salt + k] += 1
+        path = folder / f"{side}_{view}_{energy}.dcm"
+        if lie and (side, view, energy) == ("L", "CC", "DES"):
+            LIES[lie][0](path, pixels, energy)
+        else:
+            write(path, pixels, energy, side, view)
+        rows.append({"side": side, "view": view, "energy": energy, "path": path})
     return rows
 
 
@@ -231,8 +233,8 @@ def test_lying_des_headers_exclude_their_patient_in_the_cache_build(tmp_path: Pa
 
     patients = {"P0": None, **{f"P{i + 1}": lie for i, lie in enumerate(LIES)}}
     images = []
-    for patient, lie in patients.items():
-        for row in _exam_files(tmp_path / patient, phantom, lie):
+    for salt, (patient, lie) in enumerate(patients.items()):
+        for row in _exam_files(tmp_path / patient, phantom, lie, salt):
             images.append({**row, "patient_id": patient, "path": row["path"].relative_to(tmp_path).as_posix(),
                            "rows": phantom["LE"].shape[0], "cols": phantom["LE"].shape[1]})
     breasts = [{"patient_id": p, "side": s, "label": 0} for p in patients for s in "LR"]
