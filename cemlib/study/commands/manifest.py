@@ -17,17 +17,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of `cem manifest`."""
     parser.add_argument("target", nargs="?",
                         help="dataset folder (layout auto-detected), or a layout name "
-                             "(ge, mfmodel, cddcesm, inbreast) used with --root")
-    parser.add_argument("--root", help="dataset folder when TARGET names the layout")
+                             "(ge, mfmodel, cddcesm, inbreast) used with --root (default: none; give it "
+                             "unless --verify)")
+    parser.add_argument("--root", help="dataset folder when TARGET names the layout (default: TARGET itself)")
     parser.add_argument("--out", help="manifest folder to write (default: DATASET/manifest)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient-level split (default 0)")
     parser.add_argument("--split", nargs=3, type=float, default=list(DEFAULT_RATIOS),
                         metavar=("TRAIN", "VAL", "TEST"), help="split ratios (default 0.7 0.1 0.2)")
     parser.add_argument("--dataset", help="dataset name written into the tables (default: from the layout)")
-    parser.add_argument("--workers", type=non_negative_int, default=None, help="threads for reading files")
+    parser.add_argument("--workers", type=non_negative_int, default=None,
+                        help="threads for reading files (default: CPU cores + 2, at most 8)")
     parser.add_argument("--verify", metavar="MANIFEST_DIR",
                         help="check the files of an existing manifest against its sha256 column (the full "
-                             "check; every use of a manifest runs a sampled one)")
+                             "check; every use of a manifest runs a sampled one; default: build a manifest "
+                             "instead)")
     parser.add_argument("--no-view-check", action="store_true",
                         help="keep views whose pixels seem to contradict their CC/MLO tag (the check is "
                              "calibrated on synthetic images only)")

@@ -67,7 +67,9 @@ def run_cli(args: argparse.Namespace) -> int:
     """Fill the cache for a manifest; print what was built, skipped and failed."""
     settings, manifest_dir, cache_dir = settings_from_args(args)
     if not (manifest_dir / "images.csv").exists():
-        raise FileNotFoundError(f"no manifest in {manifest_dir} (run `cem manifest` first)")
+        where = "--manifest" if args.manifest else "data.manifest"
+        raise FileNotFoundError(f"{where}: no manifest in {manifest_dir} (run `cem manifest` first, or "
+                                "`cem reproduce`, which writes the profile's cohort and manifest)")
     check_output_folder(cache_dir)
     manifest = Manifest.load(manifest_dir)
     cache = TensorCache(cache_dir, settings)
