@@ -150,3 +150,12 @@ def test_clustering_table_of_a_model_that_separates_perfectly():
     assert (table["Clustered / DeLong CI width"] == evaluation.NOT_AVAILABLE).all()
     wide, narrow = stats.Interval(0.7, 0.6, 0.8), stats.Interval(0.7, 0.65, 0.75)
     assert evaluation.ci_width_ratio(wide, narrow) == pytest.approx(2)
+
+
+def test_the_clustering_sentence_names_datasets_as_a_reader_reads_them():
+    table = pd.DataFrame({"Dataset": ["cddcesm", "internal"], "Model": ["CEM MF fusion (concatenation)"] * 2,
+                          "Clustered CI wider": ["yes", "yes"]})
+    plain = evaluation.clustering_summary(table)
+    assert "(CDD-CESM)" in plain and "(internal test set)" in plain and "cddcesm" not in plain
+    named = evaluation.clustering_summary(table, {"cddcesm": "synthetic replica of CDD-CESM"})
+    assert "(synthetic replica of CDD-CESM)" in named

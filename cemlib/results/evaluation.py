@@ -10,12 +10,12 @@ fitted on the same model's internal validation split only, then applied unchange
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from cemlib.core.vocab import model_label
+from cemlib.core.vocab import DATASET_LABELS, model_label
 from cemlib.results import calibration, clustered, decision, stats
 from cemlib.results.report import pseudonym
 from cemlib.results.tables import MISSING, NOT_AVAILABLE, format_ci
@@ -340,12 +340,14 @@ def clustering_table(predictions: pd.DataFrame, where: str = "internal", level: 
     return pd.DataFrame(rows, columns=columns)
 
 
-def clustering_summary(table: pd.DataFrame) -> str:
-    """One sentence on where the clustered CI is wider than the per-breast DeLong CI."""
+def clustering_summary(table: pd.DataFrame, names: Mapping[str, str] | None = None) -> str:
+    """One sentence on where the clustered CI is wider than the per-breast DeLong CI; `names` shows each
+    dataset key as the reader reads it (e.g. 'synthetic replica of CDD-CESM')."""
     if table.empty or "Clustered CI wider" not in table or table["Clustered CI wider"].isna().all():
         return "No model had both classes to estimate a clustered CI."
     wider = table[table["Clustered CI wider"] == "yes"]
-    names = ", ".join(f"{r.Model} ({r.Dataset})" for r in wider.itertuples())
+    shown = {**DATASET_LABELS, **(names or {})}
+    names = ", ".join(f"{r.Model} ({shown.get(r.Dataset, r.Dataset)})" for r in wider.itertuples())
     total = int(table["Clustered CI wider"].notna().sum())
     return (f"The clustered (Obuchowski) CI is wider than the per-breast DeLong CI for {len(wider)} of "
             f"{total} model(s)" + (f": {names}." if names else "."))

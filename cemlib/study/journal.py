@@ -126,7 +126,7 @@ def journal_evaluation(cfg: Settings, where: str = "internal") -> dict[str, Any]
     shown = subgroups[subgroups["Model"].isin({model_label(m) for m in main})]
     steps.keep_figure(cfg, plots.forest_plot(shown, f"AUC by subgroup ({where})", names), f"forest_{where}")
     return {**written, "subgroups_main": shown.drop(columns=["auc", "low", "high"]),
-            "clustering_note": evaluation.clustering_summary(clustering), "errors_full": errors}
+            "clustering_note": evaluation.clustering_summary(clustering, names), "errors_full": errors}
 
 
 def failure_gallery(cfg: Settings, errors: pd.DataFrame, where: str = "internal",
