@@ -18,7 +18,7 @@ resize, so the measures are area-weighted means of what the network sees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from cemlib.core.settings import Settings
 from cemlib.core.views import SIDES, VIEWS
 from cemlib.data.manifest import Manifest
 from cemlib.pixels.imaging import exam_des_bounds, preprocess_mask, preprocess_pair, read_pixels
-from cemlib.pixels.settings import PreprocessSettings
+from cemlib.pixels.settings import RAW_RANGE, PreprocessSettings
 from cemlib.results import build as results
 from cemlib.results import stats
 from cemlib.study import prepare
@@ -112,27 +112,50 @@ def view_measures(le: np.ndarray, des: np.ndarray, findings: pd.DataFrame, side:
 
 def breast_measures(manifest: Manifest, lesions: pd.DataFrame, patients: Iterable[str],
                     settings: PreprocessSettings | None = None) -> pd.DataFrame:
-    """One row per breast of `patients`: label and the largest of each measure over its findings and views."""
+    """One row per breast of `patients`: label and the largest of each measure over its findings and views,
+    on the stored images (settings None) or at the network's input."""
+    return measures_at(manifest, lesions, patients, [settings])[0]
+
+
+def measures_at(manifest: Manifest, lesions: pd.DataFrame, patients: Iterable[str],
+                sizes: Sequence[PreprocessSettings | None]) -> list[pd.DataFrame]:
+    """`breast_measures` under each of `sizes`, every image read once for all of them."""
     images = manifest.images.set_index(["patient_id", "side", "view", "energy"])
     labels = manifest.breasts.set_index(["patient_id", "side"])["label"]
-    rows = []
+    expected = next((s.checked_range() for s in sizes if s is not None), RAW_RANGE)
+    rows: list[list[dict]] = [[] for _ in sizes]
     for patient in patients:
-        views = {(side, view): (read_pixels(manifest.image_path(images.loc[(patient, side, view, "LE")])),
-                                read_pixels(manifest.image_path(images.loc[(patient, side, view, "DES")])))
-                 for side in SIDES for view in VIEWS if (patient, side, view, "LE") in images.index}
-        bounds = None
-        if settings is not None:
-            bounds = exam_des_bounds([des for _, des in views.values()], settings)
-        for side in SIDES:
-            if (patient, side) not in labels.index:
-                continue
-            found = [m for (s, view), (le, des) in views.items() if s == side
-                     for m in view_measures(le, des, _findings(lesions, patient, side, view), side, settings,
-                                            bounds)]
-            best = {key: max([m[key] for m in found], default=0.0) for key in MEASURES}
-            label = int(labels.loc[(patient, side)])
-            rows.append({"patient_id": patient, "side": side, "label": label, **best})
-    return pd.DataFrame(rows)
+        views = _exam_pixels(manifest, images, patient, expected)
+        for settings, found in zip(sizes, rows, strict=True):
+            found += _breast_rows(views, lesions, patient, labels, settings)
+    return [pd.DataFrame(found) for found in rows]
+
+
+def _exam_pixels(manifest: Manifest, images: pd.DataFrame, patient: str, expected: tuple[float, float]
+                 ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(side, view) -> (LE, DES) stored pixels of one patient's exam."""
+    def read(side: str, view: str, energy: str) -> np.ndarray:
+        path = manifest.image_path(images.loc[(patient, side, view, energy)])
+        return read_pixels(path, expected_range=expected)
+
+    return {(side, view): (read(side, view, "LE"), read(side, view, "DES"))
+            for side in SIDES for view in VIEWS if (patient, side, view, "LE") in images.index}
+
+
+def _breast_rows(views: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], lesions: pd.DataFrame,
+                 patient: str, labels: pd.Series, settings: PreprocessSettings | None) -> list[dict]:
+    """One row per labelled breast of an exam: the largest of each measure over its findings and views."""
+    bounds = None if settings is None else exam_des_bounds([des for _, des in views.values()], settings)
+    rows = []
+    for side in SIDES:
+        if (patient, side) not in labels.index:
+            continue
+        found = [m for (s, view), (le, des) in views.items() if s == side
+                 for m in view_measures(le, des, _findings(lesions, patient, side, view), side, settings,
+                                        bounds)]
+        best = {key: max([m[key] for m in found], default=0.0) for key in MEASURES}
+        rows.append({"patient_id": patient, "side": side, "label": int(labels.loc[(patient, side)]), **best})
+    return rows
 
 
 def _findings(lesions: pd.DataFrame, patient: str, side: str, view: str) -> pd.DataFrame:
@@ -172,9 +195,10 @@ def ceiling_table(manifest: Manifest, lesions: pd.DataFrame, settings: Preproces
     breasts = manifest.breasts if split is None else manifest.breasts[manifest.breasts["split"] == split]
     patients = sorted(set(breasts["patient_id"]))
     height, width = settings.size
+    resolutions = ("stored images", f"network input {height} x {width}")
     rows = []
-    for resolution, used in (("stored images", None), (f"network input {height} x {width}", settings)):
-        measures = breast_measures(manifest, lesions, patients, used)
+    for resolution, measures in zip(resolutions, measures_at(manifest, lesions, patients, [None, settings]),
+                                    strict=True):
         y = measures["label"].to_numpy(int) if len(measures) else np.zeros(0, int)
         enough = can_cross_validate(measures)
         for inputs in FEATURES:
