@@ -204,6 +204,7 @@ class Settings(Section):
 DERIVED_KEYS = {("source",), ("root",), ("variant",)}
 #: Values that are paths; relative ones resolve against the work folder.
 PATH_KEYS = {("data", "root"), ("data", "manifest"), ("preprocess", "cache"), ("reports",), ("runs",)}
+DOTTED_PATH_KEYS = frozenset(".".join(key) for key in PATH_KEYS)
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -250,8 +251,7 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...], prefix: str = 
 
 
 def _unknown_key_message(key: str, names: tuple[str, ...], prefix: str, where: str) -> str:
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys here: {', '.join(names)}"
+    hint = did_you_mean(key, names, prefix) or f"; valid keys here: {', '.join(names)}"
     return f"{where}: unknown setting '{prefix}{key}'{hint}"
 
 
@@ -340,7 +340,7 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     where = f"{path} with --set {', '.join(overrides)}" if overrides else str(path)
     settings = build_settings(tree, where)
     # Settings that differ from the file's: the folders they affect get their own name (cemlib.core.variants).
-    tree, tag = variants.fork(written.as_dict(), settings.as_dict(), {".".join(k) for k in PATH_KEYS})
+    tree, tag = variants.fork(written.as_dict(), settings.as_dict(), DOTTED_PATH_KEYS)
     if tag is not None:
         settings = build_settings(tree, where)
     return dataclasses.replace(settings, source=str(path), root=str(root), variant=tag)
@@ -355,11 +355,11 @@ def describe_variant(settings: Settings) -> str | None:
     if not settings.variant or not settings.source:
         return None
     written = load_profile(settings.source, None, settings.root)
-    changed, _ = variants.changes(written.as_dict(), settings.as_dict(), {".".join(k) for k in PATH_KEYS})
+    changed, _ = variants.changes(written.as_dict(), settings.as_dict(), DOTTED_PATH_KEYS)
     changed.pop("variant", None)
     root = Path(settings.root or ".")
     shown = [Path(v) for k, v in variants.flatten(settings.as_dict()).items()
-             if variants.is_path(k, {".".join(p) for p in PATH_KEYS}) and f"-{settings.variant}" in str(v)]
+             if variants.is_path(k, DOTTED_PATH_KEYS) and f"-{settings.variant}" in str(v)]
     outer = sorted({p for p in shown if not any(p != q and p.is_relative_to(q) for q in shown)})
     folders = ", ".join(p.relative_to(root).as_posix() if p.is_relative_to(root) else p.as_posix()
                         for p in outer)

@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from cemlib.pixels.geometry import grey_image, pectoral_score, view_contradictions
 
@@ -92,18 +91,17 @@ def inspect_file(path: str | os.PathLike, score_view: bool = False) -> FileFacts
     content, uid, dataset = sha, "", None
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError:
-        dataset = None  # not DICOM (JPEG, PNG)
-    except Exception:  # a damaged header: pydicom raises many types; the adapter's header check reports it
+    except Exception:  # not DICOM (JPEG, PNG), or a damaged header the adapter's header check reports
         dataset = None
-    if dataset is not None and "PixelData" in dataset:
+    if dataset is not None and "PixelData" not in dataset:
+        dataset = None
+    if dataset is not None:
         content = hashlib.sha256(dataset.PixelData).hexdigest()
         uid = str(dataset.get("SOPInstanceUID", "") or "").strip()
     score = None
     if score_view:
         try:
-            score = pectoral_score(grey_image(data, dataset if dataset is not None and "PixelData" in dataset
-                                              else None))
+            score = pectoral_score(grey_image(data, dataset))
         except Exception:  # undecodable here: the image is not judged, preprocessing reports it
             score = None
     return FileFacts(sha, stat.st_size, stat.st_mtime_ns, sampled_digest_of(data), content, uid, score)

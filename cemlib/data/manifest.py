@@ -47,6 +47,7 @@ from cemlib.core.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES, patient_classes
 from cemlib.data.integrity import FileFacts, duplicate_problems, error_text, inspect_file, view_problems
 from cemlib.data.paths import PathResolver, store_paths
+from cemlib.pixels.sizecap import MAX_IMAGE_SIZE
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
                  "mask_path", "size", "mtime_ns", "sampled_digest")
@@ -59,9 +60,6 @@ EXCLUSION_COLUMNS = ("dataset", "patient_id", "side", "path", "reason", "kind")
 SPLITS = ("train", "val", "test")
 EXTERNAL_SPLIT = "external"
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)
-#: Largest image plane (rows, cols) a manifest accepts, from the header's Rows/Columns: the same default
-#: as cemlib.pixels.imaging.MAX_IMAGE_SIZE, which reading for preprocessing and prediction enforces.
-MAX_IMAGE_SIZE = (5000, 5000)
 TABLE_FILES = {"images": "images.csv", "breasts": "breasts.csv", "exclusions": "exclusions.csv"}
 #: The user's private map from pseudonymous patient ids back to on-disk folder names (never read by cemlib).
 PRIVATE_NAMES = "private/patient_names.csv"
