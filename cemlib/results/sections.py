@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import fnmatch
 import html
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,36 +155,20 @@ def table_html(shown: Shown) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>{note}</div>')
 
 
-#: Resolution a figure is embedded at, at the size the report shows it: sharp on a high-density screen
-#: and in print, without carrying the 300 dpi of the figure files into every page of the report.
-EMBED_DPI = 200
-
-
 def image_data(path: Path) -> tuple[str, float, float]:
     """(base64 PNG, width mm, height mm) of a figure file, its size read from the resolution it was saved
-    at (300 dpi by cemlib.core.fileio.save_figure), embedded at EMBED_DPI of the size the report shows."""
+    at (300 dpi by cemlib.core.fileio.save_figure: sharp on a high-density screen and in print)."""
     from PIL import Image
 
     with Image.open(path) as image:
         dpi = float((image.info.get("dpi") or (100.0, 100.0))[0]) or 100.0
         width_mm, height_mm = image.width / dpi * 25.4, image.height / dpi * 25.4
-        shown_px = round(width_mm * shown_scale(width_mm, height_mm) / 25.4 * EMBED_DPI)
-        if image.width <= shown_px:
-            return base64.b64encode(path.read_bytes()).decode(), width_mm, height_mm
-        smaller = image.resize((shown_px, round(image.height * shown_px / image.width)), Image.LANCZOS)
-        buffer = io.BytesIO()
-        smaller.save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode(), width_mm, height_mm
-
-
-def shown_scale(width_mm: float, height_mm: float) -> float:
-    """How much a figure of this size is shrunk to fit the page (1 when it fits)."""
-    return min(1.0, CONTENT_WIDTH_MM / width_mm, FIGURE_HEIGHT_MM / height_mm)
+    return base64.b64encode(path.read_bytes()).decode(), width_mm, height_mm
 
 
 def figure_html(png: str, width_mm: float, height_mm: float, number: int, caption: str) -> str:
     """A figure at its drawn size (shrunk to the page when larger), its numbered caption and alt text."""
-    scale = shown_scale(width_mm, height_mm)
+    scale = min(1.0, CONTENT_WIDTH_MM / width_mm, FIGURE_HEIGHT_MM / height_mm)
     alt = html.escape(caption.split(". ")[0].rstrip("."), quote=True)
     return (f'<figure><img src="data:image/png;base64,{png}" alt="{alt}" '
             f'style="width: {width_mm * scale:.1f}mm"><figcaption><b>Figure {number}.</b> '
