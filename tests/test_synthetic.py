@@ -158,9 +158,9 @@ def test_cohort_statistics_follow_the_paper():
     assert any(not b.lesions for b in breasts if not b.label)
     cancers = [b.lesions[0] for b in breasts if b.label]
     benign = [lesion for b in breasts for lesion in b.lesions if lesion.label == 0]
-    # CEM meta-analyses: about 9 in 10 cancers enhance, and about 4 in 10 biopsied benign lesions
+    # 91% of cancers enhance (Bicchierai 2020); 51 of 109 biopsied benign index lesions (Emory 2023)
     assert np.mean([c.iodine > 0 for c in cancers]) == pytest.approx(0.89, abs=0.04)
-    assert np.mean([b.iodine > 0 for b in benign]) == pytest.approx(0.42, abs=0.06)
+    assert np.mean([b.iodine > 0 for b in benign]) == pytest.approx(51 / 109, abs=0.07)
     assert {s.density for s in specs} == set("abcd")
     foci = [f for s in specs for f in s.foci]
     assert any(len(f.views) == 1 for f in foci) and any(len(f.sides) == 2 for f in foci)
@@ -200,8 +200,8 @@ def test_malignant_lesions_enhance_more_than_benign_in_pixels():
             contrast = _disk_mean(le, lesion["cx"], lesion["cy"], radius) - ring
             le_contrast["fatty" if spec.density in "ab" else "dense"].append(contrast)
     assert len(gain["malignant"]) >= 20 and len(gain["benign"]) >= 20
-    assert np.mean(gain["malignant"]) > np.mean(gain["benign"]) + 100
-    assert np.median(gain["malignant"]) > 150 and np.median(gain["benign"]) < 100
+    assert np.mean(gain["malignant"]) > 2 * np.mean(gain["benign"])
+    assert np.median(gain["malignant"]) > 2 * np.median(gain["benign"])
     # dense tissue masks lesions in LE
     assert np.mean(le_contrast["fatty"]) > np.mean(le_contrast["dense"])
 

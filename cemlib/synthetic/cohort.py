@@ -68,9 +68,6 @@ BPE_LEVELS = ("minimal", "mild", "moderate", "marked")
 #: BPE weights (minimal, mild, moderate, marked) under and over 50 years (Sogani 2017; see CARD.md).
 BPE_WEIGHTS = {"young": (0.25, 0.35, 0.25, 0.15), "old": (0.45, 0.35, 0.15, 0.05)}
 BPE_AMPLITUDE = {"minimal": (5, 25), "mild": (40, 85), "moderate": (95, 165), "marked": (175, 280)}
-#: Peak iodine signal (raw DES units) of an enhancing finding by level (mild, moderate, marked): marked
-#: BPE (175-280) reaches moderate lesion enhancement, so BPE can hide a lesion or mimic one.
-IODINE_BY_LEVEL = {1: (70.0, 150.0), 2: (150.0, 280.0), 3: (280.0, 480.0)}
 #: Typical compressed breast thickness (mm). A mass's LE contrast follows its thickness along the beam
 #: relative to it, times its attenuation relative to glandular tissue (0.75-1.05 for every mass).
 COMPRESSED_THICKNESS_MM = 60.0
@@ -92,7 +89,7 @@ LESIONS_FILE = "lesions.csv"
 #: Columns of lesions.csv (`lesion_rows`); a replica's table adds one column, its own identifier.
 LESION_COLUMNS = ("patient_id", "side", "label", "breast_label", "pathology", "birads", "kind", "shape",
                   "margin", "size_mm", "calcification", "morphology", "enhancement", "enhancement_level",
-                  "density", "bpe")
+                  "uptake", "density", "bpe")
 
 #: The embedded default cohort (the smoke profile's): 450 patients at scale 0.08 is about 350 MB and
 #: gives 90 validation and 180 test breasts, enough for stable early stopping and test AUCs.
@@ -174,8 +171,7 @@ def _lesion(rng: np.random.Generator, label: int, pathology: str, birads: str) -
     """Draw one finding and where and how strongly it shows in LE and DES."""
     finding = draw_finding(rng, label, pathology, birads)
     aspect = _aspect(rng, finding.kind, finding.shape)
-    level = finding.enhancement_level
-    iodine = float(rng.uniform(*IODINE_BY_LEVEL[level])) if level else 0.0
+    iodine = finding.uptake
     if finding.kind == "mass":
         thickness = min(0.6, finding.size_mm * math.sqrt(aspect) / COMPRESSED_THICKNESS_MM)
         le_density = thickness * rng.uniform(0.75, 1.05)
@@ -290,7 +286,8 @@ def plant_sign(spec: PatientSpec) -> PatientSpec:
         if breast.label:
             finding = Finding(label=1, pathology=breast.pathology, kind="mass", shape="round",
                               margin="circumscribed", size_mm=CONTROL_SIZE_MM, calcification="none",
-                              morphology="", enhancement="homogeneous", enhancement_level=3)
+                              morphology="", enhancement="homogeneous", enhancement_level=3,
+                              uptake=CONTROL_IODINE)
             lesions = (LesionSpec(finding=finding, depth=0.45, ml=0.0, si=0.0, aspect=1.0, angle_deg=0.0,
                                   iodine=CONTROL_IODINE, le_density=CONTROL_LE_DENSITY,
                                   shape_seed=spec.index),)
@@ -310,7 +307,8 @@ def lesion_rows(specs: list[PatientSpec]) -> list[dict]:
                              "kind": f.kind, "shape": f.shape, "margin": f.margin,
                              "size_mm": round(f.size_mm, 1), "calcification": f.calcification,
                              "morphology": f.morphology or "none", "enhancement": f.enhancement,
-                             "enhancement_level": f.enhancement_level, "density": spec.density,
+                             "enhancement_level": f.enhancement_level, "uptake": round(f.uptake, 1),
+                             "density": spec.density,
                              "bpe": spec.bpe})
     return rows
 

@@ -22,7 +22,7 @@ from cemlib.core.progress import track
 
 #: Version of the phantom and its writers; recorded in cohort.json / replica.json so that a dataset
 #: written by an earlier generator is never reused silently.
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 #: Present while a writer fills a folder, removed when its marker (cohort.json, replica.json) is written:
 #: a folder a killed writer left is recognised as the kit's own, and a rerun clears and completes it.
 INCOMPLETE = ".cem-synth-incomplete"
