@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cemlib.core.views import VIEW_ORDER
-from cemlib.inference.occlusion import occlude_lesions
+from cemlib.inference.occlusion import batch_probabilities, breast_probabilities, occlude_lesions
+from cemlib.model.networks import build_model
 
 
 def exam_with_lesion():
@@ -38,3 +39,14 @@ def test_the_other_breast_is_left_alone_and_bad_shapes_are_refused():
     assert torch.equal(occlude_lesions(x, masks, "R"), x)
     with pytest.raises(ValueError, match="masks"):
         occlude_lesions(x, masks[:3], "L")
+
+
+def test_scoring_in_batches_gives_each_exams_own_probabilities():
+    torch.manual_seed(0)
+    model = build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8)).eval()
+    exams = [torch.rand(4, 2, 64, 32) for _ in range(5)]
+    batched = batch_probabilities(model, exams, batch=2)
+    for exam, scores in zip(exams, batched, strict=True):
+        alone = breast_probabilities(model, exam)
+        assert scores.keys() == alone.keys()
+        assert all(scores[side] == pytest.approx(alone[side], abs=1e-5) for side in alone)

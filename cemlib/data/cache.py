@@ -300,6 +300,12 @@ def _single_thread_worker(parent_pid: int | None = None) -> None:
     torch.set_num_threads(1)
 
 
+#: Plans of the manifests this process used (a study builds the same splits' datasets dozens of times),
+#: by settings digest, root and the images table; the oldest goes first past PLANS_KEPT.
+_PLANS: dict[tuple[str, str, str], tuple[list[Entry], pd.DataFrame]] = {}
+PLANS_KEPT = 32
+
+
 class TensorCache:
     """Preprocessed (C, H, W) tensors of exam views on disk, keyed by settings and source checksums."""
 
@@ -339,6 +345,18 @@ class TensorCache:
 
     def plan(self, manifest: Manifest) -> tuple[list[Entry], pd.DataFrame]:
         """The entries a manifest needs, and exclusion rows for views that cannot form an entry."""
+        key = _plan_key(manifest)
+        if key is None:
+            return self._plan(manifest)
+        key = (self.digest, *key)
+        if key not in _PLANS:
+            while len(_PLANS) >= PLANS_KEPT:
+                _PLANS.pop(next(iter(_PLANS)))
+            _PLANS[key] = self._plan(manifest)
+        entries, problems = _PLANS[key]
+        return list(entries), problems.copy()
+
+    def _plan(self, manifest: Manifest) -> tuple[list[Entry], pd.DataFrame]:
         groups: dict[tuple[str, str, str, str], dict[str, list[dict[str, Any]]]] = {}
         for row in manifest.images.to_dict("records"):
             where = tuple(str(row[c]) for c in ("dataset", "patient_id", "side", "view"))
@@ -600,6 +618,16 @@ def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:
     if dataclasses.is_dataclass(settings):
         return dataclasses.asdict(settings)
     return {"repr": repr(settings)}
+
+
+def _plan_key(manifest: Manifest) -> tuple[str, str] | None:
+    """What a plan depends on: the root and the images table, whose checksums name every source; None
+    when masks are listed without their checksums (the plan then reads the mask files, so it is redone)."""
+    images = manifest.images
+    if "mask_path" in images.columns and "mask_sha256" not in images.columns:
+        return None
+    rows = pd.util.hash_pandas_object(images, index=False).to_numpy()
+    return str(manifest.root), hashlib.sha256(rows.tobytes() + ",".join(images.columns).encode()).hexdigest()
 
 
 def _mask_digest_column(manifest: Manifest) -> dict[str, str]:

@@ -42,9 +42,15 @@ class PathResolver:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._listings: dict[Path, dict[str, str]] = {}
+        self._resolved: dict[str, Path] = {}
 
     def resolve(self, stored: str) -> Path:
         """The file a stored path names (a path that does not exist when a token matches no entry)."""
+        if stored not in self._resolved:
+            self._resolved[stored] = self._resolve(stored)
+        return self._resolved[stored]
+
+    def _resolve(self, stored: str) -> Path:
         if "@" not in stored:
             return self.root / stored
         path = self.root

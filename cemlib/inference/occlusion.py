@@ -14,6 +14,8 @@ from cemlib.model.networks import FusionNet, malignant_probability
 
 #: Pixels the lesion mask is grown by before it is covered, so its blurred rim goes too.
 DILATION = 2
+#: Exams scored in one forward pass.
+BATCH = 16
 
 
 def occlude_lesions(x: torch.Tensor, masks: torch.Tensor, side: str, dilation: int = DILATION
@@ -44,3 +46,15 @@ def breast_probabilities(model: FusionNet, x: torch.Tensor) -> dict[str, float]:
     device = next(model.parameters()).device
     probs = malignant_probability(model(x[None].to(device)))[0].cpu().tolist()
     return dict(zip(SIDES, probs, strict=True))
+
+
+@torch.no_grad()
+def batch_probabilities(model: FusionNet, exams: list[torch.Tensor], batch: int = BATCH
+                        ) -> list[dict[str, float]]:
+    """`breast_probabilities` of many exams, scored `batch` at a time."""
+    device = next(model.parameters()).device
+    out: list[dict[str, float]] = []
+    for start in range(0, len(exams), batch):
+        x = torch.stack(exams[start:start + batch]).to(device)
+        out += [dict(zip(SIDES, row, strict=True)) for row in malignant_probability(model(x)).cpu().tolist()]
+    return out

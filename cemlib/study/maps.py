@@ -69,17 +69,16 @@ def _occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, ma
     model = load_model(checkpoint)
     model.to(inference_device(cfg.device)).eval()
     dataset = data.PatientDataset(manifest, cache, "test", inputs=inputs, return_masks=True)
-    before, after = [], []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if not bool(item["y"].any()):
-            continue
-        scores = occlusion.breast_probabilities(model, item["x"])
+    exams = [item for item in (dataset[i] for i in range(len(dataset))) if bool(item["y"].any())]
+    scores = occlusion.batch_probabilities(model, [item["x"] for item in exams])
+    before, covered, sides = [], [], []
+    for item, score in zip(exams, scores, strict=True):
         for k, side in enumerate(SIDES):
-            if int(item["y"][k]) == 1 and scores[side] >= threshold and bool(item["mask"].any()):
-                covered = occlusion.occlude_lesions(item["x"], item["mask"], side)
-                before.append(scores[side])
-                after.append(occlusion.breast_probabilities(model, covered)[side])
+            if int(item["y"][k]) == 1 and score[side] >= threshold and bool(item["mask"].any()):
+                before.append(score[side])
+                covered.append(occlusion.occlude_lesions(item["x"], item["mask"], side))
+                sides.append(side)
+    after = [p[side] for p, side in zip(occlusion.batch_probabilities(model, covered), sides, strict=True)]
     mean_p = round(float(np.mean(before)), 3) if before else float("nan")
     mean_occluded = round(float(np.mean(after)), 3) if after else float("nan")
     return {"model": model_label(fusion, inputs), "breasts": len(before), "mean_p": mean_p,
