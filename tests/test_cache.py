@@ -471,3 +471,16 @@ def test_an_exam_wide_des_window_is_cached_per_exam_and_rebuilt_when_any_des_vie
              for e in cache.plan(dataclasses.replace(manifest, images=changed))[0]}
     assert all(again[k] != keys[k] for k in keys if k[0] == "P000")
     assert all(again[k] == keys[k] for k in keys if k[0] == "P001")
+
+
+def test_a_remembered_plan_follows_the_images_table_and_is_not_shared(exams: Manifest, tmp_path: Path) -> None:
+    cache = TensorCache(tmp_path / "cache", settings())
+    entries, _ = cache.plan(exams)
+    entries.clear()  # a caller changing its copy changes nothing remembered
+    again, _ = TensorCache(tmp_path / "cache", settings()).plan(exams)
+    assert len(again) == len(exams.images[exams.images.energy == "LE"])
+    edited = exams.images.copy()
+    edited.loc[0, "sha256"] = "0" * 64  # another file under the same path: another key
+    other = Manifest(exams.dataset, exams.root, edited, exams.breasts, exams.exclusions)
+    changed = {e.key for e in cache.plan(other)[0]} - {e.key for e in again}
+    assert len(changed) == 1
