@@ -345,10 +345,7 @@ class TensorCache:
 
     def plan(self, manifest: Manifest) -> tuple[list[Entry], pd.DataFrame]:
         """The entries a manifest needs, and exclusion rows for views that cannot form an entry."""
-        key = _plan_key(manifest)
-        if key is None:
-            return self._plan(manifest)
-        key = (self.digest, *key)
+        key = (self.digest, *_plan_key(manifest))
         if key not in _PLANS:
             while len(_PLANS) >= PLANS_KEPT:
                 _PLANS.pop(next(iter(_PLANS)))
@@ -620,14 +617,21 @@ def _settings_dict(settings: PreprocessSettings) -> dict[str, Any]:
     return {"repr": repr(settings)}
 
 
-def _plan_key(manifest: Manifest) -> tuple[str, str] | None:
-    """What a plan depends on: the root and the images table, whose checksums name every source; None
-    when masks are listed without their checksums (the plan then reads the mask files, so it is redone)."""
+def _plan_key(manifest: Manifest) -> tuple[str, str]:
+    """What a plan depends on: the root, the images table (whose checksums name every source) and, for
+    masks listed without a checksum, each mask file's stat (the plan hashes those files, so an edited
+    mask must give another key: any write moves a file's ctime)."""
     images = manifest.images
+    digest = hashlib.sha256(pd.util.hash_pandas_object(images, index=False).to_numpy().tobytes())
+    digest.update(",".join(images.columns).encode())
     if "mask_path" in images.columns and "mask_sha256" not in images.columns:
-        return None
-    rows = pd.util.hash_pandas_object(images, index=False).to_numpy()
-    return str(manifest.root), hashlib.sha256(rows.tobytes() + ",".join(images.columns).encode()).hexdigest()
+        for stored in sorted({str(p) for p in images["mask_path"] if isinstance(p, str) and p}):
+            try:
+                stat = os.stat(manifest.resolve(stored))
+                digest.update(f"{stored}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}".encode())
+            except OSError:
+                digest.update(f"{stored}:missing".encode())
+    return str(manifest.root), digest.hexdigest()
 
 
 def _mask_digest_column(manifest: Manifest) -> dict[str, str]:

@@ -46,7 +46,7 @@ from cemlib.core.fileio import atomic_path, atomic_write_text, folder_lock
 from cemlib.core.views import ENERGIES, SIDES, VIEW_ORDER, VIEWS
 from cemlib.core.vocab import PATIENT_CLASSES, patient_classes
 from cemlib.data.integrity import FileFacts, duplicate_problems, error_text, inspect_file, view_problems
-from cemlib.data.paths import PathResolver, store_paths
+from cemlib.data.paths import PathResolver, shared_resolver, store_paths
 from cemlib.pixels.sizecap import MAX_IMAGE_SIZE
 
 IMAGE_COLUMNS = ("dataset", "patient_id", "side", "view", "energy", "path", "sha256", "rows", "cols",
@@ -94,7 +94,7 @@ class Manifest:
     def resolve(self, stored: str) -> Path:
         """The file a stored path (relative, maybe with tokens: cemlib.data.paths) names under the root."""
         if self._resolver is None or self._resolver.root != Path(self.root):
-            self._resolver = PathResolver(self.root)
+            self._resolver = shared_resolver(self.root)
         return self._resolver.resolve(stored)
 
     def image_path(self, row: pd.Series | dict) -> Path:

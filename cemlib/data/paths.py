@@ -21,6 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 TOKEN = re.compile(r"^@(?P<prefix>[A-Z]{1,8})(?P<digest>[0-9A-F]{10})$")
+#: Resolvers by dataset root, shared by the manifests of a process; the oldest goes first past the limit.
+_RESOLVERS: dict[Path, PathResolver] = {}
+RESOLVERS_KEPT = 16
 
 
 def pseudonym(name: str, prefix: str) -> str:
@@ -36,6 +39,16 @@ def tokenise(rel: str, prefix: str, keep: Callable[[str], bool]) -> str:
                     for part in rel.split("/"))
 
 
+def shared_resolver(root: str | os.PathLike) -> PathResolver:
+    """The process's resolver of a dataset root (manifests of one root, and their subsets, share it)."""
+    key = Path(root)
+    if key not in _RESOLVERS:
+        while len(_RESOLVERS) >= RESOLVERS_KEPT:
+            _RESOLVERS.pop(next(iter(_RESOLVERS)))
+        _RESOLVERS[key] = PathResolver(key)
+    return _RESOLVERS[key]
+
+
 class PathResolver:
     """Stored paths of one dataset root back to files; folder listings are read once and remembered."""
 
@@ -46,20 +59,28 @@ class PathResolver:
 
     def resolve(self, stored: str) -> Path:
         """The file a stored path names (a path that does not exist when a token matches no entry)."""
-        if stored not in self._resolved:
-            self._resolved[stored] = self._resolve(stored)
-        return self._resolved[stored]
+        if stored in self._resolved:
+            return self._resolved[stored]
+        path, found = self._resolve(stored)
+        if found:  # a miss is not remembered: the file may appear later
+            self._resolved[stored] = path
+        return path
 
-    def _resolve(self, stored: str) -> Path:
+    def _resolve(self, stored: str) -> tuple[Path, bool]:
         if "@" not in stored:
-            return self.root / stored
-        path = self.root
+            return self.root / stored, True
+        path, found = self.root, True
         for part in stored.split("/"):
             match = TOKEN.match(part)
             if match is not None:
-                part = self._entries(path).get(match["digest"], part)
+                entries = self._entries(path)
+                if match["digest"] in entries:
+                    part = entries[match["digest"]]
+                else:
+                    self._listings.pop(path, None)
+                    found = False
             path = path / part
-        return path
+        return path, found
 
     def _entries(self, folder: Path) -> dict[str, str]:
         """First 10 hex digits of each entry name's sha256 -> the name (memoised per folder)."""
