@@ -473,7 +473,7 @@ def test_an_exam_wide_des_window_is_cached_per_exam_and_rebuilt_when_any_des_vie
     assert all(again[k] == keys[k] for k in keys if k[0] == "P001")
 
 
-def test_a_remembered_plan_follows_the_images_table_and_is_not_shared(exams: Manifest, tmp_path: Path) -> None:
+def test_a_remembered_plan_follows_the_images_table_and_is_not_shared(exams: Manifest, tmp_path: Path):
     cache = TensorCache(tmp_path / "cache", settings())
     entries, _ = cache.plan(exams)
     entries.clear()  # a caller changing its copy changes nothing remembered

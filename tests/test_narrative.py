@@ -4,6 +4,7 @@ limitations and captions, and the tables a reader sees name each model and datas
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from cemlib.core import vocab
 from cemlib.core.environment import describe_environment
 from cemlib.results import build as results
-from cemlib.results import checklist, claims, narrative, presentation, report, runfacts, sections
+from cemlib.results import check, checklist, claims, narrative, presentation, report, runfacts, sections
 from tests.test_tables import REFERENCE, make_breasts
 
 PROFILE = {"name": "smoke", "data": {"dataset": "synthetic"}, "preprocess": {"size": [128, 64]},
@@ -246,3 +247,21 @@ def test_the_ceiling_table_is_shown_with_its_auc_and_ci_in_one_cell(cem_wins):
     assert list(shown.table.columns) == ["Images", "Inputs", "Breasts", "Malignant", "AUC (95% CI)"]
     assert shown.table["AUC (95% CI)"].tolist() == ["0.65 (0.57, 0.73)", "0.74 (0.66, 0.82)"]
     assert "reader told where every finding is" in shown.caption
+
+
+def test_a_replaced_reference_is_set_beside_this_run(cem_wins, tmp_path):
+    earlier = pd.DataFrame([{"model": model, "metric": "internal auc", "n": 5, "mean": mean, "sd": 0.01,
+                             "min": mean - 0.01, "max": mean + 0.01, "profile": "smoke", "n_pos": 63,
+                             "n_neg": 117}
+                            for model, mean in [("CEM none", 0.611), ("CEM mf_concat", 0.634),
+                                                ("LE none", 0.521), ("LE mf_concat", 0.528)]])
+    earlier.to_csv(tmp_path / "reference_smoke_phantom-v5.csv", index=False)
+    earlier.to_csv(tmp_path / "reference_control_other.csv", index=False)
+    found = check.earlier_references("smoke", tmp_path)
+    assert [label for label, _ in found] == ["phantom v5"]
+    assert narrative.earlier_sentence(cem_wins) == ""
+    text = narrative.earlier_sentence(dataclasses.replace(cem_wins, earlier=tuple(found)))
+    cem_now = [float(cem_wins.metric(m, "auc")["estimate"]) for m in ("CEM none", "CEM left_right",
+                                                                       "CEM mf_average", "CEM mf_concat")]
+    assert "phantom v5 reference (5 seeds)" in text and "CEM 0.61-0.63 then" in text
+    assert f"{min(cem_now):.2f}-{max(cem_now):.2f} here" in text and "LE 0.52-0.53 then" in text

@@ -284,6 +284,19 @@ def reference_path(profile_name: str) -> Path:
     return resource_dir(DATA_MANIFEST) / f"reference_{profile_name}.csv"
 
 
+#: Replaced references of a profile, kept to say what its results were (reference_<profile>_<what>.csv).
+EARLIER_FOLDER = "earlier"
+
+
+def earlier_references(profile_name: str, folder: str | Path | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(what changed since, table) of each replaced reference of a profile, oldest name first; `folder`
+    defaults to the kit's data_manifest/earlier/."""
+    where = Path(folder) if folder is not None else resource_dir(DATA_MANIFEST) / EARLIER_FOLDER
+    prefix = f"reference_{profile_name}_"
+    return [(path.stem.removeprefix(prefix).replace("-", " "), read_reference(path))
+            for path in sorted(where.glob(f"{prefix}*.csv"))] if profile_name else []
+
+
 def make_reference(tables_dir: str | Path, out: str | Path, min_replicates: int = MIN_REFERENCE_REPLICATES,
                    profile_name: str = "") -> pd.DataFrame:
     """Write a replicated run's `replicates.csv` as a reference of `profile_name`, with each metric's

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class RunFacts:
     occlusion: pd.DataFrame | None = None
     flow: pd.DataFrame | None = None
     ceiling: pd.DataFrame | None = None  # image_ceiling.csv: a reader told where every finding is
+    earlier: tuple[tuple[str, pd.DataFrame], ...] = ()  # replaced references of the profile: (label, table)
     ci_method: str = "clopper-pearson"
     level: float = 0.95
 
@@ -164,12 +165,13 @@ def load_run(reports: str | Path, profile: Mapping[str, Any] | None = None,
         training = training_logs(setting(profile, "runs"))
     count = int(setting(profile, "replicates", 1) or 1)
     base = setting(profile, "train.seed", setting(profile, "seed", 0)) or 0
-    return facts_from_tables(
+    facts = facts_from_tables(
         {stem: _read(tables, stem) for stem in ("scorecard", "replicates", "table2_patient_classes",
                                                  "pointing_game", "occlusion", "fig1_flow_counts",
                                                  "image_ceiling")}
         | {"metrics": metrics}, profile=profile, training=training, check_outcome=outcome,
         replicate_count=count, seeds=tuple(int(base) + k for k in range(count)))
+    return replace(facts, earlier=tuple(check.earlier_references(name)))
 
 
 def facts_from_tables(tables: Mapping[str, pd.DataFrame | None], profile: Mapping[str, Any] | None = None,
