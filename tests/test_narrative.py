@@ -14,7 +14,17 @@ import pytest
 from cemlib.core import vocab
 from cemlib.core.environment import describe_environment
 from cemlib.results import build as results
-from cemlib.results import check, checklist, claims, narrative, presentation, report, runfacts, sections
+from cemlib.results import (
+    check,
+    checklist,
+    claims,
+    history,
+    narrative,
+    presentation,
+    report,
+    runfacts,
+    sections,
+)
 from tests.test_tables import REFERENCE, make_breasts
 
 PROFILE = {"name": "smoke", "data": {"dataset": "synthetic"}, "preprocess": {"size": [128, 64]},
@@ -259,8 +269,8 @@ def test_a_replaced_reference_is_set_beside_this_run(cem_wins, tmp_path):
     earlier.to_csv(tmp_path / "reference_control_other.csv", index=False)
     found = check.earlier_references("smoke", tmp_path)
     assert [label for label, _ in found] == ["phantom v5"]
-    assert narrative.earlier_sentence(cem_wins) == ""
-    text = narrative.earlier_sentence(dataclasses.replace(cem_wins, earlier=tuple(found)))
+    assert history.earlier_sentence(cem_wins) == ""
+    text = history.earlier_sentence(dataclasses.replace(cem_wins, earlier=tuple(found)))
     cem_now = [float(cem_wins.metric(m, "auc")["estimate"]) for m in ("CEM none", "CEM left_right",
                                                                        "CEM mf_average", "CEM mf_concat")]
     assert "phantom v5 reference (5 seeds)" in text and "CEM 0.61-0.63 then" in text

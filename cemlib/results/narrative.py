@@ -25,6 +25,7 @@ from cemlib.core.vocab import (
     model_label,
     model_name,
 )
+from cemlib.results import history
 from cemlib.results.claims import HOLDS, INCONCLUSIVE, load_reference
 from cemlib.results.runfacts import (
     EXTERNAL_MODELS,
@@ -238,30 +239,6 @@ def check_verdict(run: RunFacts) -> str:
     return f"{outcome} against {_short_path(run.check.reference)}: {run.check.line}"
 
 
-def earlier_sentence(run: RunFacts) -> str:
-    """What the profile's replaced references gave beside this run's internal AUCs ('' without any)."""
-    parts = []
-    for label, table in run.earlier:
-        rows = table[table["metric"] == "internal auc"]
-        then = {inputs: rows[rows["model"].str.startswith(inputs + " ")]["mean"] for inputs in ("CEM", "LE")}
-        now = {inputs: [float(r["estimate"]) for m in MODELS if m.startswith(inputs + " ")
-                        for r in [run.metric(m, "auc")] if r is not None] for inputs in ("CEM", "LE")}
-        shown = [f"{inputs} {_span(then[inputs])} then, {_span(now[inputs])} here" for inputs in ("CEM", "LE")
-                 if len(then[inputs]) and now[inputs]]
-        if shown:
-            parts.append(f"under the {label} reference ({int(rows['n'].max())} seeds), internal AUC means "
-                         + "; ".join(shown))
-    if not parts:
-        return ""
-    return ("This profile's results moved: " + "; ".join(parts) + ". What changed between them, and the "
-            "measurements that say why the results moved, are in the kit's docs/training.md.")
-
-
-def _span(values) -> str:
-    low, high = float(min(values)), float(max(values))
-    return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
-
-
 def check_sentence(run: RunFacts) -> str:
     """`cem check`'s verdict on this run, and what an uninformative band means for it."""
     text = f"`cem check` {check_verdict(run)}."
@@ -377,7 +354,7 @@ def summary(run: RunFacts) -> list[tuple[str, list[str]]]:
         ("Headline results (95% CIs)", headline_results(run)),
         ("Models at chance and at the threshold", [s for s in calls if s]),
         ("The paper's claims", verdict_sentences(run)),
-        ("Check against the reference", [check_sentence(run), earlier_sentence(run)]),
+        ("Check against the reference", [check_sentence(run), history.earlier_sentence(run)]),
         ("Replicates", [replicate_sentence(run)]),
     ]
 
