@@ -24,8 +24,11 @@ from cemlib.study import prepare
 
 pytestmark = pytest.mark.slow
 
-#: A control cohort small enough for a test (the shipped profile has 120 patients).
-OVERRIDES = {"data.synth.patients": 60, "train.stage1_epochs": 5, "train.stage2_epochs": 3, "threads": 2}
+#: The shipped control profile as it is (100 patients, 5 + 3 epochs; training takes seconds). A 60-patient
+#: cohort learnt the sign under phantom v5 but not under v6 (stage 1 at the prior, test AUC 0.69): with 42
+#: training patients whether the sign is learnt in 5 epochs depends on the draw, which is not what this
+#: test is about.
+OVERRIDES = {"threads": 2}
 #: Where each view's slot goes when the left and right views are exchanged.
 SWAP_SIDES = [VIEW_ORDER.index(("R" if v[0] == "L" else "L") + v[1:]) for v in VIEW_ORDER]
 
