@@ -12,6 +12,7 @@ without tokens (the public releases, the synthetic cohort, every manifest writte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -21,9 +22,6 @@ from pathlib import Path
 import pandas as pd
 
 TOKEN = re.compile(r"^@(?P<prefix>[A-Z]{1,8})(?P<digest>[0-9A-F]{10})$")
-#: Resolvers by dataset root, shared by the manifests of a process; the oldest goes first past the limit.
-_RESOLVERS: dict[Path, PathResolver] = {}
-RESOLVERS_KEPT = 16
 
 
 def pseudonym(name: str, prefix: str) -> str:
@@ -41,12 +39,12 @@ def tokenise(rel: str, prefix: str, keep: Callable[[str], bool]) -> str:
 
 def shared_resolver(root: str | os.PathLike) -> PathResolver:
     """The process's resolver of a dataset root (manifests of one root, and their subsets, share it)."""
-    key = Path(root)
-    if key not in _RESOLVERS:
-        while len(_RESOLVERS) >= RESOLVERS_KEPT:
-            _RESOLVERS.pop(next(iter(_RESOLVERS)))
-        _RESOLVERS[key] = PathResolver(key)
-    return _RESOLVERS[key]
+    return _resolver_of(Path(root))
+
+
+@functools.lru_cache(maxsize=16)
+def _resolver_of(root: Path) -> PathResolver:
+    return PathResolver(root)
 
 
 class PathResolver:

@@ -40,18 +40,15 @@ def occlude_lesions(x: torch.Tensor, masks: torch.Tensor, side: str, dilation: i
     return out
 
 
-@torch.no_grad()
 def breast_probabilities(model: FusionNet, x: torch.Tensor) -> dict[str, float]:
     """Each breast's malignant probability for one exam (4, C, H, W)."""
-    device = next(model.parameters()).device
-    probs = malignant_probability(model(x[None].to(device)))[0].cpu().tolist()
-    return dict(zip(SIDES, probs, strict=True))
+    return batch_probabilities(model, [x])[0]
 
 
 @torch.no_grad()
 def batch_probabilities(model: FusionNet, exams: list[torch.Tensor], batch: int = BATCH
                         ) -> list[dict[str, float]]:
-    """`breast_probabilities` of many exams, scored `batch` at a time."""
+    """Each breast's malignant probability for many exams, scored `batch` at a time."""
     device = next(model.parameters()).device
     out: list[dict[str, float]] = []
     for start in range(0, len(exams), batch):

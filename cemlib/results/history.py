@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cemlib.core.vocab import MODELS
 from cemlib.results.runfacts import RunFacts
 
 INPUTS = ("CEM", "LE")
@@ -13,11 +12,12 @@ INPUTS = ("CEM", "LE")
 def earlier_sentence(run: RunFacts) -> str:
     """What the profile's replaced references gave beside this run's internal AUCs ('' without any)."""
     parts = []
+    now = {inputs: list(run.internal_aucs(inputs).values()) for inputs in INPUTS}
     for label, table in run.earlier:
         rows = table[table["metric"] == "internal auc"]
-        shown = [f"{inputs} {span(rows[rows['model'].str.startswith(inputs + ' ')]['mean'])} then, "
-                 f"{span(_run_aucs(run, inputs))} here" for inputs in INPUTS
-                 if rows["model"].str.startswith(inputs + " ").any() and _run_aucs(run, inputs)]
+        then = {inputs: rows[rows["model"].str.startswith(inputs + " ")]["mean"] for inputs in INPUTS}
+        shown = [f"{inputs} {span(then[inputs])} then, {span(now[inputs])} here" for inputs in INPUTS
+                 if len(then[inputs]) and now[inputs]]
         if shown:
             parts.append(f"under the {label} reference ({int(rows['n'].max())} seeds), internal AUC means "
                          + "; ".join(shown))
@@ -25,12 +25,6 @@ def earlier_sentence(run: RunFacts) -> str:
         return ""
     return ("This profile's results moved: " + "; ".join(parts) + ". What changed between them, and the "
             "measurements that say why the results moved, are in the kit's docs/training.md.")
-
-
-def _run_aucs(run: RunFacts, inputs: str) -> list[float]:
-    """This run's internal AUCs of the models fed `inputs`."""
-    rows = [run.metric(model, "auc") for model in MODELS if model.startswith(inputs + " ")]
-    return [float(row["estimate"]) for row in rows if row is not None]
 
 
 def span(values: Iterable[float]) -> str:

@@ -18,7 +18,6 @@ import pandas as pd
 
 from cemlib.core.vocab import (
     DATASET_LABELS,
-    MODELS,
     PAPER_INPUT_SIZE,
     dataset_key,
     dataset_name,
@@ -434,8 +433,7 @@ def ceiling_sentence(run: RunFacts) -> str:
     if "CEM" not in rows:
         return ""
     cem, le = rows["CEM"], rows.get("LE")
-    rows_auc = {m: run.metric(m, "auc") for m in MODELS if m.startswith("CEM")}
-    aucs = {m: float(r["estimate"]) for m, r in rows_auc.items() if r is not None}
+    aucs = run.internal_aucs("CEM")
     best = max(aucs, key=aucs.get) if aucs else None
     le_text = f" and {le.auc:.2f} ({le.ci_low:.2f}-{le.ci_high:.2f}) from LE alone" if le is not None else ""
     text = (f"A reader told where every finding is, measuring contrast and area, reaches a per-breast AUC of "

@@ -20,7 +20,15 @@ from typing import Any
 
 import pandas as pd
 
-from cemlib.core.vocab import DATASETS, FUSIONS, PAPER_INPUT_SIZE, dataset_key, model_label, model_name
+from cemlib.core.vocab import (
+    DATASETS,
+    FUSIONS,
+    MODELS,
+    PAPER_INPUT_SIZE,
+    dataset_key,
+    model_label,
+    model_name,
+)
 from cemlib.results import check
 
 #: The paper's main model and the model each external set is scored with (INbreast is FFDM: LE).
@@ -68,6 +76,11 @@ class RunFacts:
         rows = self.metrics[(self.metrics["model"] == model) & (self.metrics["metric"] == metric)
                             & (self.metrics["dataset"].map(lambda d: dataset_key(d) or d) == key)]
         return None if rows.empty else rows.iloc[0]
+
+    def internal_aucs(self, inputs: str) -> dict[str, float]:
+        """Internal test AUC of each model fed `inputs` ("CEM" or "LE") that this run scored."""
+        rows = {model: self.metric(model, "auc") for model in MODELS if model.startswith(inputs + " ")}
+        return {model: float(row["estimate"]) for model, row in rows.items() if row is not None}
 
     @property
     def threshold(self) -> float:
