@@ -102,6 +102,17 @@ def test_the_pointing_game_sits_beside_its_no_model_baselines(study_run):
     assert ((scored["random point baseline"] > 0) & (scored["random point baseline"] < 0.5)).all()
 
 
+def test_the_des_window_ablation_trains_both_rules_on_the_same_seeds(study_run):
+    root, _ = study_run
+    table = read_table(root, "des_window")
+    assert set(zip(table["rule"], table["role"], strict=True)) == {("image", "study"), ("exam", "ablation")}
+    assert sorted(set(table["model"])) == ["CEM mf_concat", "CEM none"] and set(table["seed"]) == {0}
+    assert table["auc"].between(0, 1).all() and (table["auc_low"] <= table["auc_high"]).all()
+    assert (root / "runs" / "des_window-exam" / "models" / "cem_mf_concat").is_dir()  # not the study's
+    page = (root / "reports" / "report.html").read_text()
+    assert "DES window rule" in page and "measured in this run" in page
+
+
 def test_counts_add_up(study_run):
     root, _ = study_run
     table2 = read_table(root, "table2_patient_classes")

@@ -187,6 +187,7 @@ class Settings(Section):
     seed: int = 0
     threads: int | None = None  # torch's CPU threads; float results depend on it (None: torch's default)
     replicates: int = 1  # train every model under seeds train.seed + 0 .. replicates - 1
+    des_window_ablation: str | None = None  # another DES window rule the CEM models also train under
     data: DataSettings = field(default_factory=DataSettings)
     external: dict[str, ExternalSettings] = field(default_factory=dict)
     preprocess: PreprocessSettingsSection = field(default_factory=PreprocessSettingsSection)

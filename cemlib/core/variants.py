@@ -8,8 +8,9 @@ short tag, and each output folder the changes can affect gets the tag as a suffi
 overrides give the same tag, so a rerun (or `cem check` with the same `--set`) finds the run again.
 
 Which folders a change affects:
-- runs and reports: every change, except `replicates`, which forks the report only (the extra seeds train
-  in runs/<profile>/replicates/<k>, replicate 0 is the study's own run);
+- runs and reports: every change, except `replicates` and `des_window_ablation`, which fork the report
+  only (the extra seeds train in runs/<profile>/replicates/<k>, replicate 0 is the study's own run; the
+  other DES rule's models in runs/<profile>/des_window-<rule>);
 - the internal cohort's manifest (data.manifest): a change of `data.*` or of `seed` (the split); its
   folder (data.root, when synthetic) only for a change of the cohort itself (`data.synth.*`,
   `data.dataset`): a real dataset's folder, or a cohort split anew, is only read;
@@ -36,8 +37,9 @@ NEUTRAL_KEYS = frozenset({"preprocess.workers", "train.workers", "train.progress
 #: The output folders that every change forks.
 RUN_FOLDERS = ("runs", "reports")
 #: Settings that add to a run without changing what it already trained: they fork the report only
-#: (replicate k >= 1 trains in runs/<profile>/replicates/<k>, replicate 0 is the study's own run).
-REPORT_ONLY_KEYS = frozenset({"replicates"})
+#: (replicate k >= 1 trains in runs/<profile>/replicates/<k>, replicate 0 is the study's own run; another
+#: DES window rule's models train in runs/<profile>/des_window-<rule>).
+REPORT_ONLY_KEYS = frozenset({"replicates", "des_window_ablation"})
 _EXTERNAL_ROOT = re.compile(r"external\.([^.]+)\.root")
 
 

@@ -56,15 +56,15 @@ def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
     for k, (fusion, inputs) in enumerate(models, start=1):
         tracking.note(f"occlusion: model {k} of {len(models)}, {model_label(fusion, inputs)}")
         checkpoint = train_model(cfg, fusion, inputs, manifest, cache)
-        rows.append(_occlusion_row(cfg, checkpoint, fusion, inputs, manifest, cache, threshold))
+        rows.append(occlusion_row(cfg, checkpoint, fusion, inputs, manifest, cache, threshold))
     table = pd.DataFrame(rows)
     results.write_table(table, tables_dir(cfg), "occlusion",
                         "Lesion occlusion of correctly called malignant breasts (internal test set)")
     return table
 
 
-def _occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest: Manifest,
-                   cache: TensorCache, threshold: float) -> dict[str, object]:
+def occlusion_row(cfg: Settings, checkpoint: Path, fusion: str, inputs: str, manifest: Manifest,
+                  cache: TensorCache, threshold: float = 0.5) -> dict[str, object]:
     """One model's occlusion numbers."""
     model = load_model(checkpoint)
     model.to(inference_device(cfg.device)).eval()

@@ -19,6 +19,7 @@ from cemlib.results.check import (
     run_sizes,
     verdict_summary,
 )
+from cemlib.study import window_rules
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,9 @@ def run_cli(args: argparse.Namespace) -> int:
         summary = make_reference(tables, reference, args.min_replicates, profile.name)
         print(f"cem check: wrote {reference} ({len(summary)} metrics, "
               f"{int(summary['n'].min())} to {int(summary['n'].max())} replicates)")
+        kept = window_rules.keep_as_reference(tables, profile.name) if args.reference is None else None
+        if kept is not None:
+            print(f"cem check: wrote {kept} (the run's DES window rule comparison)")
         return 0
     run, expected = run_metrics(tables), read_reference(reference)
     print(f"{tables} against {reference}")
