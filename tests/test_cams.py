@@ -80,7 +80,7 @@ def test_raw_low_resolution_map_equals_the_packages_before_resizing():
         grads = reference.activations_and_grads.gradients[0].numpy()
         expected = np.maximum(reference.get_cam_image(x, layer, None, acts, grads), 0)
     ours = gradcam_plusplus_raw(torch.from_numpy(acts), torch.from_numpy(grads)).numpy()
-    assert ours.shape == (2, 32, 16)  # the default layer keeps the paper's map size (see below)
+    assert ours.shape == (2, 64, 32)  # the default layer at 128 x 64: the second block (see below)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
 
 
@@ -200,9 +200,11 @@ def test_explain_exam_gives_probabilities_maps_and_a_figure(tmp_path):
     assert save_figure(fig, tmp_path / "exam.pdf")[0].stat().st_size > 1000
 
 
-@pytest.mark.parametrize("size", [(512, 256), (128, 64), (64, 32)])
-def test_default_layer_keeps_the_papers_map_resolution(size):
-    """At 512 x 256 the paper's layer (last block, 32 x 16); smaller inputs an earlier block of that size."""
+@pytest.mark.parametrize(("size", "expected"), [((512, 256), (32, 16)), ((1024, 512), (64, 32)),
+                                               ((128, 64), (64, 32)), ((64, 32), (32, 16))])
+def test_default_layer_is_the_papers_at_its_size_and_the_second_blocks_below(size, expected):
+    """At 512 x 256 the paper's layer (last block, 32 x 16); smaller inputs the second block (half the input),
+    the map that pointed at lesions on the smoke validation split; larger ones keep the paper's rule."""
     model = build_model("mf_concat", 2, width=0.0625, global_pool=True, head=(16, 8), input_size=size)
     encoder = model.encoder
     layer = default_target_layer(encoder)
@@ -211,9 +213,29 @@ def test_default_layer_keeps_the_papers_map_resolution(size):
     with torch.no_grad():
         encoder.eval()(torch.zeros(1, 2, *size))
     handle.remove()
-    assert shapes == [(32, 16)]
+    assert shapes == [expected]
+    relus = [m for m in encoder.features if isinstance(m, nn.ReLU)]
     if size == (512, 256):
-        assert layer is [m for m in encoder.features if isinstance(m, nn.ReLU)][-1]
+        assert layer is relus[-1]
+    if size == (128, 64):
+        assert layer is relus[3]  # two convolutions per block: the second block's last ReLU
+
+
+def test_randomised_copy_reinitialises_every_layer_and_leaves_the_model_and_rng_alone():
+    model = fusion_model("mf_concat", seed=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.random.get_rng_state()
+    control = cams.randomised_copy(model, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the trained model is untouched
+    weights = [k for k, v in control.state_dict().items() if k.endswith("weight") and v.dim() > 1]
+    assert weights and all(not torch.equal(control.state_dict()[k], before[k]) for k in weights)
+    bn_means = [k for k in before if k.endswith("running_mean")]
+    assert bn_means and all(torch.count_nonzero(control.state_dict()[k]) == 0 for k in bn_means)
+    again = cams.randomised_copy(model, seed=5)
+    assert all(torch.equal(again.state_dict()[k], control.state_dict()[k]) for k in weights)
+    assert not control.training
 
 
 def test_cam_figure_has_a_colour_bar_and_room_for_a_title_above_the_panels():

@@ -18,6 +18,7 @@ from cemlib.results import (
     check,
     checklist,
     claims,
+    faithfulness,
     history,
     narrative,
     presentation,
@@ -275,3 +276,26 @@ def test_a_replaced_reference_is_set_beside_this_run(cem_wins, tmp_path):
                                                                        "CEM mf_average", "CEM mf_concat")]
     assert "phantom v5 reference (5 seeds)" in text and "CEM 0.61-0.63 then" in text
     assert f"{min(cem_now):.2f}-{max(cem_now):.2f} here" in text and "LE 0.52-0.53 then" in text
+
+
+def _pointing(game: float, brightest: float, randomised: float = 0.06) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "LE mf_concat", "views scored": 0, "peak inside lesion": 0},
+                         {"model": "CEM mf_concat", "views scored": 50,
+                          "peak inside lesion": round(game * 50), "pointing game": game,
+                          "randomised weights": randomised, "brightest DES baseline": brightest,
+                          "random point baseline": 0.02}])
+
+
+def test_the_summary_says_where_the_main_model_looks_beside_its_controls(cem_wins):
+    assert faithfulness.looks_sentences(cem_wins) == []  # no maps in this run: nothing said
+    occlusion = pd.DataFrame([{"model": "CEM mf_concat", "breasts": 25, "mean_p": 0.78,
+                               "mean_p_occluded": 0.19, "drop": 0.59}])
+    above = dataclasses.replace(cem_wins, pointing=_pointing(0.96, 0.94), occlusion=occlusion)
+    text = " ".join(dict(narrative.summary(above))["Where the main model looks"])
+    assert "48 of 50 views" in text and "above the brightest DES point of the same views (0.94)" in text
+    assert "with its weights randomised in 0.06" in text and "a random point in 0.02" in text
+    assert "25 correctly called malignant breasts moves their mean probability from 0.78 to 0.19" in text
+    below = faithfulness.pointing_sentence(dataclasses.replace(cem_wins, pointing=_pointing(0.86, 0.94)))
+    assert "below the brightest DES point" in below
+    older = _pointing(0.86, 0.94).drop(columns="randomised weights")  # a table from before the control
+    assert "randomised" not in faithfulness.pointing_sentence(dataclasses.replace(cem_wins, pointing=older))

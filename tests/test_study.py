@@ -97,9 +97,10 @@ def test_the_journal_evaluation_has_its_tables_figures_and_checklist(study_run):
 def test_the_pointing_game_sits_beside_its_no_model_baselines(study_run):
     root, _ = study_run
     table = read_table(root, "pointing_game")
-    assert {"brightest DES baseline", "random point baseline"} <= set(table.columns)
+    assert {"randomised weights", "brightest DES baseline", "random point baseline"} <= set(table.columns)
     scored = table[table["views scored"] > 0]
     assert ((scored["random point baseline"] > 0) & (scored["random point baseline"] < 0.5)).all()
+    assert scored["randomised weights"].between(0, 1).all()
 
 
 def test_the_des_window_ablation_trains_both_rules_on_the_same_seeds(study_run):

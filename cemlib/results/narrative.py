@@ -24,7 +24,7 @@ from cemlib.core.vocab import (
     model_label,
     model_name,
 )
-from cemlib.results import history
+from cemlib.results import faithfulness, history
 from cemlib.results.claims import HOLDS, INCONCLUSIVE, load_reference
 from cemlib.results.runfacts import (
     EXTERNAL_MODELS,
@@ -353,6 +353,7 @@ def summary(run: RunFacts) -> list[tuple[str, list[str]]]:
         ("Headline results (95% CIs)", headline_results(run)),
         ("Models at chance and at the threshold", [s for s in calls if s]),
         ("The paper's claims", verdict_sentences(run)),
+        ("Where the main model looks", faithfulness.looks_sentences(run)),
         ("Check against the reference", [check_sentence(run), history.earlier_sentence(run)]),
         ("Replicates", [replicate_sentence(run)]),
     ]
@@ -558,7 +559,8 @@ def methods(notebook: str, run: RunFacts) -> str:
         return (f"Grad-CAM++ maps of each breast's malignancy score, min-max scaled per view, drawn over the "
                 f"DES image. Pointing game: unit the view of a correctly called malignant breast (score at "
                 f"least {run.threshold:g}) with a lesion mask; a hit when the map's peak lies inside the "
-                "lesion, beside two no-model baselines on the same views.")
+                "lesion, beside the same model with randomised weights and two no-model baselines on the "
+                "same views.")
     return ""
 
 

@@ -36,15 +36,21 @@ from cemlib.training import tracking
 
 
 def _explained_malignant_exams(cfg: Settings, checkpoint: Path, inputs: str, manifest: Manifest,
-                               cache: TensorCache, split: str | None):
-    """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks."""
+                               cache: TensorCache, split: str | None, randomised: bool = False):
+    """Yield (item, explanation) for every patient of a split with a malignant breast, with lesion masks;
+    with `randomised`, the explanation also holds the maps of the model with its weights re-initialised
+    ("randomised": one per view, for its own breast)."""
     model = load_model(checkpoint)
     model.to(inference_device(cfg.device)).eval()
+    control = cams.randomised_copy(model, cfg.seed) if randomised else None
     dataset = data.PatientDataset(manifest, cache, split, inputs=inputs, return_masks=True)
     for index in range(len(dataset)):
         item = dataset[index]
         if bool(item["y"].any()):
-            yield item, cams.explain_exam(model, item["x"])
+            explained = cams.explain_exam(model, item["x"])
+            if control is not None:
+                explained["randomised"] = cams.explain_exam(control, item["x"])["own"]
+            yield item, explained
 
 
 def occlusion_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
@@ -106,17 +112,19 @@ def pointing_game_table(cfg: Settings, threshold: float = 0.5) -> pd.DataFrame:
 
 
 def _pointing_rows(cfg: Settings, manifest: Manifest, cache: TensorCache, threshold: float) -> pd.DataFrame:
-    """One pointing-game row per input type (the mf_concat model of cfg's runs folder), beside two
-    no-model baselines on the same views: the brightest smoothed DES point of the breast, and a uniformly
-    random point in it."""
+    """One pointing-game row per input type (the mf_concat model of cfg's runs folder), beside the same
+    model's maps with its weights randomised (a map that still points there shows the image, not the
+    model) and two no-model baselines on the same views: the brightest smoothed DES point of the breast,
+    and a uniformly random point in it."""
     rows = []
     cem_items = data.PatientDataset(manifest, cache, "test", inputs="cem", return_masks=True)
     index = {patient_id: i for i, patient_id in enumerate(cem_items.patients)}
     for k, inputs in enumerate(INPUTS, start=1):
         tracking.note(f"pointing game: model {k} of {len(INPUTS)}, {model_label('mf_concat', inputs)}")
-        maps, masks, des, breasts = [], [], [], []
+        maps, controls, masks, des, breasts = [], [], [], [], []
         checkpoint = train_model(cfg, "mf_concat", inputs, manifest, cache)
-        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test"):
+        for item, explained in _explained_malignant_exams(cfg, checkpoint, inputs, manifest, cache, "test",
+                                                          randomised=True):
             cem_x = (item["x"] if inputs == "cem" else cem_items[index[item["patient_id"]]]["x"]).numpy()
             for k, side in enumerate(SIDES):
                 if int(item["y"][k]) != 1 or explained["scores"][side] < threshold:
@@ -125,26 +133,31 @@ def _pointing_rows(cfg: Settings, manifest: Manifest, cache: TensorCache, thresh
                     mask = item["mask"][v].numpy() > 0.5
                     if view.startswith(side) and mask.any():
                         maps.append(explained["own"][v])
+                        controls.append(explained["randomised"][v])
                         masks.append(mask)
                         des.append(cem_x[v, 1])
                         breasts.append(cem_x[v, 0] > 0)
-        rows.append(_pointing_row(model_label("mf_concat", inputs), maps, masks, des, breasts))
+        rows.append(_pointing_row(model_label("mf_concat", inputs), maps, controls, masks, des, breasts))
     return pd.DataFrame(rows)
 
 
-def _pointing_row(model: str, maps: list, masks: list, des: list, breasts: list) -> dict[str, object]:
-    """The pointing game of one model's maps and of the two baselines on the same views."""
+def _pointing_row(model: str, maps: list, controls: list, masks: list, des: list, breasts: list
+                  ) -> dict[str, object]:
+    """The pointing game of one model's maps, of its randomised-weights maps and of the two baselines on the
+    same views."""
     if not maps:
         return {"model": model, "views scored": 0, "peak inside lesion": 0, "pointing game": float("nan"),
-                "brightest DES baseline": float("nan"), "random point baseline": float("nan")}
-    hits = cams.pointing_hits(np.asarray(maps), np.asarray(masks))
-    brightest = cams.pointing_hits(cams.brightest_point_maps(np.asarray(des), np.asarray(breasts)),
-                                   np.asarray(masks))
+                "randomised weights": float("nan"), "brightest DES baseline": float("nan"),
+                "random point baseline": float("nan")}
+    masks = np.asarray(masks)
+    hits = cams.pointing_hits(np.asarray(maps), masks)
+    control = cams.pointing_hits(np.asarray(controls), masks)
+    brightest = cams.pointing_hits(cams.brightest_point_maps(np.asarray(des), np.asarray(breasts)), masks)
     return {"model": model, "views scored": len(hits), "peak inside lesion": int(hits.sum()),
             "pointing game": round(float(hits.mean()), 3),
+            "randomised weights": round(float(control.mean()), 3),
             "brightest DES baseline": round(float(brightest.mean()), 3),
-            "random point baseline": round(cams.random_point_hit_rate(np.asarray(breasts), np.asarray(masks)),
-                                           3)}
+            "random point baseline": round(cams.random_point_hit_rate(np.asarray(breasts), masks), 3)}
 
 
 def cam_figures(cfg: Settings, where: str = "internal", cases: int = 2) -> list:
