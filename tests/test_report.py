@@ -167,5 +167,38 @@ def test_the_summary_picture_is_the_report_page_it_names(tmp_path):
     first, second = (Image.open(page_picture(pdf, tmp_path / f"p{k}.png", page=k, width_px=600)).convert("L")
                      for k in (0, 1))
     assert first.size[0] == second.size[0] == 600 and first.size[1] > 800
-    dark = [sum(1 for v in image.getdata() if v < 128) for image in (first, second)]
+    dark = [int((np.asarray(image) < 128).sum()) for image in (first, second)]
     assert dark[1] > 3 * dark[0] > 0  # the summary page holds far more text than the title page
+
+
+def _png(width: int, height: int, seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(120, 40, (height, width, 3)), 0, 255).astype(np.uint8)  # a photo-like figure
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_pdf_prints_wide_figures_narrower_and_the_html_keeps_them(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    wide, narrow = _png(2400, 900, 0), _png(600, 300, 1)
+    page = "".join(f'<p><img src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+                   for png in (wide, narrow))
+    printed = report.print_figures(page)
+    sources = re.findall(r'src="data:image/(png|jpeg);base64,([^"]+)"', printed)
+    first = Image.open(io.BytesIO(base64.b64decode(sources[0][1])))
+    assert first.size == (report.PDF_FIGURE_WIDTH, 450) and len(base64.b64decode(sources[0][1])) < len(wide)
+    assert sources[1] == ("png", base64.b64encode(narrow).decode())  # narrow enough: untouched
+    html_path = tmp_path / "report.html"
+    html_path.write_text(f"<html><body>{page}</body></html>", encoding="utf-8")
+    pdf = report.html_to_pdf(html_path, tmp_path / "report.pdf")
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size < len(wide)
+    assert html_path.read_text(encoding="utf-8").count(base64.b64encode(wide).decode()) == 1

@@ -361,11 +361,51 @@ def report_html(profile: dict[str, Any], executed: list[Path], when: datetime | 
     )
 
 
+#: The PDF's figures: at most this many pixels wide (about 180 dpi across the page's text width), stored as
+#: JPEG of this quality where that is smaller than the PNG. WeasyPrint stores every PNG as full RGB, so
+#: the 300 dpi figures made the smoke report a 9 MB file; the HTML keeps the figures as they were drawn.
+PDF_FIGURE_WIDTH = 1200
+PDF_JPEG_QUALITY = 85
+_EMBEDDED_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def _print_figure(match: re.Match) -> str:
+    """One embedded PNG as the PDF stores it: narrowed to PDF_FIGURE_WIDTH, JPEG where that is smaller."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    original = base64.b64decode(match.group(1))
+    with Image.open(io.BytesIO(original)) as image:
+        if image.width <= PDF_FIGURE_WIDTH:
+            return match.group(0)
+        rgb = image.convert("RGB")
+    height = max(1, round(rgb.height * PDF_FIGURE_WIDTH / rgb.width))
+    narrow = rgb.resize((PDF_FIGURE_WIDTH, height), Image.Resampling.LANCZOS)
+    encoded = {}
+    for kind, options in (("png", {"optimize": True}), ("jpeg", {"quality": PDF_JPEG_QUALITY,
+                                                                   "optimize": True, "subsampling": 0})):
+        buffer = io.BytesIO()
+        narrow.save(buffer, format=kind.upper(), **options)
+        encoded[kind] = buffer.getvalue()
+    kind = min(encoded, key=lambda k: len(encoded[k]))
+    return f"data:image/{kind};base64," + base64.b64encode(encoded[kind]).decode("ascii")
+
+
+def print_figures(page: str) -> str:
+    """An HTML page with its embedded PNG figures as the PDF stores them (`_print_figure`)."""
+    return _EMBEDDED_PNG.sub(_print_figure, page)
+
+
 def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
-    """Render an HTML file to PDF with WeasyPrint (needs no browser and no LaTeX)."""
+    """Render an HTML file to PDF with WeasyPrint (needs no browser and no LaTeX), its figures narrowed
+    for print (`print_figures`)."""
     import weasyprint
 
-    atomic_write_bytes(pdf_path, weasyprint.HTML(filename=str(html_path)).write_pdf())
+    page = print_figures(Path(html_path).read_text(encoding="utf-8"))
+    document = weasyprint.HTML(string=page, base_url=str(Path(html_path).parent))
+    atomic_write_bytes(pdf_path, document.write_pdf())
     return pdf_path
 
 
