@@ -299,3 +299,26 @@ def test_the_summary_says_where_the_main_model_looks_beside_its_controls(cem_win
     assert "below the brightest DES point" in below
     older = _pointing(0.86, 0.94).drop(columns="randomised weights")  # a table from before the control
     assert "randomised" not in faithfulness.pointing_sentence(dataclasses.replace(cem_wins, pointing=older))
+
+
+def test_the_summary_sets_the_authors_des_window_beside_the_studys(cem_wins, tmp_path, monkeypatch):
+    rows = [(rule, role, "CEM mf_concat", seed, auc, drop)
+            for rule, role, aucs, drops in (("exam", "study", (0.73, 0.74), (0.55, 0.50)),
+                                            ("image", "ablation", (0.75, 0.62), (0.53, -0.02)))
+            for seed, auc, drop in zip((0, 1), aucs, drops, strict=True)]
+    table = pd.DataFrame(rows, columns=["rule", "role", "model", "seed", "auc", "drop"])
+    assert faithfulness.window_sentence(cem_wins) == ""  # no comparison: nothing said
+    text = faithfulness.window_sentence(dataclasses.replace(cem_wins, des_window=table))
+    assert text.startswith("DES window rule (this run, 2 training seeds): under the authors' per-image")
+    assert "averaged 0.69 (0.62-0.75) against 0.73 (0.73-0.74) under the exam-wide window" in text
+    assert "lower in 1 of 2 seeds" in text and "by less than 0.05 in 1 of 2 seeds" in text
+    # a run without the comparison shows its reference run's, and says so
+    tables = tmp_path / "reports" / "tables"
+    tables.mkdir(parents=True)
+    cem_wins.metrics.to_csv(tables / "metrics.csv", index=False)
+    kept = tmp_path / "des_window_smoke.csv"
+    table.to_csv(kept, index=False)
+    monkeypatch.setattr(check, "des_window_reference_path", lambda name: kept)
+    facts = runfacts.load_run(tmp_path / "reports", {"name": "smoke"}, reference=tmp_path / "none.csv")
+    assert facts.des_window_from_reference and len(facts.des_window) == 4
+    assert "(its replicated reference run, 2 training seeds)" in faithfulness.window_sentence(facts)

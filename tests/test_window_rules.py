@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cemlib.core.settings import load_profile
+from cemlib.results import faithfulness
 from cemlib.study import steps, window_rules
 
 
@@ -54,7 +55,7 @@ def per_seed_rows() -> pd.DataFrame:
 
 
 def test_summary_pairs_each_seed_with_the_studys_rule():
-    summary = window_rules.window_rule_summary(per_seed_rows()).set_index("rule")
+    summary = faithfulness.window_rule_summary(per_seed_rows()).set_index("rule")
     assert summary.loc["exam", "auc_minus_study"] == 0 and summary.loc["exam", "seeds_below_study"] == 0
     image = summary.loc["image"]
     assert image["seeds"] == 2 and image["auc_mean"] == pytest.approx(0.695)

@@ -284,6 +284,12 @@ def reference_path(profile_name: str) -> Path:
     return resource_dir(DATA_MANIFEST) / f"reference_{profile_name}.csv"
 
 
+def des_window_reference_path(profile_name: str) -> Path:
+    """data_manifest/des_window_<profile>.csv: the DES window rule comparison of the profile's reference run
+    (per rule, CEM model and training seed; cemlib.study.window_rules)."""
+    return resource_dir(DATA_MANIFEST) / f"des_window_{profile_name}.csv"
+
+
 #: Replaced references of a profile, kept to say what its results were (reference_<profile>_<what>.csv).
 EARLIER_FOLDER = "earlier"
 

@@ -15,6 +15,12 @@ CONTROLS = (("with its weights randomised", "randomised weights"),
             ("a random point", "random point baseline"))
 
 
+#: How the summary names each DES window rule (the profile's `preprocess.des_window` values).
+RULE_NAMES = {"image": "authors' per-image", "exam": "exam-wide", "fixed": "fixed"}
+#: Below this drop of the mean probability, covering the lesions did not move a model's calls.
+OCCLUSION_MOVES = 0.05
+
+
 def _row(table: pd.DataFrame | None, model: str) -> pd.Series | None:
     if table is None or "model" not in table:
         return None
@@ -51,6 +57,56 @@ def occlusion_sentence(run: RunFacts, model: str = MAIN_MODEL) -> str:
             f"their mean probability from {float(row['mean_p']):.2f} to {float(row['mean_p_occluded']):.2f}.")
 
 
+def window_sentence(run: RunFacts, model: str = MAIN_MODEL) -> str:
+    """The main model under the other DES window rule beside the study's, paired by seed ('' without it)."""
+    table = run.des_window
+    if table is None or table.empty or model not in set(table["model"]):
+        return ""
+    rows = table[table["model"] == model]
+    study, other = rows[rows["role"] == "study"], rows[rows["role"] == "ablation"]
+    if study.empty or other.empty:
+        return ""
+    summary = window_rule_summary(rows).set_index("role")
+    mine, theirs = summary.loc["study"], summary.loc["ablation"]
+    unmoved = int((other["drop"].fillna(0.0) < OCCLUSION_MOVES).sum())
+    where = "its replicated reference run" if run.des_window_from_reference else "this run"
+    own, alternative = _rule(study), _rule(other)
+    return (f"DES window rule ({where}, {_seeds(int(theirs['seeds']))}): under the {alternative} window the "
+            f"{model_label(model)} model's internal AUC averaged {theirs['auc_mean']:.2f} "
+            f"({theirs['auc_min']:.2f}-{theirs['auc_max']:.2f}) against {mine['auc_mean']:.2f} "
+            f"({mine['auc_min']:.2f}-{mine['auc_max']:.2f}) under the {own} window, lower in "
+            f"{int(theirs['seeds_below_study'])} of {int(theirs['seeds'])} seeds; covering the lesions of "
+            f"its called malignant breasts lowered their probability by {theirs['drop_mean']:.2f} on average "
+            f"(by less than {OCCLUSION_MOVES:g} in {unmoved} of {len(other)} seeds), against "
+            f"{mine['drop_mean']:.2f} under the {own} window.")
+
+
+def _rule(rows: pd.DataFrame) -> str:
+    return RULE_NAMES.get(str(rows["rule"].iloc[0]), str(rows["rule"].iloc[0]))
+
+
+def _seeds(count: int) -> str:
+    return f"{count} training seed" + ("" if count == 1 else "s")
+
+
 def looks_sentences(run: RunFacts) -> list[str]:
     """The summary's 'Where the model looks' block (empty without maps in the run)."""
-    return [s for s in (pointing_sentence(run), occlusion_sentence(run)) if s]
+    return [s for s in (pointing_sentence(run), occlusion_sentence(run), window_sentence(run)) if s]
+
+
+def window_rule_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Per model and rule over the seeds: AUC mean and range, occlusion drop mean and range, and against the
+    study's rule on the same seeds the mean AUC difference and the seeds in which this rule scores lower."""
+    if per_seed.empty:
+        return pd.DataFrame()
+    study = per_seed[per_seed["role"] == "study"].set_index(["model", "seed"])["auc"]
+    rows = []
+    for (model, rule, role), group in per_seed.groupby(["model", "rule", "role"], sort=False):
+        paired = group.set_index(["model", "seed"])["auc"] - study.reindex(group.set_index(["model", "seed"])
+                                                                          .index)
+        rows.append({"model": model, "rule": rule, "role": role, "seeds": len(group),
+                     "auc_mean": group["auc"].mean(), "auc_min": group["auc"].min(),
+                     "auc_max": group["auc"].max(), "drop_mean": group["drop"].mean(),
+                     "drop_min": group["drop"].min(), "drop_max": group["drop"].max(),
+                     "auc_minus_study": paired.mean(), "seeds_below_study": int((paired < 0).sum())})
+    return pd.DataFrame(rows).round(3)

@@ -67,6 +67,8 @@ class RunFacts:
     flow: pd.DataFrame | None = None
     ceiling: pd.DataFrame | None = None  # image_ceiling.csv: a reader told where every finding is
     earlier: tuple[tuple[str, pd.DataFrame], ...] = ()  # replaced references of the profile: (label, table)
+    des_window: pd.DataFrame | None = None  # des_window.csv: this run's DES window rule comparison, or
+    des_window_from_reference: bool = False  # its reference run's (data_manifest/des_window_<profile>.csv)
     ci_method: str = "clopper-pearson"
     level: float = 0.95
 
@@ -184,7 +186,11 @@ def load_run(reports: str | Path, profile: Mapping[str, Any] | None = None,
                                                  "image_ceiling")}
         | {"metrics": metrics}, profile=profile, training=training, check_outcome=outcome,
         replicate_count=count, seeds=tuple(int(base) + k for k in range(count)))
-    return replace(facts, earlier=tuple(check.earlier_references(name)))
+    des_window, from_reference = _read(tables, "des_window"), False
+    if des_window is None and name and check.des_window_reference_path(name).is_file():
+        des_window, from_reference = pd.read_csv(check.des_window_reference_path(name)), True
+    return replace(facts, earlier=tuple(check.earlier_references(name)), des_window=des_window,
+                   des_window_from_reference=from_reference)
 
 
 def facts_from_tables(tables: Mapping[str, pd.DataFrame | None], profile: Mapping[str, Any] | None = None,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cemlib.core.resources import DATA_MANIFEST, resource_dir
+from cemlib.core.resources import DATA_MANIFEST
 from cemlib.core.settings import Settings
 from cemlib.pixels.settings import DES_WINDOWS, PreprocessSettings
 from cemlib.results import build as results
-from cemlib.results import stats
+from cemlib.results import check, faithfulness, stats
 from cemlib.study import maps, prepare
 from cemlib.study.steps import (
     model_label,
@@ -94,27 +94,9 @@ def _model_row(run: Settings, fusion: str, manifest, cache) -> dict[str, object]
             "auc_high": round(auc.high, 3)}
 
 
-def window_rule_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Per model and rule over the seeds: AUC mean and range, occlusion drop mean and range, and against the
-    study's rule on the same seeds the mean AUC difference and the seeds in which this rule scores lower."""
-    if per_seed.empty:
-        return pd.DataFrame()
-    study = per_seed[per_seed["role"] == "study"].set_index(["model", "seed"])["auc"]
-    rows = []
-    for (model, rule, role), group in per_seed.groupby(["model", "rule", "role"], sort=False):
-        paired = group.set_index(["model", "seed"])["auc"] - study.reindex(group.set_index(["model", "seed"])
-                                                                          .index)
-        rows.append({"model": model, "rule": rule, "role": role, "seeds": len(group),
-                     "auc_mean": group["auc"].mean(), "auc_min": group["auc"].min(),
-                     "auc_max": group["auc"].max(), "drop_mean": group["drop"].mean(),
-                     "drop_min": group["drop"].min(), "drop_max": group["drop"].max(),
-                     "auc_minus_study": paired.mean(), "seeds_below_study": int((paired < 0).sum())})
-    return pd.DataFrame(rows).round(3)
-
-
 def reference_table_path(profile_name: str) -> Path:
     """data_manifest/des_window_<profile>.csv: the per-seed comparison of the profile's reference run."""
-    return resource_dir(DATA_MANIFEST) / f"{TABLE}_{profile_name}.csv"
+    return check.des_window_reference_path(profile_name)
 
 
 def keep_as_reference(tables: str | Path, profile_name: str) -> Path | None:
@@ -130,9 +112,9 @@ def keep_as_reference(tables: str | Path, profile_name: str) -> Path | None:
 def shown_comparison(cfg: Settings, table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """(summary, where it comes from): this run's comparison, else the one of the profile's reference run."""
     if not table.empty:
-        return window_rule_summary(table), "measured in this run"
+        return faithfulness.window_rule_summary(table), "measured in this run"
     path = reference_table_path(cfg.name)
     if not path.exists():
         return pd.DataFrame(), "not measured for this profile (set `des_window_ablation` to measure it)"
-    return (window_rule_summary(pd.read_csv(path)),
+    return (faithfulness.window_rule_summary(pd.read_csv(path)),
             f"not run here; measured by the profile's replicated reference run ({DATA_MANIFEST}/{path.name})")
